@@ -1,0 +1,237 @@
+//! Connecting to a node over mutual TLS, and the typed calls of the client API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tessera_proto::tessera_client::TesseraClient;
+use tessera_proto::*;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::error::{transport_hint, Error};
+
+/// Where and as whom to connect. Mirrors the CLI flags and the `TESSERA_*` environment.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// `host:port` of any node (or `https://host:port`).
+    pub address: String,
+    pub ca_cert: PathBuf,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Name to verify on the node's certificate, e.g. `node3`; defaults to the address host.
+    pub server_name: Option<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("address", &self.address)
+            .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key.as_ref().map(|_| "<path>"))
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: TesseraClient<Channel>,
+    address: String,
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl Client {
+    pub async fn connect(cfg: &ClientConfig) -> Result<Client, Error> {
+        let address = cfg.address.trim_start_matches("https://").to_string();
+        if address.is_empty() {
+            return Err(Error::Config(
+                "no node address: set --address or TESSERA_ADDR (e.g. 127.0.0.1:7101)".into(),
+            ));
+        }
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&cfg.ca_cert, "CA certificate")?));
+        match (&cfg.client_cert, &cfg.client_key) {
+            (Some(c), Some(k)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(c, "client certificate")?,
+                    read(k, "client key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "--client-cert and --client-key go together: set both or neither".into(),
+                ))
+            }
+        }
+        if let Some(name) = &cfg.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("https://{address}"))
+            .map_err(|e| Error::Config(format!("bad address {address:?}: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(cfg.timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| Error::Connect {
+            address: address.clone(),
+            message: transport_hint(&tonic::Status::from_error(Box::new(e))),
+        })?;
+        Ok(Client {
+            inner: TesseraClient::new(channel)
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+            address,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn err(&self, s: tonic::Status) -> Error {
+        Error::from_status(&self.address, s)
+    }
+
+    pub async fn status(&self) -> Result<StatusReply, Error> {
+        let r = self.inner.clone().status(Empty {}).await;
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    pub async fn who_am_i(&self) -> Result<WhoAmIReply, Error> {
+        let r = self.inner.clone().who_am_i(Empty {}).await;
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    pub async fn list_members(&self) -> Result<Vec<NodeEntry>, Error> {
+        let r = self.inner.clone().list_members(Empty {}).await;
+        r.map(|r| r.into_inner().members).map_err(|s| self.err(s))
+    }
+
+    pub async fn add_member(
+        &self,
+        id: u64,
+        address: &str,
+        region: &str,
+        voter: bool,
+    ) -> Result<u64, Error> {
+        let req = AddMemberRequest {
+            id,
+            address: address.into(),
+            region: region.into(),
+            voter,
+        };
+        let r = self.inner.clone().add_member(req).await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn remove_member(&self, id: u64) -> Result<u64, Error> {
+        let r = self
+            .inner
+            .clone()
+            .remove_member(RemoveMemberRequest { id })
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn write_group(&self, name: &str, members: Vec<String>) -> Result<u64, Error> {
+        let req = GroupWriteRequest {
+            name: name.into(),
+            members,
+        };
+        let r = self.inner.clone().write_group(req).await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn read_group(&self, name: &str) -> Result<Group, Error> {
+        let r = self
+            .inner
+            .clone()
+            .read_group(NameRequest { name: name.into() })
+            .await;
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        let r = self.inner.clone().list_groups(Empty {}).await;
+        r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<u64, Error> {
+        let r = self
+            .inner
+            .clone()
+            .delete_group(NameRequest { name: name.into() })
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn write_policy(&self, name: &str, text: &str) -> Result<u64, Error> {
+        let req = PolicyWriteRequest {
+            name: name.into(),
+            text: text.into(),
+        };
+        let r = self.inner.clone().write_policy(req).await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn read_policy(&self, name: &str) -> Result<PolicyReply, Error> {
+        let r = self
+            .inner
+            .clone()
+            .read_policy(NameRequest { name: name.into() })
+            .await;
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    pub async fn list_policies(&self) -> Result<Vec<String>, Error> {
+        let r = self.inner.clone().list_policies(Empty {}).await;
+        r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
+    }
+
+    pub async fn delete_policy(&self, name: &str) -> Result<u64, Error> {
+        let r = self
+            .inner
+            .clone()
+            .delete_policy(NameRequest { name: name.into() })
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    /// Attaches (or with `detach`, removes) a policy to exactly one of a group or an identity.
+    pub async fn attach_policy(
+        &self,
+        policy: &str,
+        group: Option<&str>,
+        identity: Option<&str>,
+        detach: bool,
+    ) -> Result<u64, Error> {
+        let req = PolicyAttachRequest {
+            policy: policy.into(),
+            group: group.unwrap_or_default().into(),
+            identity: identity.unwrap_or_default().into(),
+            detach,
+        };
+        let r = self.inner.clone().attach_policy(req).await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn snapshot_save(&self) -> Result<Vec<u8>, Error> {
+        let r = self.inner.clone().snapshot_save(Empty {}).await;
+        r.map(|r| r.into_inner().data).map_err(|s| self.err(s))
+    }
+
+    pub async fn snapshot_restore(&self, data: Vec<u8>) -> Result<u64, Error> {
+        let r = self
+            .inner
+            .clone()
+            .snapshot_restore(SnapshotData { data })
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+}

@@ -1,0 +1,11 @@
+//! Tessera's Rust SDK: one mutually authenticated gRPC connection to a node, and typed calls.
+//!
+//! The SDK never needs RocksDB or the node crate; it is what applications embed. Errors are
+//! turned into `Error` values whose messages say what went wrong and what to do.
+
+mod connect;
+mod error;
+
+pub use connect::{Client, ClientConfig};
+pub use error::Error;
+pub use tessera_proto as proto;

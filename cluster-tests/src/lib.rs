@@ -1,0 +1,405 @@
+//! A harness that runs real Tessera clusters: `tessera operator init` into a temporary
+//! directory, one `tessera server` process per node on its own 127.0.0.x address, and the
+//! `tessera` CLI (or the SDK) to drive them. Nothing is mocked: Raft, RocksDB, TLS and the
+//! network are the ones users run.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `tessera` binary under test: `TESSERA_BIN`, or the one cargo built next to this test.
+pub fn tessera_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TESSERA_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/tessera
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("tessera");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --bin tessera) or set TESSERA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub config: PathBuf,
+    pub api_addr: String,
+    pub metrics_addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    pub host: String,
+    pub nodes: Vec<NodeProc>,
+}
+
+/// Options for `Cluster::init`.
+pub struct Opts<'a> {
+    pub nodes: u64,
+    pub regions: &'a str,
+    pub snapshot_every: Option<u64>,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            regions: "a,b,c",
+            snapshot_every: None,
+        }
+    }
+}
+
+/// A loopback address and base port with every port the cluster needs free.
+fn free_host_and_base(nodes: u64) -> (String, u16) {
+    for _ in 0..200 {
+        let host = format!(
+            "127.0.{}.{}",
+            rand08::random::<u8>() % 200 + 1,
+            rand08::random::<u8>() % 250 + 2
+        );
+        let base: u16 = 20000 + (rand08::random::<u16>() % 300) * 100;
+        let ports = (1..=nodes).flat_map(|i| [base + i as u16, base + 100 + i as u16]);
+        let all_free = ports
+            .into_iter()
+            .all(|p| TcpListener::bind((host.as_str(), p)).is_ok());
+        if all_free {
+            return (host, base);
+        }
+    }
+    panic!("no free loopback ports found");
+}
+
+impl Cluster {
+    /// Initializes (does not start) a cluster in a fresh temporary directory.
+    pub fn init(o: Opts) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("tessera-test-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let (host, base) = free_host_and_base(o.nodes);
+        let mut args = vec![
+            "operator".to_string(),
+            "init".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--nodes".into(),
+            o.nodes.to_string(),
+            "--regions".into(),
+            o.regions.into(),
+            "--host".into(),
+            host.clone(),
+            "--base-port".into(),
+            base.to_string(),
+        ];
+        if let Some(n) = o.snapshot_every {
+            args.push("--snapshot-every".into());
+            args.push(n.to_string());
+        }
+        let out = Command::new(tessera_bin())
+            .args(&args)
+            .output()
+            .expect("run tessera operator init");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nodes = (1..=o.nodes)
+            .map(|id| NodeProc {
+                id,
+                config: dir.join(format!("node{id}.toml")),
+                api_addr: format!("{host}:{}", base as u64 + id),
+                metrics_addr: format!("{host}:{}", base as u64 + 100 + id),
+                data_dir: dir.join(format!("node{id}")),
+                log: dir.join(format!("node{id}.log")),
+                child: None,
+            })
+            .collect();
+        Cluster {
+            dir,
+            _tmp: tmp,
+            host,
+            nodes,
+        }
+    }
+
+    /// Initializes and starts every node, then waits for a leader.
+    pub fn start(o: Opts) -> Cluster {
+        let mut c = Cluster::init(o);
+        for id in 1..=c.nodes.len() as u64 {
+            c.start_node(id);
+        }
+        c.wait_leader(Duration::from_secs(30));
+        c
+    }
+
+    /// Registers a node whose config `tessera operator node-config` wrote (not started).
+    pub fn add_node(&mut self, id: u64) {
+        let config = self.dir.join(format!("node{id}.toml"));
+        let text = std::fs::read_to_string(&config).expect("node config");
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("{k} missing in {}", config.display()))
+                .to_string()
+        };
+        self.nodes.push(NodeProc {
+            id,
+            api_addr: field("api_addr"),
+            metrics_addr: field("metrics_addr"),
+            data_dir: self.dir.join(format!("node{id}")),
+            log: self.dir.join(format!("node{id}.log")),
+            config,
+            child: None,
+        });
+        assert_eq!(self.nodes.len() as u64, id, "nodes are numbered 1..=n");
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProc {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let n = &mut self.nodes[(id - 1) as usize];
+        assert!(n.child.is_none(), "node {id} already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("node log");
+        let child = Command::new(tessera_bin())
+            .args(["server", "--config"])
+            .arg(&n.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tessera server");
+        n.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what was already synced.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match &mut self.nodes[(id - 1) as usize].child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Environment for the CLI as `identity` (whose cert/key are in the cluster dir), talking
+    /// to node `via`.
+    pub fn cli_as(&self, identity: &str, via: u64, args: &[&str]) -> Output {
+        Command::new(tessera_bin())
+            .args(args)
+            .env("TESSERA_ADDR", &self.node(via).api_addr)
+            .env("TESSERA_CACERT", self.dir.join("ca.crt"))
+            .env(
+                "TESSERA_CLIENT_CERT",
+                self.dir.join(format!("{identity}.crt")),
+            )
+            .env(
+                "TESSERA_CLIENT_KEY",
+                self.dir.join(format!("{identity}.key")),
+            )
+            .env_remove("TESSERA_TLS_SERVER_NAME")
+            .output()
+            .expect("run tessera")
+    }
+
+    /// The CLI as the admin created by init, through node `via`.
+    pub fn cli(&self, via: u64, args: &[&str]) -> Output {
+        self.cli_as("admin", via, args)
+    }
+
+    /// Runs a CLI command with `--format json` that must succeed, and parses its output.
+    pub fn json(&self, via: u64, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        let out = self.cli(via, &a);
+        assert!(
+            out.status.success(),
+            "tessera {args:?} via node {via} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    /// `tessera status --format json` through `via`, or None if it failed.
+    pub fn status(&self, via: u64) -> Option<Value> {
+        let out = self.cli(via, &["status", "--format", "json", "--timeout", "5"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until some running node reports a leader that every reachable node agrees on.
+    pub fn wait_leader(&mut self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<u64> = (1..=self.nodes.len() as u64)
+                .filter(|id| self.is_running(*id))
+                .collect();
+            for id in &running {
+                if let Some(s) = self.status(*id) {
+                    if let Some(l) = s["leader"].as_u64() {
+                        if running.contains(&l) {
+                            return l;
+                        }
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {timeout:?}; logs in {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Issues a client certificate for `name` (files in the cluster dir).
+    pub fn client_cert(&self, name: &str) {
+        let out = Command::new(tessera_bin())
+            .args(["operator", "client-cert", name, "--dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("client-cert");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Fetches `/metrics` from node `id` with a plain HTTP/1.1 GET.
+    pub fn metrics(&self, id: u64) -> String {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(&self.node(id).metrics_addr).expect("metrics port");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).expect("read metrics");
+        let (head, body) = buf.split_once("\r\n\r\n").expect("http response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    }
+
+    /// One metric's value (first series whose line starts with `name`, labels included).
+    pub fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        self.metrics(id)
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// An SDK client for node `via` as `identity`.
+    pub async fn sdk(&self, identity: &str, via: u64) -> tessera_client::Client {
+        let cfg = tessera_client::ClientConfig {
+            address: self.node(via).api_addr.clone(),
+            ca_cert: self.dir.join("ca.crt"),
+            client_cert: Some(self.dir.join(format!("{identity}.crt"))),
+            client_key: Some(self.dir.join(format!("{identity}.key"))),
+            server_name: None,
+            timeout: Duration::from_secs(15),
+        };
+        tessera_client::Client::connect(&cfg)
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            // Keep the evidence: print the tail of each node's log.
+            for n in &self.nodes {
+                if let Ok(log) = std::fs::read_to_string(&n.log) {
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    eprintln!("---- node{} log (last lines) ----", n.id);
+                    for l in tail.into_iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asserts a CLI call succeeded, showing stderr if not.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a CLI call failed, returning its stderr.
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "command unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A policy that grants read on one path prefix.
+pub fn simple_policy(prefix: &str) -> String {
+    format!("path \"{prefix}\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n")
+}

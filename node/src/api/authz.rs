@@ -1,0 +1,39 @@
+//! Authorization on the serving node: an identity's policies (direct, through groups, and the
+//! built-in root policy for the configured root identities) checked against a path and a
+//! capability. Each node decides on its own from its own replicated copy (law 2).
+
+use tonic::Status;
+
+use crate::node::Node;
+use crate::policy::{allowed, Capability, Policy};
+use crate::state::ROOT_POLICY;
+
+pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Result<(), Status> {
+    if node.config.root_identities.iter().any(|r| r == identity) {
+        return Ok(());
+    }
+    let st = node.state.read().expect("state lock");
+    let names = st.model.policies_of(identity);
+    if names.contains(ROOT_POLICY) {
+        return Ok(());
+    }
+    let parsed: Vec<Policy> = names
+        .iter()
+        .filter_map(|n| st.model.policies.get(n))
+        .filter_map(|text| Policy::parse(text).ok())
+        .collect();
+    let refs: Vec<&Policy> = parsed.iter().collect();
+    if allowed(&refs, path, cap) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "permission denied: identity {identity:?} may not {} {path:?} (policies: {})",
+            cap.as_str(),
+            if names.is_empty() {
+                "none attached".to_string()
+            } else {
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        )))
+    }
+}

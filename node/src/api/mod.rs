@@ -1,0 +1,510 @@
+//! The client API (`Tessera` gRPC service). Every call goes through `Api::run`, which takes the
+//! caller's identity from its verified certificate, lets the handler authorize and act, then
+//! writes the audit line (fsynced) before any answer leaves the node, and records metrics.
+
+mod authz;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_proto::tessera_server::Tessera;
+use tessera_proto::*;
+use tonic::{Code, Request, Response, Status};
+
+use crate::audit::AuditRecord;
+use crate::node::{LeaderOp, Node};
+use crate::policy::{Capability, Policy};
+use crate::raft::NodeInfo;
+use crate::state::{validate_name, AttachTarget, Command, Model, Op};
+use crate::tls::peer_identity;
+
+pub use authz::authorize;
+
+pub struct Api {
+    node: Arc<Node>,
+}
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Identity → handler → audit → metrics. The handler's result is released only after its
+    /// audit line is durable; if the audit log cannot be written the caller gets an error.
+    async fn run<T, R, F, Fut>(
+        &self,
+        req: Request<T>,
+        operation: &'static str,
+        path: String,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(String, T) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        let started = Instant::now();
+        let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = peer_identity(&req);
+        let identity = peer
+            .as_ref()
+            .map(|p| p.common_name.clone())
+            .unwrap_or_default();
+        let result = match peer {
+            Ok(p) => handler(p.common_name, req.into_inner()).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
+                "denied"
+            }
+            Err(_) => "error",
+        };
+        let record = AuditRecord {
+            time: String::new(),
+            request_id: format!("{:032x}", rand08::random::<u128>()),
+            identity,
+            operation: operation.to_string(),
+            path,
+            outcome: outcome.to_string(),
+            remote_addr,
+            error: result.as_ref().err().map(|s| s.message().to_string()),
+        };
+        let audited = self.node.audit(record).await;
+        let outcome = if audited.is_err() {
+            "audit_failed"
+        } else {
+            outcome
+        };
+        self.node
+            .metrics
+            .observe(operation, outcome, started.elapsed());
+        audited?;
+        result.map(Response::new)
+    }
+
+    fn authorize(&self, identity: &str, path: &str, cap: Capability) -> Result<(), Status> {
+        authorize(&self.node, identity, path, cap)
+    }
+
+    fn model(&self) -> Model {
+        self.node.state.read().expect("state lock").model.clone()
+    }
+
+    async fn submit(&self, identity: String, op: Op) -> Result<WriteReply, Status> {
+        // Precise errors before anything reaches the log; apply checks again on every node.
+        self.model().check(&op).map_err(Status::invalid_argument)?;
+        let index = self
+            .node
+            .on_leader(LeaderOp::Command(Command { by: identity, op }))
+            .await?;
+        Ok(WriteReply { index })
+    }
+
+    fn members(&self) -> Vec<NodeEntry> {
+        let m = self.node.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| NodeEntry {
+                id: *id,
+                address: n.addr.clone(),
+                region: n.region.clone(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .into(),
+                reachable: false,
+                last_applied: 0,
+                state: String::new(),
+            })
+            .collect()
+    }
+}
+
+fn name_arg(kind: &str, name: &str) -> Result<(), Status> {
+    validate_name(kind, name).map_err(Status::invalid_argument)
+}
+
+#[tonic::async_trait]
+impl Tessera for Api {
+    async fn status(&self, req: Request<Empty>) -> Result<Response<StatusReply>, Status> {
+        self.run(req, "status", "sys/status".into(), |id, _| async move {
+            self.authorize(&id, "sys/status", Capability::Read)?;
+            let me = self.node.local_status().await;
+            let mut nodes = self.members();
+            let probes = nodes.iter().map(|n| {
+                let node = self.node.clone();
+                let (nid, addr) = (n.id, n.address.clone());
+                async move {
+                    if nid == node.id {
+                        return Some(node.local_status().await);
+                    }
+                    let mut c = node.peers.client(nid, &addr).ok()?;
+                    tokio::time::timeout(Duration::from_millis(1500), c.node_status(Empty {}))
+                        .await
+                        .ok()?
+                        .ok()
+                        .map(|r| r.into_inner())
+                }
+            });
+            let reports = futures::future::join_all(probes).await;
+            let mut leader_view = None;
+            for (n, r) in nodes.iter_mut().zip(reports) {
+                match r {
+                    Some(r) => {
+                        n.reachable = true;
+                        n.last_applied = r.last_applied;
+                        n.state = r.state.clone();
+                        if r.leader == Some(r.id) {
+                            leader_view = Some(r);
+                        }
+                    }
+                    None => n.state = "unreachable".into(),
+                }
+            }
+            let view = leader_view.unwrap_or(me.clone());
+            Ok(StatusReply {
+                leader: view.leader,
+                term: view.term,
+                commit_index: view.committed,
+                nodes,
+                cluster_id: self.node.config.cluster_id.clone(),
+                served_by: self.node.id,
+            })
+        })
+        .await
+    }
+
+    async fn who_am_i(&self, req: Request<Empty>) -> Result<Response<WhoAmIReply>, Status> {
+        self.run(req, "whoami", String::new(), |id, _| async move {
+            let model = self.model();
+            let mut policies: Vec<String> = model.policies_of(&id).into_iter().collect();
+            if self.node.config.root_identities.contains(&id) {
+                policies.insert(0, crate::state::ROOT_POLICY.into());
+            }
+            Ok(WhoAmIReply {
+                groups: model.groups_of(&id),
+                identity: id,
+                policies,
+            })
+        })
+        .await
+    }
+
+    async fn list_members(&self, req: Request<Empty>) -> Result<Response<MembersReply>, Status> {
+        self.run(
+            req,
+            "members.list",
+            "sys/members".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/members", Capability::Read)?;
+                self.node.linearizable().await?;
+                Ok(MembersReply {
+                    members: self.members(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<AddMemberRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            "members.add",
+            "sys/members".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/members", Capability::Admin)?;
+                if r.id == 0 {
+                    return Err(Status::invalid_argument("--id must be 1 or more"));
+                }
+                if r.address.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(Status::invalid_argument(format!(
+                        "--address {:?} must be host:port with an IP host, e.g. 127.0.0.1:7106",
+                        r.address
+                    )));
+                }
+                name_arg("region", &r.region)?;
+                if self.members().iter().any(|m| m.id == r.id) {
+                    return Err(Status::already_exists(format!(
+                        "node {} is already a member",
+                        r.id
+                    )));
+                }
+                let node = NodeInfo {
+                    addr: r.address,
+                    region: r.region,
+                };
+                let mut index = self
+                    .node
+                    .on_leader(LeaderOp::AddLearner { id: r.id, node })
+                    .await?;
+                if r.voter {
+                    index = self.node.on_leader(LeaderOp::AddVoter { id: r.id }).await?;
+                }
+                Ok(WriteReply { index })
+            },
+        )
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<RemoveMemberRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            "members.remove",
+            "sys/members".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/members", Capability::Admin)?;
+                if !self.members().iter().any(|m| m.id == r.id) {
+                    return Err(Status::not_found(format!("node {} is not a member", r.id)));
+                }
+                let index = self.node.on_leader(LeaderOp::Remove { id: r.id }).await?;
+                Ok(WriteReply { index })
+            },
+        )
+        .await
+    }
+
+    async fn write_group(
+        &self,
+        req: Request<GroupWriteRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(req, "group.write", path.clone(), |id, r| async move {
+            name_arg("group", &r.name)?;
+            let exists = self.model().groups.contains_key(&r.name);
+            let cap = if exists {
+                Capability::Update
+            } else {
+                Capability::Create
+            };
+            self.authorize(&id, &path, cap)?;
+            let op = Op::PutGroup {
+                name: r.name,
+                members: r.members.into_iter().collect(),
+            };
+            self.submit(id, op).await
+        })
+        .await
+    }
+
+    async fn read_group(&self, req: Request<NameRequest>) -> Result<Response<Group>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(req, "group.read", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Read)?;
+            self.node.linearizable().await?;
+            let model = self.model();
+            let members = model
+                .groups
+                .get(&r.name)
+                .ok_or_else(|| Status::not_found(format!("group {:?} does not exist", r.name)))?;
+            Ok(Group {
+                members: members.iter().cloned().collect(),
+                policies: model
+                    .group_policies
+                    .get(&r.name)
+                    .map(|p| p.iter().cloned().collect())
+                    .unwrap_or_default(),
+                name: r.name,
+            })
+        })
+        .await
+    }
+
+    async fn list_groups(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
+        self.run(req, "group.list", "sys/groups".into(), |id, _| async move {
+            self.authorize(&id, "sys/groups", Capability::List)?;
+            self.node.linearizable().await?;
+            Ok(ListReply {
+                names: self.model().groups.keys().cloned().collect(),
+            })
+        })
+        .await
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(req, "group.delete", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Delete)?;
+            self.submit(id, Op::DeleteGroup { name: r.name }).await
+        })
+        .await
+    }
+
+    async fn write_policy(
+        &self,
+        req: Request<PolicyWriteRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(req, "policy.write", path.clone(), |id, r| async move {
+            name_arg("policy", &r.name)?;
+            let exists = self.model().policies.contains_key(&r.name);
+            let cap = if exists {
+                Capability::Update
+            } else {
+                Capability::Create
+            };
+            self.authorize(&id, &path, cap)?;
+            Policy::parse(&r.text)
+                .map_err(|e| Status::invalid_argument(format!("policy {:?}: {e}", r.name)))?;
+            self.submit(
+                id,
+                Op::PutPolicy {
+                    name: r.name,
+                    text: r.text,
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn read_policy(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<PolicyReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(req, "policy.read", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Read)?;
+            self.node.linearizable().await?;
+            let text = if r.name == crate::state::ROOT_POLICY {
+                "# built in: every capability on every path\npath \"*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"]\n}\n".to_string()
+            } else {
+                self.model()
+                    .policies
+                    .get(&r.name)
+                    .cloned()
+                    .ok_or_else(|| Status::not_found(format!("policy {:?} does not exist", r.name)))?
+            };
+            Ok(PolicyReply { name: r.name, text })
+        })
+        .await
+    }
+
+    async fn list_policies(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
+        self.run(
+            req,
+            "policy.list",
+            "sys/policies".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/policies", Capability::List)?;
+                self.node.linearizable().await?;
+                let mut names = vec![crate::state::ROOT_POLICY.to_string()];
+                names.extend(self.model().policies.keys().cloned());
+                Ok(ListReply { names })
+            },
+        )
+        .await
+    }
+
+    async fn delete_policy(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(req, "policy.delete", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Delete)?;
+            self.submit(id, Op::DeletePolicy { name: r.name }).await
+        })
+        .await
+    }
+
+    async fn attach_policy(
+        &self,
+        req: Request<PolicyAttachRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().policy);
+        self.run(req, "policy.attach", path.clone(), |id, r| async move {
+            // Granting a policy is granting its power: it takes `admin` on the policy.
+            self.authorize(&id, &path, Capability::Admin)?;
+            let target = match (r.group.is_empty(), r.identity.is_empty()) {
+                (false, true) => AttachTarget::Group(r.group),
+                (true, false) => AttachTarget::Identity(r.identity),
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "name exactly one of --group or --identity",
+                    ))
+                }
+            };
+            self.submit(
+                id,
+                Op::Attach {
+                    policy: r.policy,
+                    target,
+                    detach: r.detach,
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn snapshot_save(&self, req: Request<Empty>) -> Result<Response<SnapshotData>, Status> {
+        self.run(
+            req,
+            "snapshot.save",
+            "sys/snapshot".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/snapshot", Capability::Admin)?;
+                self.node.linearizable().await?;
+                let data = serde_json::to_vec_pretty(&SnapshotFile {
+                    format: SNAPSHOT_FORMAT.into(),
+                    cluster_id: self.node.config.cluster_id.clone(),
+                    model: self.model(),
+                })
+                .map_err(|e| Status::internal(e.to_string()))?;
+                Ok(SnapshotData { data })
+            },
+        )
+        .await
+    }
+
+    async fn snapshot_restore(
+        &self,
+        req: Request<SnapshotData>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            "snapshot.restore",
+            "sys/snapshot".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/snapshot", Capability::Admin)?;
+                let file: SnapshotFile = serde_json::from_slice(&r.data).map_err(|e| {
+                    Status::invalid_argument(format!("not a Tessera snapshot file: {e}"))
+                })?;
+                if file.format != SNAPSHOT_FORMAT {
+                    return Err(Status::invalid_argument(format!(
+                        "snapshot format {:?} is not supported (expected {SNAPSHOT_FORMAT:?})",
+                        file.format
+                    )));
+                }
+                self.submit(id, Op::Restore { model: file.model }).await
+            },
+        )
+        .await
+    }
+}
+
+const SNAPSHOT_FORMAT: &str = "tessera-snapshot-v1";
+
+/// What `tessera operator snapshot save` writes: the replicated data model (no membership, no
+/// secrets: only public metadata lives in the model).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotFile {
+    format: String,
+    cluster_id: String,
+    model: Model,
+}

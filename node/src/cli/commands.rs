@@ -1,0 +1,267 @@
+//! Client commands: each one call (or a few) through the SDK, printed as a table or JSON.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::json;
+use tessera_client::proto::NodeEntry;
+use tessera_client::Client;
+
+use super::output::{pairs, table, Out};
+use super::{Cmd, Failure, GroupCmd, MembersCmd, OperatorCmd, PolicyCmd, SnapshotCmd};
+use crate::raft::node_dns_name;
+
+fn written(out: Out, index: u64, what: String) {
+    out.emit(json!({ "index": index }), || {
+        println!("Success! {what} (log index {index})")
+    });
+}
+
+fn node_rows(nodes: &[NodeEntry], leader: Option<u64>, with_health: bool) -> Vec<Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                node_dns_name(n.id),
+                n.address.clone(),
+                n.region.clone(),
+                if leader == Some(n.id) {
+                    format!("{} (leader)", n.role)
+                } else {
+                    n.role.clone()
+                },
+            ];
+            if with_health {
+                row.push(if n.reachable {
+                    "yes".into()
+                } else {
+                    "no".into()
+                });
+                row.push(if n.reachable {
+                    n.last_applied.to_string()
+                } else {
+                    "-".into()
+                });
+            }
+            row
+        })
+        .collect()
+}
+
+fn node_json(n: &NodeEntry) -> serde_json::Value {
+    json!({
+        "id": n.id, "name": node_dns_name(n.id), "address": n.address, "region": n.region,
+        "role": n.role, "reachable": n.reachable, "last_applied": n.last_applied, "state": n.state,
+    })
+}
+
+pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
+    match cmd {
+        Cmd::Status => {
+            let s = c.status().await?;
+            out.emit(
+                json!({
+                    "cluster_id": s.cluster_id, "leader": s.leader, "term": s.term,
+                    "commit_index": s.commit_index, "served_by": s.served_by,
+                    "nodes": s.nodes.iter().map(node_json).collect::<Vec<_>>(),
+                }),
+                || {
+                    pairs(&[
+                        ("cluster", s.cluster_id.clone()),
+                        (
+                            "leader",
+                            s.leader.map(node_dns_name).unwrap_or_else(|| "none".into()),
+                        ),
+                        ("term", s.term.to_string()),
+                        ("commit index", s.commit_index.to_string()),
+                    ]);
+                    println!();
+                    table(
+                        &["ID", "ADDRESS", "REGION", "ROLE", "REACHABLE", "APPLIED"],
+                        &node_rows(&s.nodes, s.leader, true),
+                    );
+                },
+            );
+        }
+        Cmd::Whoami => {
+            let w = c.who_am_i().await?;
+            out.emit(
+                json!({ "identity": w.identity, "policies": w.policies, "groups": w.groups }),
+                || {
+                    pairs(&[
+                        ("identity", w.identity.clone()),
+                        ("policies", w.policies.join(", ")),
+                        ("groups", w.groups.join(", ")),
+                    ])
+                },
+            );
+        }
+        Cmd::Operator { cmd } => match cmd {
+            OperatorCmd::Members { cmd } => match cmd.unwrap_or(MembersCmd::List) {
+                MembersCmd::List => {
+                    let m = c.list_members().await?;
+                    out.emit(json!(m.iter().map(node_json).collect::<Vec<_>>()), || {
+                        table(
+                            &["ID", "ADDRESS", "REGION", "ROLE"],
+                            &node_rows(&m, None, false),
+                        )
+                    });
+                }
+                MembersCmd::Add {
+                    id,
+                    address,
+                    region,
+                    learner,
+                } => {
+                    let i = c.add_member(id, &address, &region, !learner).await?;
+                    let role = if learner { "learner" } else { "voter" };
+                    written(out, i, format!("Added {} as a {role}", node_dns_name(id)));
+                }
+                MembersCmd::Remove { id } => {
+                    let i = c.remove_member(id).await?;
+                    written(out, i, format!("Removed {}", node_dns_name(id)));
+                }
+            },
+            OperatorCmd::Snapshot { cmd } => match cmd {
+                SnapshotCmd::Save { file } => {
+                    let data = c.snapshot_save().await?;
+                    std::fs::write(&file, &data).map_err(|e| Failure {
+                        message: format!("cannot write {}: {e}", file.display()),
+                        code: 1,
+                    })?;
+                    out.emit(json!({ "file": file, "bytes": data.len() }), || {
+                        println!(
+                            "Saved snapshot to {} ({} bytes)",
+                            file.display(),
+                            data.len()
+                        )
+                    });
+                }
+                SnapshotCmd::Restore { file } => {
+                    let data = std::fs::read(&file).map_err(|e| Failure {
+                        message: format!("cannot read {}: {e}", file.display()),
+                        code: 1,
+                    })?;
+                    let i = c.snapshot_restore(data).await?;
+                    written(out, i, format!("Restored snapshot {}", file.display()));
+                }
+            },
+            OperatorCmd::Init(_)
+            | OperatorCmd::ClientCert { .. }
+            | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
+        },
+        Cmd::Group { cmd } => match cmd {
+            GroupCmd::Write { name, members } => {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect();
+                let i = c.write_group(&name, members).await?;
+                written(out, i, format!("Wrote group {name}"));
+            }
+            GroupCmd::Read { name } => {
+                let g = c.read_group(&name).await?;
+                out.emit(
+                    json!({ "name": g.name, "members": g.members, "policies": g.policies }),
+                    || {
+                        pairs(&[
+                            ("name", g.name.clone()),
+                            ("members", g.members.join(", ")),
+                            ("policies", g.policies.join(", ")),
+                        ])
+                    },
+                );
+            }
+            GroupCmd::List => list(out, c.list_groups().await?),
+            GroupCmd::Delete { name } => {
+                let i = c.delete_group(&name).await?;
+                written(out, i, format!("Deleted group {name}"));
+            }
+        },
+        Cmd::Policy { cmd } => match cmd {
+            PolicyCmd::Write { name, file } => {
+                let text = read_source(&file)?;
+                let i = c.write_policy(&name, &text).await?;
+                written(out, i, format!("Uploaded policy {name}"));
+            }
+            PolicyCmd::Read { name } => {
+                let p = c.read_policy(&name).await?;
+                out.emit(json!({ "name": p.name, "policy": p.text }), || {
+                    print!("{}", p.text);
+                    if !p.text.ends_with('\n') {
+                        println!();
+                    }
+                });
+            }
+            PolicyCmd::List => list(out, c.list_policies().await?),
+            PolicyCmd::Delete { name } => {
+                let i = c.delete_policy(&name).await?;
+                written(out, i, format!("Deleted policy {name}"));
+            }
+            PolicyCmd::Attach {
+                name,
+                group,
+                identity,
+                detach,
+            } => {
+                let i = c
+                    .attach_policy(&name, group.as_deref(), identity.as_deref(), detach)
+                    .await?;
+                let who = group
+                    .map(|g| format!("group {g}"))
+                    .or(identity.map(|i| format!("identity {i}")))
+                    .unwrap_or_default();
+                let verb = if detach { "Detached" } else { "Attached" };
+                written(out, i, format!("{verb} policy {name} to {who}"));
+            }
+        },
+        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Audit { .. } => unreachable!("not a client command"),
+    }
+    Ok(())
+}
+
+fn list(out: Out, names: Vec<String>) {
+    out.emit(json!(names), || {
+        for n in &names {
+            println!("{n}");
+        }
+    });
+}
+
+fn read_source(file: &str) -> Result<String, Failure> {
+    let mut text = String::new();
+    let res = if file == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    res.map_err(|e| Failure {
+        message: format!("cannot read policy from {file}: {e}"),
+        code: 1,
+    })?;
+    Ok(text)
+}
+
+pub fn audit_verify(file: &Path, out: Out) -> Result<(), Failure> {
+    match crate::audit::verify_file(file) {
+        Ok(lines) => {
+            out.emit(json!({ "file": file, "lines": lines, "ok": true }), || {
+                println!("{}: {lines} lines, hash chain intact", file.display())
+            });
+            Ok(())
+        }
+        Err(e) => {
+            if out.json() {
+                println!(
+                    "{}",
+                    json!({ "file": file, "ok": false, "line": e.line, "reason": e.reason })
+                );
+            }
+            Err(Failure {
+                message: format!("{}: chain broken at {e}", file.display()),
+                code: 2,
+            })
+        }
+    }
+}

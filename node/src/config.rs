@@ -1,0 +1,109 @@
+//! A node's configuration file (`DIR/node<ID>.toml`), written by `tessera operator init` and read
+//! by `tessera server --config`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One member of the initial cluster, as every node's configuration lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: u64,
+    pub address: String,
+    pub region: String,
+}
+
+/// Raft timing and log-compaction knobs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log behind the latest snapshot, for slow followers.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Size of one install-snapshot chunk on the wire.
+    pub snapshot_chunk_bytes: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 200,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 500,
+            snapshot_chunk_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub cluster_id: String,
+    pub region: String,
+    /// gRPC address (clients and peers), served over mutual TLS.
+    pub api_addr: String,
+    /// Plain HTTP address for Prometheus `/metrics`.
+    pub metrics_addr: String,
+    pub data_dir: PathBuf,
+    /// Defaults to `<data_dir>/audit.log`.
+    #[serde(default)]
+    pub audit_file: Option<PathBuf>,
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Identities (client certificate CNs) that hold the built-in `root` policy.
+    #[serde(default)]
+    pub root_identities: Vec<String>,
+    /// True for the members of the initial cluster: they form it on first start.
+    /// False for a node that waits to be added with `tessera operator members add`.
+    #[serde(default)]
+    pub bootstrap: bool,
+    #[serde(default)]
+    pub raft: RaftTuning,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let cfg: NodeConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.id == 0 {
+            anyhow::bail!("config: id must be 1 or more");
+        }
+        if self.bootstrap && !self.peers.iter().any(|p| p.id == self.id) {
+            anyhow::bail!(
+                "config: bootstrap = true but node {} is not in [[peers]]",
+                self.id
+            );
+        }
+        let r = &self.raft;
+        if r.election_timeout_min_ms <= r.heartbeat_ms
+            || r.election_timeout_max_ms <= r.election_timeout_min_ms
+        {
+            anyhow::bail!(
+                "config: raft needs heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.log"))
+    }
+}

@@ -1,0 +1,200 @@
+//! Prometheus metrics: Raft progress, replication lag, request counts and latencies, audit
+//! failures; served as text on the node's metrics address.
+//!
+//! Labels carry only operation names, outcomes and node ids: never a path a user chose, a
+//! value, or an identity, so metrics can be shared freely.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub audit_failures: IntCounter,
+    term: IntGauge,
+    leader: IntGauge,
+    is_leader: IntGauge,
+    commit_index: IntGauge,
+    applied_index: IntGauge,
+    last_log_index: IntGauge,
+    snapshot_index: IntGauge,
+    snapshot_installs: IntGauge,
+    replication_lag: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| -> anyhow::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "tessera_requests_total",
+                    "API requests by operation and outcome.",
+                ),
+                &["operation", "outcome"],
+            )?,
+            latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "tessera_request_duration_seconds",
+                    "API request latency by operation and outcome.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+                &["operation", "outcome"],
+            )?,
+            audit_failures: IntCounter::new(
+                "tessera_audit_failures_total",
+                "Audit log writes that failed (each refused its request).",
+            )?,
+            term: gauge("tessera_raft_term", "Current Raft term.")?,
+            leader: gauge(
+                "tessera_raft_leader_id",
+                "Id of the current leader, 0 if none known.",
+            )?,
+            is_leader: gauge("tessera_raft_is_leader", "1 if this node is the leader.")?,
+            commit_index: gauge(
+                "tessera_raft_commit_index",
+                "Highest log index known committed.",
+            )?,
+            applied_index: gauge(
+                "tessera_raft_applied_index",
+                "Last log index applied to the state machine.",
+            )?,
+            last_log_index: gauge(
+                "tessera_raft_last_log_index",
+                "Last log index in this node's log.",
+            )?,
+            snapshot_index: gauge(
+                "tessera_raft_snapshot_index",
+                "Last log index included in the latest snapshot.",
+            )?,
+            snapshot_installs: gauge(
+                "tessera_raft_snapshots_installed",
+                "Snapshots received from a leader and installed since this process started.",
+            )?,
+            replication_lag: IntGaugeVec::new(
+                Opts::new(
+                    "tessera_raft_replication_lag_entries",
+                    "On the leader: log entries a peer is behind the leader's last log index.",
+                ),
+                &["peer"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.latency.clone()))?;
+        m.registry.register(Box::new(m.audit_failures.clone()))?;
+        m.registry.register(Box::new(m.replication_lag.clone()))?;
+        Ok(m)
+    }
+
+    pub fn observe(&self, operation: &str, outcome: &str, elapsed: Duration) {
+        self.requests.with_label_values(&[operation, outcome]).inc();
+        self.latency
+            .with_label_values(&[operation, outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Brings the Raft gauges up to date from openraft's metrics. Called on every scrape, so what
+/// Prometheus sees is never older than the scrape itself.
+pub async fn refresh(node: &Node) {
+    let st = node.local_status().await;
+    let m = &node.metrics;
+    m.term.set(st.term as i64);
+    m.leader.set(st.leader.unwrap_or(0) as i64);
+    m.is_leader.set(i64::from(st.leader == Some(node.id)));
+    m.commit_index.set(st.committed as i64);
+    m.applied_index.set(st.last_applied as i64);
+    m.last_log_index.set(st.last_log_index as i64);
+    m.snapshot_index.set(st.snapshot_index as i64);
+    m.snapshot_installs
+        .set(node.snapshot_installs.load(Ordering::Relaxed) as i64);
+    m.replication_lag.reset();
+    let replication = node.raft.metrics().borrow().replication.clone();
+    for (peer, matched) in replication.into_iter().flatten() {
+        if peer == node.id {
+            continue;
+        }
+        let matched = matched.map(|l| l.index).unwrap_or(0);
+        m.replication_lag
+            .with_label_values(&[&peer.to_string()])
+            .set(st.last_log_index.saturating_sub(matched) as i64);
+    }
+}
+
+/// A minimal HTTP/1.1 server: `GET /metrics` answers the Prometheus text format, anything else
+/// 404. Kept tiny on purpose: it exposes no secrets and parses only the request line.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            // Read until the end of the request head (or a full buffer / timeout).
+            while n < buf.len() {
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await;
+                match read {
+                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                    Ok(Ok(k)) => n += k,
+                }
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let line = head.lines().next().unwrap_or("");
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (status, ctype, body) =
+                if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+                    refresh(&node).await;
+                    (
+                        "200 OK",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        node.metrics.render(),
+                    )
+                } else {
+                    (
+                        "404 Not Found",
+                        "text/plain",
+                        "not found; try /metrics\n".to_string(),
+                    )
+                };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,403 @@
+//! A running node: opens storage, starts Raft, serves the gRPC services and metrics, forms the
+//! cluster on first start, and offers the two primitives every API call is built on:
+//! `write` (through Raft, forwarded to the leader when needed) and `linearizable`
+//! (a read barrier after which the local state is at least as new as any acknowledged write).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use serde::{Deserialize, Serialize};
+use tessera_proto::{Empty, NodeStatusReply, RaftPayload};
+use tonic::Status;
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::raft::network::{Network, Peers, MAX_MESSAGE_BYTES};
+use crate::raft::state_machine::{SharedState, StateMachine};
+use crate::raft::{db, log_store::LogStore, NodeId, NodeInfo, Raft};
+use crate::state::Command;
+use crate::tls::TlsMaterial;
+
+/// Work only the leader can do, sent to it by whichever node received the request (after that
+/// node authorized it).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LeaderOp {
+    Command(Command),
+    AddLearner { id: NodeId, node: NodeInfo },
+    AddVoter { id: NodeId },
+    Remove { id: NodeId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaderReply {
+    pub index: u64,
+    pub error: Option<String>,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub state: SharedState,
+    pub peers: Arc<Peers>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Metrics,
+    pub snapshot_installs: Arc<AtomicU64>,
+}
+
+impl Node {
+    /// Opens storage and starts Raft. Serving is done by `serve`.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Arc<Node>> {
+        let tls = Arc::new(TlsMaterial::load(
+            &config.ca_cert,
+            &config.cert,
+            &config.key,
+        )?);
+        let db = db::open(&config.data_dir)?;
+        let log_store = LogStore::new(db.clone());
+        let sm = StateMachine::open(db)?;
+        let state = sm.shared();
+        let snapshot_installs = sm.installs.clone();
+        let peers = Arc::new(Peers::new(tls));
+        let t = &config.raft;
+        let raft_config = openraft::Config {
+            cluster_name: config.cluster_id.clone(),
+            heartbeat_interval: t.heartbeat_ms,
+            election_timeout_min: t.election_timeout_min_ms,
+            election_timeout_max: t.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: t.max_in_snapshot_log_to_keep,
+            snapshot_max_chunk_size: t.snapshot_chunk_bytes,
+            install_snapshot_timeout: 2000,
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network::new(peers.clone()),
+            log_store,
+            sm,
+        )
+        .await?;
+        let audit = Arc::new(AuditLog::open(&config.audit_path()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open audit log {}: {e}",
+                config.audit_path().display()
+            )
+        })?);
+        let metrics = Metrics::new()?;
+        Ok(Arc::new(Node {
+            id: config.id,
+            config,
+            raft,
+            state,
+            peers,
+            audit,
+            metrics,
+            snapshot_installs,
+        }))
+    }
+
+    /// Serves gRPC (both services, mutual TLS) and metrics, forms the cluster if this is a
+    /// bootstrap member that has never started, and runs until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let tls = TlsMaterial::load(&self.config.ca_cert, &self.config.cert, &self.config.key)?;
+        let addr: std::net::SocketAddr = self
+            .config
+            .api_addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("api_addr {:?}: {e}", self.config.api_addr))?;
+        let raft_svc = tessera_proto::raft_server::RaftServer::new(
+            crate::raft::service::RaftService::new(self.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let api_svc =
+            tessera_proto::tessera_server::TesseraServer::new(crate::api::Api::new(self.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+        let metrics_listener = tokio::net::TcpListener::bind(&self.config.metrics_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on metrics_addr {}: {e}",
+                    self.config.metrics_addr
+                )
+            })?;
+        tokio::spawn(crate::metrics::serve(metrics_listener, self.clone()));
+
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on api_addr {addr}: {e}"))?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tracing::info!(id = self.id, %addr, region = %self.config.region, "node serving");
+
+        if self.config.bootstrap {
+            let me = self.clone();
+            tokio::spawn(async move { me.bootstrap().await });
+        }
+
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls.server())?
+            .tcp_nodelay(true)
+            .add_service(raft_svc)
+            .add_service(api_svc)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(());
+        });
+        server.await?;
+        tracing::info!(id = self.id, "shutting down raft");
+        let _ = self.raft.shutdown().await;
+        Ok(())
+    }
+
+    /// Forms the initial cluster from the configured peers. Every bootstrap member does the same
+    /// with the same membership, which openraft allows; a node that already has state skips it.
+    async fn bootstrap(&self) {
+        if self.raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let members: BTreeMap<NodeId, NodeInfo> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    NodeInfo {
+                        addr: p.address.clone(),
+                        region: p.region.clone(),
+                    },
+                )
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => tracing::info!(id = self.id, "initialized cluster membership"),
+            Err(e) => tracing::info!(id = self.id, "not initializing: {e}"),
+        }
+    }
+
+    /// Runs `op` on the leader: here if we are it, otherwise forwarded over mutual TLS.
+    pub async fn on_leader(&self, op: LeaderOp) -> Result<u64, Status> {
+        let mut last_err = String::from("no leader elected");
+        for attempt in 0..20u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            match self.run_as_leader(&op).await {
+                Ok(reply) => return reply_to_result(reply),
+                Err(Some(fwd)) => {
+                    let (Some(id), Some(node)) = (fwd.leader_id, fwd.leader_node) else {
+                        continue;
+                    };
+                    match self.forward(id, &node, &op).await {
+                        Ok(reply) => return reply_to_result(reply),
+                        Err(e) => last_err = e,
+                    }
+                }
+                Err(None) => {}
+            }
+        }
+        Err(Status::unavailable(format!(
+            "the cluster could not commit the change: {last_err}; check `tessera status`"
+        )))
+    }
+
+    async fn forward(
+        &self,
+        id: NodeId,
+        node: &NodeInfo,
+        op: &LeaderOp,
+    ) -> Result<LeaderReply, String> {
+        let mut client = self.peers.client(id, &node.addr)?;
+        let data = serde_json::to_vec(op).map_err(|e| e.to_string())?;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.forward(RaftPayload { data }),
+        )
+        .await
+        .map_err(|_| format!("leader {id} did not answer in time"))?
+        .map_err(|s| format!("leader {id}: {}", s.message()))?;
+        serde_json::from_slice(&reply.into_inner().data).map_err(|e| e.to_string())
+    }
+
+    /// Executes a leader operation locally. `Err(Some(_))` says who the leader is;
+    /// `Err(None)` means try again (e.g. an election is running).
+    pub async fn run_as_leader(
+        &self,
+        op: &LeaderOp,
+    ) -> Result<LeaderReply, Option<ForwardToLeader<NodeId, NodeInfo>>> {
+        let res = match op {
+            LeaderOp::Command(cmd) => {
+                self.raft
+                    .client_write(cmd.clone())
+                    .await
+                    .map(|r| LeaderReply {
+                        index: r.log_id.index,
+                        error: r.data.error,
+                    })
+            }
+            LeaderOp::AddLearner { id, node } => self
+                .raft
+                .add_learner(*id, node.clone(), true)
+                .await
+                .map(|r| LeaderReply {
+                    index: r.log_id.index,
+                    error: None,
+                }),
+            LeaderOp::AddVoter { id } => self
+                .raft
+                .change_membership(openraft::ChangeMembers::AddVoterIds([*id].into()), false)
+                .await
+                .map(|r| LeaderReply {
+                    index: r.log_id.index,
+                    error: None,
+                }),
+            LeaderOp::Remove { id } => {
+                let voters: std::collections::BTreeSet<NodeId> = [*id].into();
+                let is_voter = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == *id);
+                let change = if is_voter {
+                    openraft::ChangeMembers::RemoveVoters(voters)
+                } else {
+                    openraft::ChangeMembers::RemoveNodes(voters)
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map(|r| LeaderReply {
+                        index: r.log_id.index,
+                        error: None,
+                    })
+            }
+        };
+        match res {
+            Ok(r) => Ok(r),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Some(f)),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Ok(LeaderReply {
+                    index: 0,
+                    error: Some(e.to_string()),
+                })
+            }
+            Err(e) => {
+                tracing::warn!("leader operation failed: {e}");
+                Err(None)
+            }
+        }
+    }
+
+    /// Waits until this node's state machine has applied everything acknowledged before the
+    /// call (the leader confirms its leadership with a quorum and names the index).
+    pub async fn linearizable(&self) -> Result<(), Status> {
+        let mut last_err = String::from("no leader elected");
+        for attempt in 0..20u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    let (Some(id), Some(node)) = (f.leader_id, f.leader_node) else {
+                        continue;
+                    };
+                    match self.read_index_from(id, &node).await {
+                        Ok(index) => {
+                            return self
+                                .raft
+                                .wait(Some(Duration::from_secs(10)))
+                                .applied_index_at_least(Some(index), "linearizable read")
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| {
+                                    Status::unavailable(format!(
+                                        "this node could not catch up with the leader: {e}"
+                                    ))
+                                });
+                        }
+                        Err(e) => last_err = e,
+                    }
+                }
+                Err(e) => last_err = e.to_string(),
+            }
+        }
+        Err(Status::unavailable(format!(
+            "cannot confirm a quorum for a consistent read: {last_err}; check `tessera status`"
+        )))
+    }
+
+    async fn read_index_from(&self, id: NodeId, node: &NodeInfo) -> Result<u64, String> {
+        let mut client = self.peers.client(id, &node.addr)?;
+        let r = tokio::time::timeout(Duration::from_secs(5), client.read_index(Empty {}))
+            .await
+            .map_err(|_| format!("leader {id} did not answer in time"))?
+            .map_err(|s| format!("leader {id}: {}", s.message()))?;
+        Ok(r.into_inner().read_index)
+    }
+
+    /// This node's own view, as reported to `tessera status`.
+    pub async fn local_status(&self) -> NodeStatusReply {
+        let m = self.raft.metrics().borrow().clone();
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        NodeStatusReply {
+            id: self.id,
+            region: self.config.region.clone(),
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            committed,
+        }
+    }
+
+    /// Appends the audit line for a request (blocking fsync off the async threads). A failure is
+    /// counted and returned: the caller must then refuse the request.
+    pub async fn audit(&self, record: AuditRecord) -> Result<(), Status> {
+        let audit = self.audit.clone();
+        let res = tokio::task::spawn_blocking(move || audit.append(&record))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        res.map_err(|e| {
+            self.metrics.audit_failures.inc();
+            tracing::error!("audit log write failed, refusing request: {e}");
+            Status::unavailable("the node cannot write its audit log, so it refuses the request")
+        })
+    }
+}
+
+fn reply_to_result(reply: LeaderReply) -> Result<u64, Status> {
+    match reply.error {
+        None => Ok(reply.index),
+        Some(e) => Err(Status::failed_precondition(e)),
+    }
+}

@@ -1,0 +1,885 @@
+//! Lexer and recursive-descent parser for the strict HCL subset that policies
+//! are written in.
+//!
+//! Grammar (whitespace and comments may appear between any two tokens):
+//!
+//! ```text
+//! policy     = { block }                       (blocks on separate lines)
+//! block      = "path" STRING "{" { attribute } "}"
+//! attribute  = "capabilities" "=" "[" [ STRING { "," STRING } [ "," ] ] "]"
+//!            | "approvals"    "=" INTEGER
+//!            | "approvers"    "=" STRING
+//!            | "max_ttl"      "=" STRING
+//! comment    = "#" ... end of line | "//" ... end of line | "/*" ... "*/"
+//! STRING     = '"' { any character but '"', '\', newline, control; or \" or \\ } '"'
+//! ```
+//!
+//! Each attribute may appear at most once per block, `capabilities` is
+//! mandatory, and two attributes (or two blocks) may not share a line, as in
+//! HCL. The parser is deliberately unforgiving: every construct it does not
+//! know is an error with a line and column, because a policy that is
+//! half-understood is a policy that grants something its author did not mean.
+
+use std::collections::BTreeSet;
+
+use super::{Capability, PathRule, Policy, PolicyError};
+
+/// Names of the attributes a `path` block accepts, for error messages.
+const ATTRIBUTE_NAMES: &str = "capabilities, approvals, approvers, max_ttl";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    /// Decimal digits, converted (and range-checked) by the parser.
+    Int(String),
+    LBrace,
+    RBrace,
+    LBracket,
+    RBracket,
+    Equals,
+    Comma,
+    Eof,
+}
+
+impl Tok {
+    /// How the token is named in "found ..." parts of error messages.
+    fn describe(&self) -> String {
+        match self {
+            Tok::Ident(name) => format!("identifier {name:?}"),
+            Tok::Str(value) => format!("string {value:?}"),
+            Tok::Int(digits) => format!("number {digits}"),
+            Tok::LBrace => "\"{\"".to_owned(),
+            Tok::RBrace => "\"}\"".to_owned(),
+            Tok::LBracket => "\"[\"".to_owned(),
+            Tok::RBracket => "\"]\"".to_owned(),
+            Tok::Equals => "\"=\"".to_owned(),
+            Tok::Comma => "\",\"".to_owned(),
+            Tok::Eof => "end of input".to_owned(),
+        }
+    }
+}
+
+/// A token with the position of its first character.
+#[derive(Clone, Debug)]
+struct Token {
+    tok: Tok,
+    line: usize,
+    column: usize,
+}
+
+fn error(line: usize, column: usize, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        line,
+        column,
+        message: message.into(),
+    }
+}
+
+/// "expected X, found Y" at the position of the offending token.
+fn unexpected(expected: &str, found: &Token) -> PolicyError {
+    error(
+        found.line,
+        found.column,
+        format!("expected {expected}, found {}", found.tok.describe()),
+    )
+}
+
+/// Splits the source into tokens, tracking 1-based line and column (columns
+/// count characters, not bytes, so positions match what an editor shows).
+struct Lexer {
+    chars: Vec<char>,
+    pos: usize,
+    line: usize,
+    column: usize,
+}
+
+impl Lexer {
+    fn new(src: &str) -> Self {
+        Lexer {
+            chars: src.chars().collect(),
+            pos: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn peek_second(&self) -> Option<char> {
+        self.chars.get(self.pos + 1).copied()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += 1;
+        if c == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+        Some(c)
+    }
+
+    /// Skips whitespace and the three comment forms.
+    fn skip_trivia(&mut self) -> Result<(), PolicyError> {
+        loop {
+            match (self.peek(), self.peek_second()) {
+                (Some(c), _) if c.is_whitespace() => {
+                    self.bump();
+                }
+                (Some('#'), _) | (Some('/'), Some('/')) => {
+                    while self.peek().is_some_and(|c| c != '\n') {
+                        self.bump();
+                    }
+                }
+                (Some('/'), Some('*')) => {
+                    let (line, column) = (self.line, self.column);
+                    self.bump();
+                    self.bump();
+                    loop {
+                        match (self.peek(), self.peek_second()) {
+                            (None, _) => {
+                                return Err(error(
+                                    line,
+                                    column,
+                                    "unterminated block comment \
+                                     (expected \"*/\" before end of input)",
+                                ));
+                            }
+                            (Some('*'), Some('/')) => {
+                                self.bump();
+                                self.bump();
+                                break;
+                            }
+                            _ => {
+                                self.bump();
+                            }
+                        }
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn next_token(&mut self) -> Result<Token, PolicyError> {
+        self.skip_trivia()?;
+        let (line, column) = (self.line, self.column);
+        let Some(c) = self.peek() else {
+            return Ok(Token {
+                tok: Tok::Eof,
+                line,
+                column,
+            });
+        };
+        let tok = match c {
+            '{' | '}' | '[' | ']' | '=' | ',' => {
+                self.bump();
+                match c {
+                    '{' => Tok::LBrace,
+                    '}' => Tok::RBrace,
+                    '[' => Tok::LBracket,
+                    ']' => Tok::RBracket,
+                    '=' => Tok::Equals,
+                    _ => Tok::Comma,
+                }
+            }
+            '"' => Tok::Str(self.string(line, column)?),
+            c if c.is_ascii_digit() => {
+                let mut digits = String::new();
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    digits.push(d);
+                    self.bump();
+                }
+                Tok::Int(digits)
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let mut name = String::new();
+                while let Some(d) = self
+                    .peek()
+                    .filter(|d| d.is_ascii_alphanumeric() || *d == '_' || *d == '-')
+                {
+                    name.push(d);
+                    self.bump();
+                }
+                Tok::Ident(name)
+            }
+            other => {
+                return Err(error(
+                    line,
+                    column,
+                    format!("unexpected character {other:?}"),
+                ));
+            }
+        };
+        Ok(Token { tok, line, column })
+    }
+
+    /// Reads a quoted string whose opening quote is at `line`/`column`.
+    /// Strings may not span lines; the only escapes are `\"` and `\\`, so a
+    /// pattern always means exactly what it looks like.
+    fn string(&mut self, line: usize, column: usize) -> Result<String, PolicyError> {
+        self.bump();
+        let mut value = String::new();
+        loop {
+            let (at_line, at_column) = (self.line, self.column);
+            match self.peek() {
+                None | Some('\n') => {
+                    return Err(error(
+                        line,
+                        column,
+                        "unterminated string (expected a closing '\"' on the same line)",
+                    ));
+                }
+                Some('"') => {
+                    self.bump();
+                    return Ok(value);
+                }
+                Some('\\') => {
+                    self.bump();
+                    match self.peek() {
+                        Some(escaped @ ('"' | '\\')) => {
+                            self.bump();
+                            value.push(escaped);
+                        }
+                        _ => {
+                            return Err(error(
+                                at_line,
+                                at_column,
+                                "unsupported escape sequence (expected \\\" or \\\\)",
+                            ));
+                        }
+                    }
+                }
+                Some(c) if c.is_control() => {
+                    return Err(error(
+                        at_line,
+                        at_column,
+                        format!("control character {c:?} in string (expected printable text)"),
+                    ));
+                }
+                Some(c) => {
+                    self.bump();
+                    value.push(c);
+                }
+            }
+        }
+    }
+}
+
+/// The attributes of a `path` block; the discriminant indexes `seen` below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attr {
+    Capabilities = 0,
+    Approvals = 1,
+    Approvers = 2,
+    MaxTtl = 3,
+}
+
+impl Attr {
+    fn from_name(name: &str) -> Option<Attr> {
+        match name {
+            "capabilities" => Some(Attr::Capabilities),
+            "approvals" => Some(Attr::Approvals),
+            "approvers" => Some(Attr::Approvers),
+            "max_ttl" => Some(Attr::MaxTtl),
+            _ => None,
+        }
+    }
+}
+
+struct Parser {
+    lexer: Lexer,
+    /// Line of the most recently consumed token, used to require newlines
+    /// between attributes and between blocks.
+    last_line: usize,
+}
+
+/// Parses a whole policy source. Called by [`super::Policy::parse`].
+pub(super) fn parse_policy(src: &str) -> Result<Policy, PolicyError> {
+    let mut parser = Parser {
+        lexer: Lexer::new(src),
+        last_line: 1,
+    };
+    let mut rules = Vec::new();
+    let mut previous_block_end: Option<usize> = None;
+    loop {
+        let token = parser.next()?;
+        match &token.tok {
+            Tok::Eof => return Ok(Policy { rules }),
+            Tok::Ident(word) if word == "path" => {
+                if previous_block_end == Some(token.line) {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        "expected a newline between the \"}\" of the previous block and \"path\"",
+                    ));
+                }
+                rules.push(parser.path_block(&token)?);
+                previous_block_end = Some(parser.last_line);
+            }
+            _ => return Err(unexpected("a \"path\" block or end of input", &token)),
+        }
+    }
+}
+
+impl Parser {
+    fn next(&mut self) -> Result<Token, PolicyError> {
+        let token = self.lexer.next_token()?;
+        self.last_line = token.line;
+        Ok(token)
+    }
+
+    /// Parses the rest of a block whose `path` keyword is `keyword`.
+    fn path_block(&mut self, keyword: &Token) -> Result<PathRule, PolicyError> {
+        let token = self.next()?;
+        let pattern = match &token.tok {
+            Tok::Str(pattern) if pattern.is_empty() => {
+                return Err(error(
+                    token.line,
+                    token.column,
+                    "empty path pattern (expected a non-empty string such as \"secret/*\")",
+                ));
+            }
+            Tok::Str(pattern) => pattern.clone(),
+            _ => return Err(unexpected("a quoted path pattern after \"path\"", &token)),
+        };
+        let open = self.next()?;
+        if open.tok != Tok::LBrace {
+            return Err(unexpected("\"{\" to open the path block", &open));
+        }
+
+        let mut rule = PathRule {
+            pattern,
+            capabilities: BTreeSet::new(),
+            approvals: None,
+            approvers: None,
+            max_ttl: None,
+        };
+        let mut seen: [Option<(usize, usize)>; 4] = [None; 4];
+        let mut last_value_line: Option<usize> = None;
+        loop {
+            let token = self.next()?;
+            let name = match &token.tok {
+                Tok::RBrace => break,
+                Tok::Ident(name) => name.clone(),
+                Tok::Eof => {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        format!(
+                            "expected \"}}\" to close the path block opened at line {}, column {}, \
+                             found end of input",
+                            open.line, open.column
+                        ),
+                    ));
+                }
+                _ => return Err(unexpected("an attribute name or \"}\"", &token)),
+            };
+            if last_value_line == Some(token.line) {
+                return Err(error(
+                    token.line,
+                    token.column,
+                    format!(
+                        "expected a newline or \"}}\" after the previous attribute, found {}",
+                        token.tok.describe()
+                    ),
+                ));
+            }
+            let Some(attr) = Attr::from_name(&name) else {
+                let message = if name == "path" {
+                    // Most likely the previous block lacks its closing brace.
+                    format!(
+                        "expected \"}}\" to close the path block opened at line {}, column {}, \
+                         found the next \"path\" block",
+                        open.line, open.column
+                    )
+                } else {
+                    format!("unknown attribute {name:?} (expected one of {ATTRIBUTE_NAMES})")
+                };
+                return Err(error(token.line, token.column, message));
+            };
+            if let Some((line, column)) = seen[attr as usize] {
+                return Err(error(
+                    token.line,
+                    token.column,
+                    format!(
+                        "duplicate attribute {name:?} (first set at line {line}, column {column})"
+                    ),
+                ));
+            }
+            seen[attr as usize] = Some((token.line, token.column));
+
+            let equals = self.next()?;
+            if equals.tok != Tok::Equals {
+                return Err(unexpected(&format!("\"=\" after {name:?}"), &equals));
+            }
+            match attr {
+                Attr::Capabilities => rule.capabilities = self.capability_list()?,
+                Attr::Approvals => rule.approvals = Some(self.integer(&name)?),
+                Attr::Approvers => rule.approvers = Some(self.non_empty_string(&name)?),
+                Attr::MaxTtl => rule.max_ttl = Some(self.non_empty_string(&name)?),
+            }
+            last_value_line = Some(self.last_line);
+        }
+
+        if seen[Attr::Capabilities as usize].is_none() {
+            return Err(error(
+                keyword.line,
+                keyword.column,
+                format!(
+                    "path {:?} has no capabilities \
+                     (expected a `capabilities = [...]` attribute in its block)",
+                    rule.pattern
+                ),
+            ));
+        }
+        Ok(rule)
+    }
+
+    /// `[ "read", "list" ]`, trailing comma allowed, may span lines.
+    fn capability_list(&mut self) -> Result<BTreeSet<Capability>, PolicyError> {
+        let open = self.next()?;
+        if open.tok != Tok::LBracket {
+            return Err(unexpected("\"[\" to start the capabilities list", &open));
+        }
+        let mut capabilities = BTreeSet::new();
+        loop {
+            let token = self.next()?;
+            match &token.tok {
+                Tok::RBracket => return Ok(capabilities),
+                Tok::Str(name) => {
+                    let cap = name
+                        .parse::<Capability>()
+                        .map_err(|e| error(token.line, token.column, e.to_string()))?;
+                    capabilities.insert(cap);
+                }
+                Tok::Eof => {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        format!(
+                            "expected \"]\" to close the capabilities list opened at line {}, \
+                             column {}, found end of input",
+                            open.line, open.column
+                        ),
+                    ));
+                }
+                _ => return Err(unexpected("a quoted capability name or \"]\"", &token)),
+            }
+            let separator = self.next()?;
+            match separator.tok {
+                Tok::Comma => {}
+                Tok::RBracket => return Ok(capabilities),
+                _ => {
+                    return Err(unexpected(
+                        "\",\" or \"]\" in the capabilities list",
+                        &separator,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn integer(&mut self, name: &str) -> Result<u32, PolicyError> {
+        let token = self.next()?;
+        match &token.tok {
+            Tok::Int(digits) => digits.parse::<u32>().map_err(|_| {
+                error(
+                    token.line,
+                    token.column,
+                    format!(
+                        "{name} value {digits} is out of range (expected an integer from 0 to {})",
+                        u32::MAX
+                    ),
+                )
+            }),
+            _ => Err(unexpected(
+                &format!("an integer value for {name:?}"),
+                &token,
+            )),
+        }
+    }
+
+    fn non_empty_string(&mut self, name: &str) -> Result<String, PolicyError> {
+        let token = self.next()?;
+        match &token.tok {
+            Tok::Str(value) if value.is_empty() => Err(error(
+                token.line,
+                token.column,
+                format!("empty {name} value (expected a non-empty string)"),
+            )),
+            Tok::Str(value) => Ok(value.clone()),
+            _ => Err(unexpected(
+                &format!("a quoted string value for {name:?}"),
+                &token,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Capability, PathRule, Policy, PolicyError};
+    use std::collections::BTreeSet;
+
+    const EXPECTED_CAPS: &str =
+        "(expected one of create, read, update, delete, list, sign, approve, admin, deny)";
+
+    fn parse_ok(src: &str) -> Policy {
+        match Policy::parse(src) {
+            Ok(policy) => policy,
+            Err(err) => panic!("should parse, got: {err}"),
+        }
+    }
+
+    fn parse_err(src: &str) -> PolicyError {
+        match Policy::parse(src) {
+            Ok(policy) => panic!("should fail, parsed: {policy:?}"),
+            Err(err) => err,
+        }
+    }
+
+    /// Asserts the position and that the message contains `needle`.
+    fn assert_err(src: &str, line: usize, column: usize, needle: &str) {
+        let err = parse_err(src);
+        assert_eq!(
+            (err.line, err.column),
+            (line, column),
+            "wrong position for: {err}"
+        );
+        assert!(
+            err.message.contains(needle),
+            "message {:?} lacks {needle:?}",
+            err.message
+        );
+    }
+
+    fn caps(list: &[Capability]) -> BTreeSet<Capability> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let src = r#"# comment, also // comment and /* block */
+path "prod/db/*" {
+  capabilities = ["read", "list"]
+}
+path "prod/+/config" { capabilities = ["deny"] }
+"#;
+        let policy = parse_ok(src);
+        assert_eq!(
+            policy.rules,
+            vec![
+                PathRule {
+                    pattern: "prod/db/*".into(),
+                    capabilities: caps(&[Capability::Read, Capability::List]),
+                    approvals: None,
+                    approvers: None,
+                    max_ttl: None,
+                },
+                PathRule {
+                    pattern: "prod/+/config".into(),
+                    capabilities: caps(&[Capability::Deny]),
+                    approvals: None,
+                    approvers: None,
+                    max_ttl: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_extra_attributes_comments_and_layouts() {
+        let src = "// line comment\n\
+                   /* block\n   comment */ path \"pki/issue/*\" { # trailing\n\
+                   \tcapabilities = [\n    \"sign\", // why\n    \"approve\",\n  ]\n\
+                   \tapprovals = 2\n\
+                   \tapprovers = \"security-team\"\n\
+                   \tmax_ttl = \"1h\" /* inline */\n\
+                   }\n\
+                   path \"all/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"] }\n";
+        let policy = parse_ok(src);
+        assert_eq!(policy.rules.len(), 2);
+        let rule = &policy.rules[0];
+        assert_eq!(rule.pattern, "pki/issue/*");
+        assert_eq!(
+            rule.capabilities,
+            caps(&[Capability::Sign, Capability::Approve])
+        );
+        assert_eq!(rule.approvals, Some(2));
+        assert_eq!(rule.approvers.as_deref(), Some("security-team"));
+        assert_eq!(rule.max_ttl.as_deref(), Some("1h"));
+        assert_eq!(policy.rules[1].capabilities.len(), 8);
+    }
+
+    #[test]
+    fn empty_and_comment_only_sources_have_no_rules() {
+        for src in [
+            "",
+            "\n\n",
+            "   \t\r\n",
+            "# only a comment",
+            "// one\n# two\n/* three\n four */\n",
+        ] {
+            assert_eq!(parse_ok(src), Policy::default(), "{src:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_escapes_duplicates_and_empty_lists() {
+        let policy = parse_ok(
+            "path \"a\\\"b\\\\c\" {\r\n  capabilities = [\"read\", \"read\"]\r\n}\r\n\
+             path \"a\\\"b\\\\c\" {\r\n  capabilities = []\r\n}\r\n",
+        );
+        assert_eq!(policy.rules.len(), 2);
+        assert_eq!(policy.rules[0].pattern, "a\"b\\c");
+        assert_eq!(policy.rules[0].capabilities, caps(&[Capability::Read]));
+        assert!(policy.rules[1].capabilities.is_empty());
+    }
+
+    #[test]
+    fn unknown_capability() {
+        let err = parse_err("path \"a\" {\n  capabilities = [\"read\", \"raed\"]\n}\n");
+        assert_eq!(
+            err.to_string(),
+            format!("line 2, column 27: unknown capability \"raed\" {EXPECTED_CAPS}")
+        );
+        // Case matters, and columns count characters rather than bytes.
+        assert_err(
+            "path \"é/x\" { capabilities = [\"Read\"] }",
+            1,
+            30,
+            "unknown capability \"Read\"",
+        );
+    }
+
+    #[test]
+    fn unknown_attribute() {
+        let err = parse_err("path \"a\" {\n  capabilities = [\"read\"]\n  policy = \"read\"\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 3: unknown attribute \"policy\" (expected one of capabilities, \
+             approvals, approvers, max_ttl)"
+        );
+    }
+
+    #[test]
+    fn missing_capabilities() {
+        let err = parse_err("# header\n\npath \"a/*\" {\n  approvals = 2\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 1: path \"a/*\" has no capabilities (expected a \
+             `capabilities = [...]` attribute in its block)"
+        );
+        assert_err("path \"a\" {}", 1, 1, "has no capabilities");
+    }
+
+    #[test]
+    fn unterminated_string() {
+        let err = parse_err("path \"a\" {\n  capabilities = [\"read]\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 19: unterminated string (expected a closing '\"' on the same line)"
+        );
+        assert_err("path \"prod/db", 1, 6, "unterminated string");
+        assert_err("  path \"a\\\"", 1, 8, "unterminated string");
+    }
+
+    #[test]
+    fn missing_opening_brace() {
+        let err = parse_err("path \"a\"\n  capabilities = [\"read\"]\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 3: expected \"{\" to open the path block, found identifier \"capabilities\""
+        );
+    }
+
+    #[test]
+    fn missing_closing_brace_at_end_of_input() {
+        let err = parse_err("path \"a\" {\n  capabilities = [\"read\"]\n");
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 1: expected \"}\" to close the path block opened at line 1, \
+             column 10, found end of input"
+        );
+    }
+
+    #[test]
+    fn missing_closing_brace_before_next_block() {
+        assert_err(
+            "path \"a\" {\n  capabilities = [\"read\"]\npath \"b\" {\n  capabilities = [\"list\"]\n}\n",
+            3,
+            1,
+            "expected \"}\" to close the path block opened at line 1, column 10, found the next \"path\" block",
+        );
+    }
+
+    #[test]
+    fn duplicate_attribute() {
+        let err = parse_err(
+            "path \"a\" {\n  capabilities = [\"read\"]\n  capabilities = [\"list\"]\n}\n",
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 3: duplicate attribute \"capabilities\" (first set at line 2, column 3)"
+        );
+        assert_err(
+            "path \"a\" {\n capabilities = []\n approvals = 1\n\n   approvals = 2\n}",
+            5,
+            4,
+            "duplicate attribute \"approvals\" (first set at line 3, column 2)",
+        );
+    }
+
+    #[test]
+    fn trailing_garbage() {
+        let err = parse_err("path \"a\" {\n  capabilities = [\"read\"]\n}\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 4, column 1: expected a \"path\" block or end of input, found \"}\""
+        );
+        assert_err(
+            "path \"a\" { capabilities = [] }\n  garbage",
+            2,
+            3,
+            "expected a \"path\" block or end of input, found identifier \"garbage\"",
+        );
+        assert_err("# c\n 42", 2, 2, "found number 42");
+        assert_err("paths \"a\" {}", 1, 1, "found identifier \"paths\"");
+    }
+
+    #[test]
+    fn empty_path_string() {
+        let err = parse_err("path \"\" {\n  capabilities = [\"read\"]\n}\n");
+        assert_eq!(
+            err.to_string(),
+            "line 1, column 6: empty path pattern (expected a non-empty string such as \"secret/*\")"
+        );
+    }
+
+    #[test]
+    fn path_needs_a_quoted_pattern() {
+        assert_err(
+            "path prod {",
+            1,
+            6,
+            "expected a quoted path pattern after \"path\", found identifier \"prod\"",
+        );
+        assert_err("path", 1, 5, "found end of input");
+    }
+
+    #[test]
+    fn newlines_separate_attributes_and_blocks() {
+        assert_err(
+            "path \"a\" { capabilities = [\"read\"] approvals = 2 }",
+            1,
+            36,
+            "expected a newline or \"}\" after the previous attribute, found identifier \"approvals\"",
+        );
+        assert_err(
+            "path \"a\" { capabilities = [] } path \"b\" { capabilities = [] }",
+            1,
+            32,
+            "expected a newline between",
+        );
+    }
+
+    #[test]
+    fn malformed_lists() {
+        assert_err(
+            "path \"a\" {\n  capabilities = \"read\"\n}",
+            2,
+            18,
+            "expected \"[\" to start the capabilities list, found string \"read\"",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = [\"read\" \"list\"]\n}",
+            2,
+            26,
+            "expected \",\" or \"]\" in the capabilities list, found string \"list\"",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = [read]\n}",
+            2,
+            19,
+            "expected a quoted capability name or \"]\", found identifier \"read\"",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = [\"read\",",
+            2,
+            26,
+            "expected \"]\" to close the capabilities list opened at line 2, column 18",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities [\"read\"]\n}",
+            2,
+            16,
+            "expected \"=\" after \"capabilities\", found \"[\"",
+        );
+    }
+
+    #[test]
+    fn malformed_extra_attributes() {
+        assert_err(
+            "path \"a\" {\n  capabilities = []\n  approvals = \"2\"\n}",
+            3,
+            15,
+            "expected an integer value for \"approvals\", found string \"2\"",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = []\n  approvals = 4294967296\n}",
+            3,
+            15,
+            "approvals value 4294967296 is out of range",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = []\n  approvals = -1\n}",
+            3,
+            15,
+            "unexpected character '-'",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = []\n  approvers = ops\n}",
+            3,
+            15,
+            "expected a quoted string value for \"approvers\", found identifier \"ops\"",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = []\n  max_ttl = \"\"\n}",
+            3,
+            13,
+            "empty max_ttl value",
+        );
+        let max = parse_ok("path \"a\" {\n  capabilities = []\n  approvals = 4294967295\n}");
+        assert_eq!(max.rules[0].approvals, Some(u32::MAX));
+    }
+
+    #[test]
+    fn lexical_errors() {
+        assert_err(
+            "/* never closed\npath \"a\" {}",
+            1,
+            1,
+            "unterminated block comment",
+        );
+        assert_err("path \"a\" { @ }", 1, 12, "unexpected character '@'");
+        assert_err("path \"a\\n\" {}", 1, 8, "unsupported escape sequence");
+        assert_err(
+            "path \"a\tb\" {}",
+            1,
+            8,
+            "control character '\\t' in string",
+        );
+        assert_err(
+            "path \"a\" {\n  capabilities = [\"read\"] / x\n}",
+            2,
+            27,
+            "unexpected character '/'",
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The node's RocksDB database: one instance, one column family per concern, every write that
+//! Raft relies on made with `sync` so that an acknowledged write survives `kill -9`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
+
+/// Raft log entries, keyed by big-endian index.
+pub const CF_LOG: &str = "log";
+/// Raft metadata: vote, committed log id, last purged log id.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// The applied state machine.
+pub const CF_STATE: &str = "state";
+/// The latest snapshot, kept so that a restarted node can still serve it to a lagging peer.
+pub const CF_SNAPSHOT: &str = "snapshot";
+
+pub fn open(dir: &Path) -> anyhow::Result<Arc<DB>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_LOG, CF_RAFT_META, CF_STATE, CF_SNAPSHOT]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, dir.join("raft.db"), cfs).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open RocksDB in {} (is another node using this data dir?): {e}",
+            dir.display()
+        )
+    })?;
+    Ok(Arc::new(db))
+}
+
+/// Write options for anything Raft has been or will be told is durable.
+pub fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+pub fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .unwrap_or_else(|| panic!("column family {name} is created at open"))
+}

@@ -1,0 +1,178 @@
+//! The Raft transport, client side: openraft messages to a peer as JSON inside one unary gRPC
+//! call each, over mutual TLS that checks the peer's certificate names the node we meant.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tessera_proto::raft_client::RaftClient;
+use tessera_proto::RaftPayload;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{NodeId, NodeInfo, TypeConfig};
+use crate::tls::TlsMaterial;
+
+/// Largest gRPC message a node accepts or sends (a batch of log entries or a snapshot chunk).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Connections to peers, one lazily connected channel per peer, reused by Raft replication and
+/// by forwarding.
+pub struct Peers {
+    tls: Arc<TlsMaterial>,
+    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+}
+
+impl Peers {
+    pub fn new(tls: Arc<TlsMaterial>) -> Self {
+        Self {
+            tls,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A gRPC client for the `Raft` service of node `id` at `addr`.
+    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftClient<Channel>, String> {
+        let mut chans = self.channels.lock().expect("peers lock");
+        if let Some((a, ch)) = chans.get(&id) {
+            if a == addr {
+                return Ok(Self::wrap(ch.clone()));
+            }
+        }
+        let ch = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .tls_config(self.tls.to_peer(id))
+            .map_err(|e| format!("TLS config for node {id}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .connect_lazy();
+        chans.insert(id, (addr.to_string(), ch.clone()));
+        Ok(Self::wrap(ch))
+    }
+
+    fn wrap(ch: Channel) -> RaftClient<Channel> {
+        RaftClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+pub struct Network {
+    peers: Arc<Peers>,
+}
+
+impl Network {
+    pub fn new(peers: Arc<Peers>) -> Self {
+        Self { peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        PeerLink {
+            target,
+            client: self.peers.client(target, &node.addr),
+        }
+    }
+}
+
+pub struct PeerLink {
+    target: NodeId,
+    client: Result<RaftClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node {node}: {msg}")]
+struct LinkError {
+    node: NodeId,
+    msg: String,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerLink {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: Kind,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let unreachable = |msg: String| {
+            RPCError::Unreachable(Unreachable::new(&LinkError {
+                node: self.target,
+                msg,
+            }))
+        };
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(unreachable(e.clone())),
+        };
+        let data = serde_json::to_vec(req).map_err(|e| unreachable(e.to_string()))?;
+        let payload = RaftPayload { data };
+        let mut client = client;
+        let fut = async move {
+            match kind {
+                Kind::Append => client.append_entries(payload).await,
+                Kind::Vote => client.vote(payload).await,
+                Kind::Snapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, fut).await {
+            Err(_) => return Err(unreachable(format!("no answer within {ttl:?}"))),
+            Ok(Err(status)) => return Err(unreachable(status.message().to_string())),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let res: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.data).map_err(|e| unreachable(e.to_string()))?;
+        res.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerLink {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Kind::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Kind::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Kind::Vote, &rpc, option.hard_ttl()).await
+    }
+}

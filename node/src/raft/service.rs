@@ -1,0 +1,119 @@
+//! The Raft transport, server side: the `Raft` gRPC service peers call. Only node certificates
+//! get in, and a node may speak only for itself: the sender id inside each Raft message must be
+//! the node id its certificate names.
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tessera_proto::raft_server::Raft as RaftRpc;
+use tessera_proto::{Empty, NodeStatusReply, RaftPayload, ReadIndexReply};
+use tonic::{Request, Response, Status};
+
+use super::{NodeId, TypeConfig};
+use crate::node::{LeaderOp, Node};
+use crate::tls::peer_identity;
+
+pub struct RaftService {
+    node: Arc<Node>,
+}
+
+impl RaftService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+/// The node id the caller's certificate proves, or a refusal for anything that is not a node.
+fn calling_node<T>(req: &Request<T>) -> Result<NodeId, Status> {
+    let id = peer_identity(req)?;
+    id.node.ok_or_else(|| {
+        Status::permission_denied(format!(
+            "{:?} presented a client certificate; the Raft service is for cluster nodes only",
+            id.common_name
+        ))
+    })
+}
+
+fn same_sender(cert: NodeId, claimed: NodeId) -> Result<(), Status> {
+    if cert != claimed {
+        tracing::warn!(
+            cert,
+            claimed,
+            "refused a Raft message sent on behalf of another node"
+        );
+        return Err(Status::permission_denied(format!(
+            "certificate of node {cert} cannot send Raft messages as node {claimed}"
+        )));
+    }
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
+    serde_json::from_slice(&p.data)
+        .map_err(|e| Status::invalid_argument(format!("bad Raft payload: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
+    serde_json::to_vec(v)
+        .map(|data| Response::new(RaftPayload { data }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let from = calling_node(&req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
+        encode(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let from = calling_node(&req)?;
+        let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
+        same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
+        encode(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let from = calling_node(&req)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
+        encode(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        calling_node(&req)?;
+        let op: LeaderOp = decode(req.get_ref())?;
+        match self.node.run_as_leader(&op).await {
+            Ok(reply) => encode(&reply),
+            Err(_) => Err(Status::unavailable(
+                "this node is not the leader (any more)",
+            )),
+        }
+    }
+
+    async fn read_index(&self, req: Request<Empty>) -> Result<Response<ReadIndexReply>, Status> {
+        calling_node(&req)?;
+        let (read_log_id, _) = self
+            .node
+            .raft
+            .get_read_log_id()
+            .await
+            .map_err(|e| Status::unavailable(format!("not a confirmed leader: {e}")))?;
+        Ok(Response::new(ReadIndexReply {
+            read_index: read_log_id.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    async fn node_status(&self, req: Request<Empty>) -> Result<Response<NodeStatusReply>, Status> {
+        calling_node(&req)?;
+        Ok(Response::new(self.node.local_status().await))
+    }
+}
