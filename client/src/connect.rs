@@ -37,6 +37,9 @@ impl std::fmt::Debug for ClientConfig {
 pub struct Client {
     inner: TesseraClient<Channel>,
     address: String,
+    /// Whether we presented a client certificate: without one every node closes the
+    /// connection, and the error should say why.
+    has_identity: bool,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, Error> {
@@ -87,6 +90,7 @@ impl Client {
                 .max_decoding_message_size(64 * 1024 * 1024)
                 .max_encoding_message_size(64 * 1024 * 1024),
             address,
+            has_identity: cfg.client_cert.is_some(),
         })
     }
 
@@ -95,7 +99,15 @@ impl Client {
     }
 
     fn err(&self, s: tonic::Status) -> Error {
-        Error::from_status(&self.address, s)
+        match Error::from_status(&self.address, s) {
+            Error::Connect { address, message } if !self.has_identity => Error::Connect {
+                address,
+                message: format!(
+                    "{message} (no client certificate was presented, and nodes require one signed by the cluster CA: set --client-cert and --client-key, or TESSERA_CLIENT_CERT and TESSERA_CLIENT_KEY)"
+                ),
+            },
+            e => e,
+        }
     }
 
     pub async fn status(&self) -> Result<StatusReply, Error> {

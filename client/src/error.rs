@@ -91,16 +91,56 @@ pub(crate) fn transport_hint(s: &tonic::Status) -> String {
     } else if lower.contains("unknownissuer")
         || lower.contains("unknown issuer")
         || lower.contains("unknown ca")
+        || lower.contains("unknownca")
         || lower.contains("bad certificate")
         || lower.contains("badcertificate")
     {
-        " (a certificate is not signed by the expected CA: check --ca-cert and that the client certificate comes from this cluster)"
+        " (a certificate is not signed by the expected CA: nodes accept only client certificates signed by this cluster's CA, and --ca-cert must be that CA)"
     } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         " (the node's certificate does not name the expected server: check --address / --tls-server-name)"
     } else if lower.contains("connection refused") {
         " (is the node running? check the address and port)"
+    } else if lower.contains("tcp connect") || lower.contains("timed out") || lower.contains("dns")
+    {
+        " (check the address and that the node is up)"
     } else {
-        ""
+        // The TCP connection was made and then the TLS session failed: after a TLS 1.3
+        // handshake the refusal of a client certificate reaches the client in many shapes.
+        " (the node ended the TLS session: nodes accept only client certificates signed by this cluster's CA)"
     };
     format!("{detail}{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fake(&'static str);
+    impl std::fmt::Display for Fake {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Fake {}
+
+    fn connect_message(detail: &'static str) -> String {
+        let status = tonic::Status::from_error(Box::new(Fake(detail)));
+        Error::from_status("127.0.0.1:1", status).to_string()
+    }
+
+    #[test]
+    fn tls_refusals_are_explained() {
+        for detail in [
+            "transport error: connection error: received fatal alert: UnknownCA",
+            "transport error: connection error: stream closed because of a broken pipe",
+            "transport error: invalid peer certificate: UnknownIssuer",
+            "transport error: operation was canceled: connection was not ready",
+        ] {
+            let m = connect_message(detail);
+            assert!(m.contains("signed by this cluster's CA"), "{m}");
+        }
+        let m = connect_message("transport error: tcp connect error: Connection refused");
+        assert!(m.contains("is the node running"), "{m}");
+    }
 }

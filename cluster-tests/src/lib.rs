@@ -24,6 +24,17 @@ pub fn tessera_bin() -> PathBuf {
         "{} not found: build it first (cargo build --bin tessera) or set TESSERA_BIN",
         bin.display()
     );
+    // `cargo nextest run --workspace` rebuilds the binary (node has integration tests);
+    // `-p cluster-tests` alone does not, so say so when it looks stale.
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(b), Some(t)) = (mtime(&bin), mtime(&exe)) {
+        if b < t {
+            eprintln!(
+                "warning: {} is older than this test binary; run `cargo build --bin tessera` or test with --workspace",
+                bin.display()
+            );
+        }
+    }
     bin
 }
 

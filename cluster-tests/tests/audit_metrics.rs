@@ -84,6 +84,9 @@ fn every_node_serves_metrics_that_promtool_accepts() {
     let c = Cluster::start(Opts::default());
     ok(&c.cli(2, &["group", "write", "g", "--members", "x"]));
     for id in 1..=3 {
+        ok(&c.cli(id, &["status"]));
+    }
+    for id in 1..=3 {
         let body = c.metrics(id);
         for m in [
             "tessera_raft_term",

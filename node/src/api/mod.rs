@@ -227,7 +227,7 @@ impl Tessera for Api {
                 }
                 if r.address.parse::<std::net::SocketAddr>().is_err() {
                     return Err(Status::invalid_argument(format!(
-                        "--address {:?} must be host:port with an IP host, e.g. 127.0.0.1:7106",
+                        "--api-addr {:?} must be host:port with an IP host, e.g. 127.0.0.1:7106",
                         r.address
                     )));
                 }

@@ -109,11 +109,11 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 }
                 MembersCmd::Add {
                     id,
-                    address,
+                    api_addr,
                     region,
                     learner,
                 } => {
-                    let i = c.add_member(id, &address, &region, !learner).await?;
+                    let i = c.add_member(id, &api_addr, &region, !learner).await?;
                     let role = if learner { "learner" } else { "voter" };
                     written(out, i, format!("Added {} as a {role}", node_dns_name(id)));
                 }

@@ -326,7 +326,7 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
             println!("Wrote {} for a joining node.", path.display());
             println!("1. tessera server --config {}", path.display());
             println!(
-                "2. tessera operator members add --id {id} --address {} --region {region}",
+                "2. tessera operator members add --id {id} --api-addr {} --region {region}",
                 cfg.api_addr
             );
         },

@@ -158,9 +158,9 @@ enum MembersCmd {
     Add {
         #[arg(long)]
         id: u64,
-        /// Its API address, host:port.
+        /// Its API address, host:port (as in its config's `api_addr`).
         #[arg(long)]
-        address: String,
+        api_addr: String,
         #[arg(long)]
         region: String,
         /// Keep it a non-voting learner.
