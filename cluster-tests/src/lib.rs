@@ -73,7 +73,7 @@ impl Default for Opts<'_> {
 }
 
 /// A loopback address and base port with every port the cluster needs free.
-fn free_host_and_base(nodes: u64) -> (String, u16) {
+pub fn free_host_and_base(nodes: u64) -> (String, u16) {
     for _ in 0..200 {
         let host = format!(
             "127.0.{}.{}",
