@@ -1,0 +1,256 @@
+//! Sealing to one node: HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//! ChaCha20-Poly1305.
+//!
+//! The `info` binds the cluster, the secret's path and version, the recipient node and the
+//! purpose, so an envelope cannot be replayed for another secret, version, node or use, and only
+//! the holder of the recipient's private key can open it.
+
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{invalid, CryptoError, SecretBytes};
+
+type Kem = X25519HkdfSha256;
+
+/// Why an envelope was made. Part of the HPKE context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A client dealing a share to a holder on write.
+    Deal,
+    /// A holder releasing its share to a reader's ephemeral key.
+    Release,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::Deal => b"deal",
+            Purpose::Release => b"release",
+        }
+    }
+}
+
+/// Everything an envelope is bound to.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    pub cluster_id: &'a str,
+    pub path: &'a str,
+    pub version: u64,
+    pub node_id: u64,
+    pub purpose: Purpose,
+}
+
+impl Context<'_> {
+    fn info(&self) -> Vec<u8> {
+        let mut info = Vec::new();
+        for part in [
+            b"tessera/seal/v1".as_slice(),
+            self.purpose.label(),
+            self.cluster_id.as_bytes(),
+            self.path.as_bytes(),
+        ] {
+            info.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            info.extend_from_slice(part);
+        }
+        info.extend_from_slice(&self.version.to_be_bytes());
+        info.extend_from_slice(&self.node_id.to_be_bytes());
+        info
+    }
+}
+
+/// An X25519 public key a node (or a reader, for one read) receives envelopes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub struct SealingPublicKey(pub [u8; 32]);
+
+impl SealingPublicKey {
+    pub fn from_slice(b: &[u8]) -> Result<Self, CryptoError> {
+        let arr: [u8; 32] = b.try_into().map_err(|_| {
+            invalid(
+                "sealing public key",
+                format!("{} bytes, expected 32", b.len()),
+            )
+        })?;
+        <Kem as KemTrait>::PublicKey::from_bytes(&arr)
+            .map_err(|_| invalid("sealing public key", "not an X25519 public key"))?;
+        Ok(Self(arr))
+    }
+}
+
+/// The private half. Zeroized on drop, never printed.
+pub struct SealingKey {
+    secret: Zeroizing<[u8; 32]>,
+    public: SealingPublicKey,
+}
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SealingKey {{ public: {:02x?}, secret: <redacted> }}",
+            &self.public.0[..4]
+        )
+    }
+}
+
+impl SealingKey {
+    pub fn generate() -> Self {
+        let (sk, pk) = Kem::gen_keypair(&mut crate::rng());
+        let mut secret = Zeroizing::new([0u8; 32]);
+        secret.copy_from_slice(&sk.to_bytes());
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&pk.to_bytes());
+        Self {
+            secret,
+            public: SealingPublicKey(public),
+        }
+    }
+
+    pub fn from_secret_bytes(b: &[u8]) -> Result<Self, CryptoError> {
+        let sk = <Kem as KemTrait>::PrivateKey::from_bytes(b)
+            .map_err(|_| invalid("sealing key", "not an X25519 private key"))?;
+        let pk = Kem::sk_to_pk(&sk);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        secret.copy_from_slice(&sk.to_bytes());
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&pk.to_bytes());
+        Ok(Self {
+            secret,
+            public: SealingPublicKey(public),
+        })
+    }
+
+    pub fn secret_bytes(&self) -> SecretBytes {
+        SecretBytes::new(self.secret.to_vec())
+    }
+
+    pub fn public(&self) -> SealingPublicKey {
+        self.public
+    }
+}
+
+/// A sealed message: the HPKE encapsulated key and the ciphertext. Public.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub enc: [u8; 32],
+    pub ciphertext: Vec<u8>,
+}
+
+impl Envelope {
+    /// Structural check, for refusing malformed requests early.
+    pub fn check(&self, max_plaintext: usize) -> Result<(), CryptoError> {
+        <Kem as KemTrait>::EncappedKey::from_bytes(&self.enc)
+            .map_err(|_| invalid("envelope", "the encapsulated key is not an X25519 point"))?;
+        if self.ciphertext.len() < 16 || self.ciphertext.len() > max_plaintext + 16 {
+            return Err(invalid(
+                "envelope",
+                format!("ciphertext of {} bytes", self.ciphertext.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub fn seal(
+    to: &SealingPublicKey,
+    ctx: &Context,
+    plaintext: &[u8],
+) -> Result<Envelope, CryptoError> {
+    let pk = <Kem as KemTrait>::PublicKey::from_bytes(&to.0)
+        .map_err(|_| invalid("sealing public key", "not an X25519 public key"))?;
+    let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, _>(
+        &OpModeS::Base,
+        &pk,
+        &ctx.info(),
+        plaintext,
+        b"",
+        &mut crate::rng(),
+    )
+    .map_err(|e| invalid("seal", e.to_string()))?;
+    let mut e = [0u8; 32];
+    e.copy_from_slice(&enc.to_bytes());
+    Ok(Envelope { enc: e, ciphertext })
+}
+
+pub fn open(key: &SealingKey, ctx: &Context, env: &Envelope) -> Result<SecretBytes, CryptoError> {
+    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(&key.secret[..])
+        .map_err(|_| invalid("sealing key", "not an X25519 private key"))?;
+    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&env.enc)
+        .map_err(|_| invalid("envelope", "the encapsulated key is not an X25519 point"))?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        &ctx.info(),
+        &env.ciphertext,
+        b"",
+    )
+    .map(SecretBytes::new)
+    .map_err(|_| CryptoError::Decrypt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx(path: &str, version: u64, node_id: u64, purpose: Purpose) -> Context<'_> {
+        Context {
+            cluster_id: "c1",
+            path,
+            version,
+            node_id,
+            purpose,
+        }
+    }
+
+    #[test]
+    fn opens_only_with_the_right_key_and_context() {
+        let k = SealingKey::generate();
+        let other = SealingKey::generate();
+        let c = ctx("prod/db", 2, 3, Purpose::Deal);
+        let env = seal(&k.public(), &c, b"share bytes").unwrap();
+        assert_eq!(open(&k, &c, &env).unwrap().expose(), b"share bytes");
+        assert_eq!(open(&other, &c, &env), Err(CryptoError::Decrypt));
+        for wrong in [
+            ctx("prod/dc", 2, 3, Purpose::Deal),
+            ctx("prod/db", 3, 3, Purpose::Deal),
+            ctx("prod/db", 2, 4, Purpose::Deal),
+            ctx("prod/db", 2, 3, Purpose::Release),
+            Context {
+                cluster_id: "c2",
+                ..c.clone()
+            },
+        ] {
+            assert_eq!(
+                open(&k, &wrong, &env),
+                Err(CryptoError::Decrypt),
+                "{wrong:?}"
+            );
+        }
+        assert!(!format!("{k:?}").contains(&format!("{:?}", &k.secret_bytes().expose()[..8])));
+    }
+
+    #[test]
+    fn private_key_round_trips() {
+        let k = SealingKey::generate();
+        let k2 = SealingKey::from_secret_bytes(k.secret_bytes().expose()).unwrap();
+        assert_eq!(k.public(), k2.public());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn a_flipped_bit_never_opens(pos in 0usize..48, bit in 0u8..8) {
+            let k = SealingKey::generate();
+            let c = ctx("a", 1, 1, Purpose::Release);
+            let mut env = seal(&k.public(), &c, &[7u8; 32]).unwrap();
+            let p = pos % env.ciphertext.len();
+            env.ciphertext[p] ^= 1 << bit;
+            prop_assert!(open(&k, &c, &env).is_err());
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Feldman verifiable secret sharing of a data key over Ristretto255 (vsss-rs).
+//!
+//! Protocol (names as in Feldman 1987): the dealer picks a random secret scalar `s` and a random
+//! polynomial `f` of degree `t - 1` with `f(0) = s`; share `i` is `f(i)`; the commitments are
+//! `C_0 = G` (the generator, checked so a dealer cannot pick its own) followed by `a_j·G` for
+//! every coefficient. Anyone can check `f(i)·G = Σ a_j·i^j·G` without learning `s`; any `t`
+//! shares give `s` by Lagrange interpolation at 0; fewer give nothing. The data key is
+//! HKDF-SHA256 of `s`, because a random 32-byte string is not a canonical scalar.
+
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+use curve25519_dalek::ristretto::CompressedRistretto;
+use curve25519_dalek::scalar::Scalar;
+use hkdf::Hkdf;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use vsss_rs::curve25519::{WrappedRistretto, WrappedScalar};
+use vsss_rs::*;
+use zeroize::Zeroizing;
+
+use crate::value::DataKey;
+use crate::{invalid, CryptoError};
+
+type VShare =
+    DefaultShare<IdentifierPrimeField<WrappedScalar>, IdentifierPrimeField<WrappedScalar>>;
+type VVerifier = ShareVerifierGroup<WrappedRistretto>;
+
+/// Most shares a secret can be dealt into.
+pub const MAX_SHARES: usize = 255;
+
+/// One node's share: the point `(index, f(index))`. Secret: zeroized, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Share {
+    /// 1-based x coordinate: the holder's position in the version's holder list, plus one.
+    pub index: u16,
+    value: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Share {{ index: {}, value: <redacted> }}", self.index)
+    }
+}
+
+impl Share {
+    /// 34 bytes: index (big-endian u16) then the scalar.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(34));
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.value[..]);
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Share, CryptoError> {
+        if b.len() != 34 {
+            return Err(invalid("share", format!("{} bytes, expected 34", b.len())));
+        }
+        let index = u16::from_be_bytes([b[0], b[1]]);
+        if index == 0 {
+            return Err(invalid("share", "index 0 is the secret itself"));
+        }
+        let mut value = Zeroizing::new([0u8; 32]);
+        value.copy_from_slice(&b[2..]);
+        if Option::<Scalar>::from(Scalar::from_canonical_bytes(*value)).is_none() {
+            return Err(invalid("share", "value is not a canonical scalar"));
+        }
+        Ok(Share { index, value })
+    }
+
+    fn scalar(&self) -> Scalar {
+        Scalar::from_canonical_bytes(*self.value).unwrap_or(Scalar::ZERO)
+    }
+
+    fn to_vsss(&self) -> VShare {
+        VShare {
+            identifier: IdentifierPrimeField(WrappedScalar(Scalar::from(u64::from(self.index)))),
+            value: IdentifierPrimeField(WrappedScalar(self.scalar())),
+        }
+    }
+
+    /// A copy with a different value: what a Byzantine holder would send (tests only).
+    pub fn corrupted(&self) -> Share {
+        let mut value = self.value.clone();
+        value[0] ^= 1;
+        value[31] &= 0x0f;
+        Share {
+            index: self.index,
+            value,
+        }
+    }
+}
+
+/// Public commitments to the sharing polynomial: `t + 1` compressed Ristretto points, the
+/// generator first. Safe to replicate and to show anyone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitments(pub Vec<[u8; 32]>);
+
+impl Commitments {
+    /// The threshold these commitments describe.
+    pub fn threshold(&self) -> usize {
+        self.0.len().saturating_sub(1)
+    }
+
+    /// Checks the shape (so a malformed write is refused before it is stored): `t + 1` valid
+    /// points, the first being the standard generator.
+    pub fn check(&self, threshold: usize) -> Result<(), CryptoError> {
+        if self.0.len() != threshold + 1 {
+            return Err(invalid(
+                "commitments",
+                format!(
+                    "{} points for threshold {threshold}, expected {}",
+                    self.0.len(),
+                    threshold + 1
+                ),
+            ));
+        }
+        self.points().map(|_| ())
+    }
+
+    fn points(&self) -> Result<Vec<VVerifier>, CryptoError> {
+        let mut out = Vec::with_capacity(self.0.len());
+        for (i, b) in self.0.iter().enumerate() {
+            let p = CompressedRistretto(*b).decompress().ok_or_else(|| {
+                invalid(
+                    "commitments",
+                    format!("point {i} is not a valid Ristretto255 encoding"),
+                )
+            })?;
+            if i == 0 && p != RISTRETTO_BASEPOINT_POINT {
+                return Err(invalid(
+                    "commitments",
+                    "the first point must be the standard generator",
+                ));
+            }
+            out.push(ValueGroup(WrappedRistretto(p)));
+        }
+        Ok(out)
+    }
+}
+
+/// The result of dealing: the data key (for the dealer to encrypt with, then drop), one share per
+/// holder, and the commitments.
+pub struct Dealing {
+    pub key: DataKey,
+    pub shares: Vec<Share>,
+    pub commitments: Commitments,
+}
+
+impl std::fmt::Debug for Dealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dealing(<redacted>)")
+    }
+}
+
+fn derive_key(secret: &Scalar) -> DataKey {
+    let ikm = Zeroizing::new(secret.to_bytes());
+    let hk = Hkdf::<Sha256>::new(Some(b"tessera/data-key/v1"), &ikm[..]);
+    let mut key = Zeroizing::new([0u8; 32]);
+    hk.expand(b"aes-256-gcm", &mut key[..])
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    DataKey(key)
+}
+
+/// Deals a fresh random data key `threshold` of `holders`.
+pub fn deal(threshold: usize, holders: usize) -> Result<Dealing, CryptoError> {
+    if threshold < 2 || threshold > holders || holders > MAX_SHARES {
+        return Err(invalid(
+            "threshold",
+            format!("need 2 <= t <= n <= {MAX_SHARES}, got t = {threshold}, n = {holders}"),
+        ));
+    }
+    let mut rng = crate::rng();
+    let secret = Zeroizing::new(Scalar::random(&mut rng));
+    let wrapped = IdentifierPrimeField(WrappedScalar(*secret));
+    let (shares, verifiers) =
+        feldman::split_secret::<VShare, VVerifier>(threshold, holders, &wrapped, None, &mut rng)
+            .map_err(|e| invalid("dealing", format!("{e:?}")))?;
+    let shares = shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Share {
+            index: (i + 1) as u16,
+            value: Zeroizing::new(s.value.0 .0.to_bytes()),
+        })
+        .collect();
+    let commitments = Commitments(
+        verifiers
+            .iter()
+            .map(|v| v.0 .0.compress().to_bytes())
+            .collect(),
+    );
+    Ok(Dealing {
+        key: derive_key(&secret),
+        shares,
+        commitments,
+    })
+}
+
+/// Checks a share against the commitments.
+pub fn verify(share: &Share, commitments: &Commitments) -> Result<(), CryptoError> {
+    let points = commitments.points()?;
+    let set: Vec<VVerifier> = points;
+    set.verify_share(&share.to_vsss())
+        .map_err(|_| CryptoError::BadShare { index: share.index })
+}
+
+/// Recombines the data key from at least `threshold` shares (verify each one first).
+pub fn combine(shares: &[Share], threshold: usize) -> Result<DataKey, CryptoError> {
+    if shares.len() < threshold {
+        return Err(CryptoError::NotEnoughShares {
+            need: threshold,
+            have: shares.len(),
+        });
+    }
+    let v: Vec<VShare> = shares[..threshold].iter().map(Share::to_vsss).collect();
+    let secret = v
+        .combine()
+        .map_err(|e| invalid("shares", format!("cannot combine: {e:?}")))?;
+    let scalar = Zeroizing::new(secret.0 .0);
+    Ok(derive_key(&scalar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key_bytes(k: &DataKey) -> [u8; 32] {
+        *k.0
+    }
+
+    #[test]
+    fn every_share_verifies_and_a_changed_one_does_not() {
+        let d = deal(3, 5).unwrap();
+        assert_eq!(d.commitments.0.len(), 4);
+        for s in &d.shares {
+            verify(s, &d.commitments).unwrap();
+            assert_eq!(
+                verify(&s.corrupted(), &d.commitments),
+                Err(CryptoError::BadShare { index: s.index })
+            );
+        }
+        // Shares do not verify against another dealing's commitments.
+        let other = deal(3, 5).unwrap();
+        assert!(verify(&d.shares[0], &other.commitments).is_err());
+    }
+
+    #[test]
+    fn commitments_shape_is_checked() {
+        let d = deal(2, 3).unwrap();
+        assert!(d.commitments.check(2).is_ok());
+        assert!(d.commitments.check(3).is_err());
+        let mut bad = d.commitments.clone();
+        bad.0[0] = bad.0[1];
+        assert!(
+            bad.check(2).is_err(),
+            "a dealer-chosen generator is refused"
+        );
+        let mut bad = d.commitments.clone();
+        bad.0[1] = [0xff; 32];
+        assert!(bad.check(2).is_err());
+    }
+
+    #[test]
+    fn share_bytes_round_trip_and_reject_garbage() {
+        let d = deal(2, 3).unwrap();
+        let b = d.shares[1].to_bytes();
+        assert_eq!(Share::from_bytes(&b).unwrap(), d.shares[1]);
+        assert!(Share::from_bytes(&b[..33]).is_err());
+        assert!(!format!("{:?}", d.shares[1]).contains(&format!("{:?}", &b[2..6])));
+        assert!(deal(1, 3).is_err());
+        assert!(deal(4, 3).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn any_t_shares_give_the_key_and_t_minus_1_do_not(t in 2usize..6, extra in 0usize..4, seed in any::<u64>()) {
+            let n = t + extra;
+            let d = deal(t, n).unwrap();
+            let want = key_bytes(&d.key);
+            // A pseudo-random subset of t shares, in a pseudo-random order.
+            let mut idx: Vec<usize> = (0..n).collect();
+            let mut s = seed;
+            for i in (1..n).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                idx.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let pick: Vec<Share> = idx[..t].iter().map(|i| d.shares[*i].clone()).collect();
+            prop_assert_eq!(key_bytes(&combine(&pick, t).unwrap()), want);
+            // t - 1 shares: refused as too few, and interpolating them as if they were enough
+            // gives a different key.
+            prop_assert!(combine(&pick[..t - 1], t).is_err());
+            if t > 2 {
+                prop_assert_ne!(key_bytes(&combine(&pick[..t - 1], t - 1).unwrap()), want);
+            }
+        }
+    }
+}
