@@ -1,6 +1,8 @@
 //! Connecting to a node over mutual TLS, and the typed calls of the client API.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tessera_proto::tessera_client::TesseraClient;
@@ -37,9 +39,29 @@ impl std::fmt::Debug for ClientConfig {
 pub struct Client {
     inner: TesseraClient<Channel>,
     address: String,
+    /// What it takes to open more connections: readers talk to several holders.
+    pub(crate) tls: Arc<TlsFiles>,
+    pub(crate) pool: Arc<Mutex<HashMap<u64, TesseraClient<Channel>>>>,
+    pub(crate) timeout: Duration,
     /// Whether we presented a client certificate: without one every node closes the
     /// connection, and the error should say why.
     has_identity: bool,
+}
+
+/// The PEM material of a connection. The key is zeroized on drop, never printed.
+pub(crate) struct TlsFiles {
+    ca: Vec<u8>,
+    identity: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
+}
+
+impl TlsFiles {
+    fn config(&self) -> ClientTlsConfig {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca));
+        if let Some((c, k)) = &self.identity {
+            tls = tls.identity(Identity::from_pem(c, &**k));
+        }
+        tls
+    }
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, Error> {
@@ -55,22 +77,23 @@ impl Client {
                 "no node address: set --address or TESSERA_ADDR (e.g. 127.0.0.1:7101)".into(),
             ));
         }
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&cfg.ca_cert, "CA certificate")?));
-        match (&cfg.client_cert, &cfg.client_key) {
-            (Some(c), Some(k)) => {
-                tls = tls.identity(Identity::from_pem(
-                    read(c, "client certificate")?,
-                    read(k, "client key")?,
-                ));
-            }
-            (None, None) => {}
+        let identity = match (&cfg.client_cert, &cfg.client_key) {
+            (Some(c), Some(k)) => Some((
+                read(c, "client certificate")?,
+                zeroize::Zeroizing::new(read(k, "client key")?),
+            )),
+            (None, None) => None,
             _ => {
                 return Err(Error::Config(
                     "--client-cert and --client-key go together: set both or neither".into(),
                 ))
             }
-        }
+        };
+        let files = TlsFiles {
+            ca: read(&cfg.ca_cert, "CA certificate")?,
+            identity,
+        };
+        let mut tls = files.config();
         if let Some(name) = &cfg.server_name {
             tls = tls.domain_name(name.clone());
         }
@@ -91,7 +114,41 @@ impl Client {
                 .max_encoding_message_size(64 * 1024 * 1024),
             address,
             has_identity: cfg.client_cert.is_some(),
+            tls: Arc::new(files),
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            timeout: cfg.timeout,
         })
+    }
+
+    /// A connection to node `id` at `addr` whose certificate must name that node. Reused.
+    pub(crate) fn node_client(&self, id: u64, addr: &str) -> Result<TesseraClient<Channel>, Error> {
+        let mut pool = self.pool.lock().expect("pool lock");
+        if let Some(c) = pool.get(&id) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
+            .tls_config(self.tls.config().domain_name(format!("node{id}")))
+            .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let c = TesseraClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        pool.insert(id, c.clone());
+        Ok(c)
+    }
+
+    /// The generated gRPC client, for calls the SDK does not wrap (and for tests that send
+    /// deliberately malformed requests).
+    pub fn raw(&self) -> TesseraClient<Channel> {
+        self.inner.clone()
+    }
+
+    pub(crate) fn status_err(&self, s: tonic::Status) -> Error {
+        self.err(s)
     }
 
     pub fn address(&self) -> &str {

@@ -5,7 +5,10 @@
 
 mod connect;
 mod error;
+mod kv;
 
 pub use connect::{Client, ClientConfig};
 pub use error::Error;
+pub use kv::{deal_version, KvValue, PutOptions};
+pub use tessera_crypto::SecretBytes;
 pub use tessera_proto as proto;

@@ -34,6 +34,29 @@ pub fn ack_message(
     h.finalize().to_vec()
 }
 
+/// What a complaint (a share that did not verify) signs.
+pub fn complaint_message(
+    cluster_id: &str,
+    path: &str,
+    version: u64,
+    node_id: u64,
+    reason: &str,
+) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in [
+        b"tessera/complaint/v1".as_slice(),
+        cluster_id.as_bytes(),
+        path.as_bytes(),
+        reason.as_bytes(),
+    ] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    h.update(version.to_be_bytes());
+    h.update(node_id.to_be_bytes());
+    h.finalize().to_vec()
+}
+
 /// A node's acknowledgement signing key. Zeroized on drop, never printed.
 pub struct AckKey(SigningKey);
 

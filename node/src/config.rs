@@ -11,6 +11,12 @@ pub struct PeerConfig {
     pub id: u64,
     pub address: String,
     pub region: String,
+    /// Public X25519 sealing key, hex.
+    #[serde(default)]
+    pub sealing_key: String,
+    /// Public Ed25519 acknowledgement key, hex.
+    #[serde(default)]
+    pub ack_key: String,
 }
 
 /// Raft timing and log-compaction knobs.
@@ -57,6 +63,20 @@ pub struct NodeConfig {
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The key-encryption key (64 hex characters, mode 0600): seals this node's shares and keys.
+    pub kek_file: PathBuf,
+    /// This node's private sealing and acknowledgement keys, sealed under the KEK.
+    pub keys_file: PathBuf,
+    /// Threshold `t` the first leader writes into the replicated settings.
+    #[serde(default)]
+    pub initial_threshold: Option<u32>,
+    /// Acknowledgements beyond `t` a write waits for (`f`); default: 1 if a holder can be
+    /// spared, else 0.
+    #[serde(default)]
+    pub ack_fault_tolerance: Option<u32>,
+    /// Accept a topology in which one region can reconstruct or a region loss loses data.
+    #[serde(default)]
+    pub allow_unsafe_topology: bool,
     /// Identities (client certificate CNs) that hold the built-in `root` policy.
     #[serde(default)]
     pub root_identities: Vec<String>,

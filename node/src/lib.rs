@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod raft;
+pub mod shares;
 pub mod state;
 pub mod tls;

@@ -17,9 +17,11 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::raft::network::{Network, Peers, MAX_MESSAGE_BYTES};
-use crate::raft::state_machine::{SharedState, StateMachine};
+use crate::raft::state_machine::{PendingAck, SharedState, StateMachine};
 use crate::raft::{db, log_store::LogStore, NodeId, NodeInfo, Raft};
-use crate::state::Command;
+use crate::shares::keys::{self, FileKeyProvider};
+use crate::shares::ShareVault;
+use crate::state::{Command, Op};
 use crate::tls::TlsMaterial;
 
 /// Work only the leader can do, sent to it by whichever node received the request (after that
@@ -47,6 +49,10 @@ pub struct Node {
     pub audit: Arc<AuditLog>,
     pub metrics: Metrics,
     pub snapshot_installs: Arc<AtomicU64>,
+    pub vault: Arc<ShareVault>,
+    /// The last applied index, after every durable apply.
+    pub applied: tokio::sync::watch::Receiver<u64>,
+    acks_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PendingAck>>>,
 }
 
 impl Node {
@@ -59,8 +65,23 @@ impl Node {
         )?);
         let db = db::open(&config.data_dir)?;
         let log_store = LogStore::new(db.clone());
-        let sm = StateMachine::open(db)?;
+        let node_keys = keys::load(
+            config.id,
+            &FileKeyProvider {
+                path: config.kek_file.clone(),
+            },
+            &config.keys_file,
+        )?;
+        let vault = Arc::new(ShareVault::new(
+            db.clone(),
+            node_keys,
+            config.id,
+            config.cluster_id.clone(),
+        ));
+        let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sm = StateMachine::open(db, config.cluster_id.clone(), Some(vault.clone()), acks_tx)?;
         let state = sm.shared();
+        let applied = sm.applied_watch();
         let snapshot_installs = sm.installs.clone();
         let peers = Arc::new(Peers::new(tls));
         let t = &config.raft;
@@ -100,6 +121,9 @@ impl Node {
             audit,
             metrics,
             snapshot_installs,
+            vault,
+            applied,
+            acks_rx: std::sync::Mutex::new(Some(acks_rx)),
         }))
     }
 
@@ -145,6 +169,10 @@ impl Node {
             let me = self.clone();
             tokio::spawn(async move { me.bootstrap().await });
         }
+        if let Some(rx) = self.acks_rx.lock().expect("acks lock").take() {
+            tokio::spawn(self.clone().send_acks(rx));
+        }
+        tokio::spawn(self.clone().seed_settings());
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -181,6 +209,8 @@ impl Node {
                     NodeInfo {
                         addr: p.address.clone(),
                         region: p.region.clone(),
+                        sealing_key: p.sealing_key.clone(),
+                        ack_key: p.ack_key.clone(),
                     },
                 )
             })
@@ -188,6 +218,106 @@ impl Node {
         match self.raft.initialize(members).await {
             Ok(()) => tracing::info!(id = self.id, "initialized cluster membership"),
             Err(e) => tracing::info!(id = self.id, "not initializing: {e}"),
+        }
+    }
+
+    /// Signs and submits this node's acknowledgements (and complaints) through Raft, in batches.
+    /// A failed submission is retried; an acknowledgement for a version that is gone is dropped.
+    async fn send_acks(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<PendingAck>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 512 {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let items: Vec<_> = {
+                let st = self.state.read().expect("state lock");
+                batch
+                    .iter()
+                    .filter_map(|(path, version, complaint)| {
+                        let v = st.model.secrets.get(path)?.versions.get(version)?;
+                        if v.acks.contains_key(&self.id) || v.complaints.contains_key(&self.id) {
+                            return None;
+                        }
+                        Some(self.vault.ack_item(path, *version, v, complaint.clone()))
+                    })
+                    .collect()
+            };
+            if items.is_empty() {
+                continue;
+            }
+            let cmd = Command {
+                by: crate::raft::node_dns_name(self.id),
+                op: Op::KvAcks {
+                    node: self.id,
+                    acks: items,
+                },
+            };
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.on_leader(LeaderOp::Command(cmd.clone())).await {
+                    Ok(_) => break,
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        tracing::warn!("acknowledgements refused: {}", s.message());
+                        break;
+                    }
+                    Err(s) => {
+                        tracing::warn!("acknowledgements not submitted yet: {}", s.message());
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first leader writes the threshold `operator init` chose into the replicated settings.
+    async fn seed_settings(self: Arc<Self>) {
+        let Some(t) = self.config.initial_threshold else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self
+                .state
+                .read()
+                .expect("state lock")
+                .model
+                .settings
+                .threshold
+                .is_some()
+            {
+                return;
+            }
+            if self.raft.metrics().borrow().current_leader != Some(self.id) {
+                continue;
+            }
+            let cmd = Command {
+                by: crate::raft::node_dns_name(self.id),
+                op: Op::SetSettings {
+                    threshold: Some(t),
+                    ack_fault_tolerance: self.config.ack_fault_tolerance,
+                    allow_unsafe_topology: Some(self.config.allow_unsafe_topology),
+                },
+            };
+            match self.on_leader(LeaderOp::Command(cmd)).await {
+                Ok(_) => return,
+                Err(e) => tracing::error!("cannot set the initial threshold {t}: {}", e.message()),
+            }
+        }
+    }
+
+    /// Waits until the state machine has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), Status> {
+        let mut rx = self.applied.clone();
+        let res = tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index)).await;
+        match res {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Status::unavailable(format!(
+                "this node has not applied index {index} yet; try again or ask another node"
+            ))),
         }
     }
 
@@ -376,6 +506,8 @@ impl Node {
             state: format!("{:?}", m.state),
             leader: m.current_leader,
             committed,
+            sealing_key: self.vault.public_keys().0,
+            ack_key: self.vault.public_keys().1,
         }
     }
 

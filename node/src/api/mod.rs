@@ -3,6 +3,7 @@
 //! writes the audit line (fsynced) before any answer leaves the node, and records metrics.
 
 mod authz;
+mod kv;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +44,22 @@ impl Api {
         F: FnOnce(String, T) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
+        self.run_detailed(req, operation, path, None, handler).await
+    }
+
+    /// `run`, with extra public facts for the audit line.
+    async fn run_detailed<T, R, F, Fut>(
+        &self,
+        req: Request<T>,
+        operation: &'static str,
+        path: String,
+        detail: Option<String>,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(String, T) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
         let started = Instant::now();
         let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let peer = peer_identity(&req);
@@ -70,6 +87,7 @@ impl Api {
             outcome: outcome.to_string(),
             remote_addr,
             error: result.as_ref().err().map(|s| s.message().to_string()),
+            detail,
         };
         let audited = self.node.audit(record).await;
         let outcome = if audited.is_err() {
@@ -88,18 +106,48 @@ impl Api {
         authorize(&self.node, identity, path, cap)
     }
 
+    /// The small part of the model (groups, policies, settings), without secrets.
     fn model(&self) -> Model {
-        self.node.state.read().expect("state lock").model.clone()
+        self.node
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .directory_and_settings()
+    }
+
+    /// Checks a command against this node's model (a precise error before anything reaches
+    /// the log; apply checks again on every node).
+    fn validate(&self, cmd: &Command) -> Result<(), Status> {
+        let st = self.node.state.read().expect("state lock");
+        let members = crate::state::Members::from_membership(&st.membership);
+        st.model
+            .validate(cmd, &members, &self.node.config.cluster_id)
+            .map_err(Status::invalid_argument)
     }
 
     async fn submit(&self, identity: String, op: Op) -> Result<WriteReply, Status> {
-        // Precise errors before anything reaches the log; apply checks again on every node.
-        self.model().check(&op).map_err(Status::invalid_argument)?;
-        let index = self
-            .node
-            .on_leader(LeaderOp::Command(Command { by: identity, op }))
-            .await?;
+        let cmd = Command { by: identity, op };
+        self.validate(&cmd)?;
+        let index = self.node.on_leader(LeaderOp::Command(cmd)).await?;
         Ok(WriteReply { index })
+    }
+
+    /// Refuses a voter set that breaks the topology rule (unless the cluster allows it).
+    fn check_voters(&self, regions: Vec<String>) -> Result<(), Status> {
+        let settings = self.model().settings;
+        if settings.allow_unsafe_topology {
+            return Ok(());
+        }
+        let Some(t) = settings.threshold else {
+            return Ok(());
+        };
+        let counts = crate::state::topology::region_counts(regions.iter().map(String::as_str));
+        crate::state::topology::check(&counts, t as usize).map_err(|e| {
+            Status::failed_precondition(format!(
+                "this membership change would break the topology guarantee: {e}"
+            ))
+        })
     }
 
     fn members(&self) -> Vec<NodeEntry> {
@@ -238,9 +286,46 @@ impl Tessera for Api {
                         r.id
                     )));
                 }
+                // The new node's public keys, asked of the node itself over mutual TLS (its
+                // certificate must name node r.id, so nobody else can answer for it).
+                let mut client = self
+                    .node
+                    .peers
+                    .client(r.id, &r.address)
+                    .map_err(Status::invalid_argument)?;
+                let status =
+                    tokio::time::timeout(Duration::from_secs(5), client.node_status(Empty {}))
+                        .await
+                        .map_err(|_| {
+                            Status::unavailable(format!(
+                                "node {} at {} did not answer; start it first",
+                                r.id, r.address
+                            ))
+                        })?
+                        .map_err(|s| {
+                            Status::unavailable(format!(
+                                "node {} at {}: {}; start it first",
+                                r.id,
+                                r.address,
+                                s.message()
+                            ))
+                        })?
+                        .into_inner();
+                if r.voter {
+                    let mut regions: Vec<String> = self
+                        .members()
+                        .into_iter()
+                        .filter(|m| m.role == "voter")
+                        .map(|m| m.region)
+                        .collect();
+                    regions.push(r.region.clone());
+                    self.check_voters(regions)?;
+                }
                 let node = NodeInfo {
                     addr: r.address,
                     region: r.region,
+                    sealing_key: status.sealing_key,
+                    ack_key: status.ack_key,
                 };
                 let mut index = self
                     .node
@@ -268,6 +353,13 @@ impl Tessera for Api {
                 if !self.members().iter().any(|m| m.id == r.id) {
                     return Err(Status::not_found(format!("node {} is not a member", r.id)));
                 }
+                let regions: Vec<String> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.role == "voter" && m.id != r.id)
+                    .map(|m| m.region)
+                    .collect();
+                self.check_voters(regions)?;
                 let index = self.node.on_leader(LeaderOp::Remove { id: r.id }).await?;
                 Ok(WriteReply { index })
             },
@@ -452,6 +544,92 @@ impl Tessera for Api {
         .await
     }
 
+    async fn topology(&self, req: Request<Empty>) -> Result<Response<TopologyReply>, Status> {
+        self.do_topology(req).await
+    }
+
+    async fn kv_put(&self, req: Request<KvPutRequest>) -> Result<Response<KvPutReply>, Status> {
+        self.do_kv_put(req).await
+    }
+
+    async fn kv_metadata(
+        &self,
+        req: Request<PathRequest>,
+    ) -> Result<Response<KvMetadataReply>, Status> {
+        self.do_kv_metadata(req).await
+    }
+
+    async fn kv_version(
+        &self,
+        req: Request<KvVersionRequest>,
+    ) -> Result<Response<KvVersionReply>, Status> {
+        self.do_kv_version(req).await
+    }
+
+    async fn release_share(
+        &self,
+        req: Request<ReleaseShareRequest>,
+    ) -> Result<Response<ReleaseShareReply>, Status> {
+        self.do_release_share(req).await
+    }
+
+    async fn kv_list(&self, req: Request<PathRequest>) -> Result<Response<ListReply>, Status> {
+        self.do_kv_list(req).await
+    }
+
+    async fn kv_delete(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_kv_delete(req).await
+    }
+
+    async fn kv_undelete(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_kv_undelete(req).await
+    }
+
+    async fn kv_destroy(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_kv_destroy(req).await
+    }
+
+    async fn kv_metadata_put(
+        &self,
+        req: Request<KvMetadataPutRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_kv_metadata_put(req).await
+    }
+
+    async fn kv_metadata_delete(
+        &self,
+        req: Request<PathRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_kv_metadata_delete(req).await
+    }
+
+    async fn report_bad_share(
+        &self,
+        req: Request<BadShareReport>,
+    ) -> Result<Response<Empty>, Status> {
+        self.do_report_bad_share(req).await
+    }
+
+    async fn config_set(
+        &self,
+        req: Request<ConfigSetRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_config_set(req).await
+    }
+
+    async fn shares(&self, req: Request<Empty>) -> Result<Response<SharesReply>, Status> {
+        self.do_shares(req).await
+    }
+
     async fn snapshot_save(&self, req: Request<Empty>) -> Result<Response<SnapshotData>, Status> {
         self.run(
             req,
@@ -463,7 +641,7 @@ impl Tessera for Api {
                 let data = serde_json::to_vec_pretty(&SnapshotFile {
                     format: SNAPSHOT_FORMAT.into(),
                     cluster_id: self.node.config.cluster_id.clone(),
-                    model: self.model(),
+                    model: self.model().directory(),
                 })
                 .map_err(|e| Status::internal(e.to_string()))?;
                 Ok(SnapshotData { data })

@@ -47,6 +47,9 @@ pub struct AuditRecord {
     pub remote_addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Extra public facts about the request (e.g. the node a bad share came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The serialized form of a line: `prev` first, then the record's fields.
@@ -370,6 +373,7 @@ mod tests {
             outcome: "ok".into(),
             remote_addr: "127.0.0.1:5000".into(),
             error: None,
+            detail: None,
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
                     outcome: "ok".into(),
                     remote_addr: "10.0.0.1:1234".into(),
                     error: None,
+                    detail: None,
                 })
                 .unwrap();
             }

@@ -8,8 +8,9 @@ use tessera_client::proto::NodeEntry;
 use tessera_client::Client;
 
 use super::output::{pairs, table, Out};
-use super::{Cmd, Failure, GroupCmd, MembersCmd, OperatorCmd, PolicyCmd, SnapshotCmd};
+use super::{Cmd, ConfigCmd, Failure, GroupCmd, MembersCmd, OperatorCmd, PolicyCmd, SnapshotCmd};
 use crate::raft::node_dns_name;
+use tessera_client::proto::ConfigSetRequest;
 
 fn written(out: Out, index: u64, what: String) {
     out.emit(json!({ "index": index }), || {
@@ -122,6 +123,102 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                     written(out, i, format!("Removed {}", node_dns_name(id)));
                 }
             },
+            OperatorCmd::Config {
+                cmd: ConfigCmd::Set { key, value },
+            } => {
+                let mut req = ConfigSetRequest::default();
+                let num = |v: &str| {
+                    v.parse::<u32>().map_err(|_| Failure {
+                        message: format!("{key} takes a whole number, not {v:?}"),
+                        code: 2,
+                    })
+                };
+                match key.as_str() {
+                    "threshold" => req.threshold = Some(num(&value)?),
+                    "ack-fault-tolerance" | "ack_fault_tolerance" => {
+                        req.ack_fault_tolerance = Some(num(&value)?)
+                    }
+                    "allow-unsafe-topology" | "allow_unsafe_topology" => {
+                        req.allow_unsafe_topology = Some(value.parse::<bool>().map_err(|_| Failure {
+                            message: format!("allow-unsafe-topology takes true or false, not {value:?}"),
+                            code: 2,
+                        })?)
+                    }
+                    other => {
+                        return Err(Failure {
+                            message: format!(
+                                "unknown setting {other:?}: use threshold, ack-fault-tolerance or allow-unsafe-topology"
+                            ),
+                            code: 2,
+                        })
+                    }
+                }
+                let i = c.config_set(req).await?;
+                written(out, i, format!("Set {key} = {value}"));
+            }
+            OperatorCmd::Topology => {
+                let t = c.topology().await?;
+                let mut regions: Vec<(String, u32)> =
+                    t.holders_per_region.clone().into_iter().collect();
+                regions.sort();
+                let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+                out.emit(
+                    json!({
+                        "threshold": t.threshold, "acks_required": t.acks_required,
+                        "holders": t.holders.len(),
+                        "holders_per_region": regions.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                        "survives_loss_of_any_one_region": t.survives_region_loss,
+                        "no_region_can_reconstruct_alone": t.no_region_alone,
+                        "allow_unsafe_topology": t.allow_unsafe_topology,
+                    }),
+                    || {
+                        table(
+                            &["REGION", "HOLDERS"],
+                            &regions.iter().map(|(r, n)| vec![r.clone(), n.to_string()]).collect::<Vec<_>>(),
+                        );
+                        println!();
+                        pairs(&[
+                            ("threshold (t)", t.threshold.to_string()),
+                            ("holders (n)", t.holders.len().to_string()),
+                            ("write waits for (t + f)", t.acks_required.to_string()),
+                            ("survives loss of any one region", yes(t.survives_region_loss)),
+                            ("no region can reconstruct alone", yes(t.no_region_alone)),
+                        ]);
+                        if t.allow_unsafe_topology {
+                            println!("warning: this cluster runs with --allow-unsafe-topology");
+                        }
+                    },
+                );
+            }
+            OperatorCmd::Shares => {
+                let t = c.topology().await?;
+                let mut rows = Vec::new();
+                let mut all = Vec::new();
+                for h in &t.holders {
+                    match c.shares_of(h.id, &h.address).await {
+                        Ok(r) => {
+                            for s in &r.shares {
+                                rows.push(vec![
+                                    node_dns_name(h.id),
+                                    s.path.clone(),
+                                    s.version.to_string(),
+                                    s.share_index.to_string(),
+                                ]);
+                            }
+                            all.push(json!({
+                                "node": h.id, "reachable": true,
+                                "shares": r.shares.iter().map(|s| json!({"path": s.path, "version": s.version, "index": s.share_index})).collect::<Vec<_>>(),
+                            }));
+                        }
+                        Err(e) => all.push(
+                            json!({ "node": h.id, "reachable": false, "error": e.to_string() }),
+                        ),
+                    }
+                }
+                out.emit(json!(all), || {
+                    table(&["NODE", "PATH", "VERSION", "SHARE INDEX"], &rows)
+                });
+            }
             OperatorCmd::Snapshot { cmd } => match cmd {
                 SnapshotCmd::Save { file } => {
                     let data = c.snapshot_save().await?;
@@ -150,6 +247,7 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
             | OperatorCmd::ClientCert { .. }
             | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
         },
+        Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
         Cmd::Group { cmd } => match cmd {
             GroupCmd::Write { name, members } => {
                 let members: Vec<String> = members

@@ -36,6 +36,9 @@ pub struct DevArgs {
     dir: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Allow a layout that breaks the topology guarantee (e.g. a single region).
+    #[arg(long)]
+    allow_unsafe_topology: bool,
     #[arg(long, default_value_t = 7100)]
     base_port: u16,
 }
@@ -74,6 +77,8 @@ pub async fn run(a: DevArgs, out: Out) -> anyhow::Result<()> {
             host: a.host.clone(),
             base_port: a.base_port,
             snapshot_every: crate::config::RaftTuning::default().snapshot_logs_since_last,
+            threshold: None,
+            allow_unsafe_topology: a.allow_unsafe_topology,
         })?
     };
 

@@ -12,6 +12,8 @@ use serde_json::json;
 use super::output::{pairs, Out};
 use crate::config::{NodeConfig, PeerConfig, RaftTuning};
 use crate::raft::{node_dns_name, parse_node_dns_name};
+use crate::shares::keys;
+use crate::state::topology;
 use crate::state::validate_name;
 use crate::tls::issue::{issue_client, issue_node, new_ca, Issued};
 
@@ -35,6 +37,13 @@ pub struct InitArgs {
     /// Node N serves its API on base-port + N and its metrics on base-port + 100 + N.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    /// Shares needed to read a secret; default: the smallest that keeps the topology
+    /// guarantee (no region can reconstruct alone, losing any region loses nothing).
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Accept a topology that breaks the guarantee (single-region development setups).
+    #[arg(long)]
+    pub allow_unsafe_topology: bool,
     /// Snapshot and compact the Raft log every N applied entries.
     #[arg(long, default_value_t = RaftTuning::default().snapshot_logs_since_last)]
     pub snapshot_every: u64,
@@ -109,18 +118,62 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
             dir.display()
         );
     }
+    let regions: Vec<String> = (1..=a.nodes)
+        .map(|id| a.regions[((id - 1) as usize) % a.regions.len()].clone())
+        .collect();
+    let counts = topology::region_counts(regions.iter().map(String::as_str));
+    let threshold = match (a.threshold, a.allow_unsafe_topology) {
+        (Some(t), false) => {
+            topology::check(&counts, t as usize).map_err(|e| {
+                anyhow::anyhow!(
+                    "--threshold {t}: {e}; pass --allow-unsafe-topology to accept it anyway"
+                )
+            })?;
+            t
+        }
+        (Some(t), true) => {
+            if t < 2 || t as u64 > a.nodes.max(2) {
+                anyhow::bail!("--threshold {t} is impossible with {} nodes", a.nodes);
+            }
+            t
+        }
+        (None, unsafe_ok) => match topology::smallest_safe_threshold(&counts) {
+            Some(t) => t as u32,
+            None if unsafe_ok => topology::fallback_threshold(a.nodes as usize) as u32,
+            None => {
+                let e = topology::check(&counts, topology::fallback_threshold(a.nodes as usize))
+                    .err()
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "no threshold keeps the topology guarantee for {} nodes in regions {}: {e}. Spread the nodes over more regions, or pass --allow-unsafe-topology for a development setup",
+                    a.nodes,
+                    counts.iter().map(|(r, c)| format!("{r}={c}")).collect::<Vec<_>>().join(", ")
+                )
+            }
+        },
+    };
     let cluster_id = format!("tessera-{:016x}", rand08::random::<u64>());
     let ca = new_ca(&cluster_id)?;
     write_public(&dir.join("ca.crt"), ca.cert_pem.as_bytes())?;
     write_private(&dir.join("ca.key"), ca.key_pem.as_bytes())?;
 
-    let peers: Vec<PeerConfig> = (1..=a.nodes)
-        .map(|id| PeerConfig {
+    let mut peers: Vec<PeerConfig> = Vec::new();
+    for id in 1..=a.nodes {
+        let name = node_dns_name(id);
+        let (sealing_key, ack_key) = keys::create(
+            id,
+            &dir.join(format!("{name}.kek")),
+            &dir.join(format!("{name}.keys")),
+            write_private,
+        )?;
+        peers.push(PeerConfig {
             id,
             address: format!("{}:{}", a.host, a.base_port as u64 + id),
-            region: a.regions[((id - 1) as usize) % a.regions.len()].clone(),
-        })
-        .collect();
+            region: regions[(id - 1) as usize].clone(),
+            sealing_key,
+            ack_key,
+        });
+    }
     let mut configs = Vec::new();
     for p in &peers {
         let name = node_dns_name(p.id);
@@ -138,6 +191,11 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
             ca_cert: dir.join("ca.crt"),
             cert: dir.join(format!("{name}.crt")),
             key: dir.join(format!("{name}.key")),
+            kek_file: dir.join(format!("{name}.kek")),
+            keys_file: dir.join(format!("{name}.keys")),
+            initial_threshold: Some(threshold),
+            ack_fault_tolerance: None,
+            allow_unsafe_topology: a.allow_unsafe_topology,
             root_identities: vec![ADMIN.into()],
             bootstrap: true,
             raft: RaftTuning {
@@ -307,6 +365,12 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
     let cert = issue_node(&ca, id, &host)?;
     write_public(&dir.join(format!("{name}.crt")), cert.cert_pem.as_bytes())?;
     write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
+    keys::create(
+        id,
+        &dir.join(format!("{name}.kek")),
+        &dir.join(format!("{name}.keys")),
+        write_private,
+    )?;
     let cfg = NodeConfig {
         id,
         region: region.to_string(),
@@ -315,6 +379,8 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
         data_dir: dir.join(&name),
         cert: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
+        kek_file: dir.join(format!("{name}.kek")),
+        keys_file: dir.join(format!("{name}.keys")),
         bootstrap: false,
         ..template
     };

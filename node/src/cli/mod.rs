@@ -5,6 +5,7 @@
 mod commands;
 mod dev;
 mod init;
+mod kv;
 mod output;
 mod server;
 
@@ -109,6 +110,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Secrets (key/value, versioned, split over the share holders).
+    Kv {
+        #[command(subcommand)]
+        cmd: kv::KvCmd,
+    },
     /// The node audit log.
     Audit {
         #[command(subcommand)]
@@ -143,6 +149,15 @@ enum OperatorCmd {
         #[command(subcommand)]
         cmd: Option<MembersCmd>,
     },
+    /// Change the replicated cluster settings.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Regions, holders per region, the threshold, and whether the guarantee holds.
+    Topology,
+    /// Shares each node holds (paths, versions and share indices; never values).
+    Shares,
     /// Save or restore the replicated data (groups, policies).
     Snapshot {
         #[command(subcommand)]
@@ -172,6 +187,12 @@ enum MembersCmd {
         #[arg(long)]
         id: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// `threshold T`, `ack-fault-tolerance F` or `allow-unsafe-topology true|false`.
+    Set { key: String, value: String },
 }
 
 #[derive(Subcommand)]

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub audit_failures: IntCounter,
+    pub share_releases: IntCounterVec,
+    pub bad_shares: IntCounterVec,
+    pub ack_wait: prometheus::Histogram,
     term: IntGauge,
     leader: IntGauge,
     is_leader: IntGauge,
@@ -64,6 +67,21 @@ impl Metrics {
                 "tessera_audit_failures_total",
                 "Audit log writes that failed (each refused its request).",
             )?,
+            share_releases: IntCounterVec::new(
+                Opts::new("tessera_share_releases_total", "ReleaseShare requests by outcome (released, denied, refused)."),
+                &["outcome"],
+            )?,
+            bad_shares: IntCounterVec::new(
+                Opts::new("tessera_bad_shares_reported_total", "Shares readers reported as failing verification, by the node that released them."),
+                &["node"],
+            )?,
+            ack_wait: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "tessera_kv_write_ack_seconds",
+                    "Time from submitting a secret version until t + f holders acknowledged it.",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+            )?,
             term: gauge("tessera_raft_term", "Current Raft term.")?,
             leader: gauge(
                 "tessera_raft_leader_id",
@@ -102,6 +120,9 @@ impl Metrics {
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.latency.clone()))?;
         m.registry.register(Box::new(m.audit_failures.clone()))?;
+        m.registry.register(Box::new(m.share_releases.clone()))?;
+        m.registry.register(Box::new(m.bad_shares.clone()))?;
+        m.registry.register(Box::new(m.ack_wait.clone()))?;
         m.registry.register(Box::new(m.replication_lag.clone()))?;
         Ok(m)
     }

@@ -12,6 +12,8 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT_META: &str = "raft_meta";
 /// The applied state machine.
 pub const CF_STATE: &str = "state";
+/// This node's own shares, sealed under its KEK. Never replicated, never in a snapshot.
+pub const CF_SHARES: &str = "shares";
 /// The latest snapshot, kept so that a restarted node can still serve it to a lagging peer.
 pub const CF_SNAPSHOT: &str = "snapshot";
 
@@ -21,7 +23,7 @@ pub fn open(dir: &Path) -> anyhow::Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_LOG, CF_RAFT_META, CF_STATE, CF_SNAPSHOT]
+    let cfs = [CF_LOG, CF_RAFT_META, CF_STATE, CF_SNAPSHOT, CF_SHARES]
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir.join("raft.db"), cfs).map_err(|e| {

@@ -26,6 +26,12 @@ pub type NodeId = u64;
 pub struct NodeInfo {
     pub addr: String,
     pub region: String,
+    /// X25519 public key (hex) that envelopes for this node are sealed to.
+    #[serde(default)]
+    pub sealing_key: String,
+    /// Ed25519 public key (hex) that checks this node's acknowledgements.
+    #[serde(default)]
+    pub ack_key: String,
 }
 
 impl fmt::Display for NodeInfo {

@@ -1,24 +1,32 @@
 //! The Raft state machine on RocksDB: applies committed commands to the replicated model,
-//! builds snapshots (which let the log be compacted) and installs snapshots from the leader.
+//! lets this node's share vault act on the versions it holds, builds snapshots (which let the
+//! log be compacted) and installs snapshots from the leader.
 //!
-//! The model, the last applied log id and the membership are written together in one synced
-//! batch, so after a crash the state machine is exactly as of some applied index and openraft
-//! replays the log from there.
+//! Each batch of entries is persisted in one synced write: the small model with the last applied
+//! log id and the membership, every secret entry that changed, and this node's own share
+//! changes. After a crash the state machine is exactly as of some applied index and openraft
+//! replays the log from there. Readers wait on the lock until the batch is durable.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use rocksdb::{WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 
 use super::db::{cf, synced, CF_SNAPSHOT, CF_STATE};
 use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::state::{CommandResult, Model};
+use crate::shares::ShareVault;
+use crate::state::kv::SecretEntry;
+use crate::state::model::ApplyCtx;
+use crate::state::{CommandResult, Effects, Members, Model};
 
 const KEY_APPLIED: &[u8] = b"applied";
+const SECRET_PREFIX: &[u8] = b"secret/";
 const KEY_SNAPSHOT: &[u8] = b"current";
 
 /// What the state machine holds: the model plus the Raft bookkeeping that must move with it.
@@ -33,48 +41,188 @@ pub struct Applied {
 /// core task.
 pub type SharedState = Arc<RwLock<Applied>>;
 
+/// A version this node must acknowledge (or complain about): path, version, complaint.
+pub type PendingAck = (String, u64, Option<String>);
+
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
 }
 
+/// The snapshot payload: the model and every secret entry (all public material).
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    applied: Applied,
+    secrets: BTreeMap<String, SecretEntry>,
+}
+
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<DB>,
     state: SharedState,
+    cluster_id: String,
+    vault: Option<Arc<ShareVault>>,
+    acks: mpsc::UnboundedSender<PendingAck>,
+    applied_tx: Arc<watch::Sender<u64>>,
     snapshot_seq: Arc<AtomicU64>,
     /// Counts snapshots installed from a leader (exported as a metric).
     pub installs: Arc<AtomicU64>,
 }
 
+fn secret_key(path: &str) -> Vec<u8> {
+    let mut k = SECRET_PREFIX.to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
 impl StateMachine {
-    pub fn open(db: Arc<DB>) -> anyhow::Result<Self> {
-        let applied = match db.get_cf(cf(&db, CF_STATE), KEY_APPLIED)? {
+    pub fn open(
+        db: Arc<DB>,
+        cluster_id: String,
+        vault: Option<Arc<ShareVault>>,
+        acks: mpsc::UnboundedSender<PendingAck>,
+    ) -> anyhow::Result<Self> {
+        let mut applied: Applied = match db.get_cf(cf(&db, CF_STATE), KEY_APPLIED)? {
             Some(b) => serde_json::from_slice(&b)
                 .map_err(|e| anyhow::anyhow!("state machine data is corrupt: {e}"))?,
             None => Applied::default(),
         };
-        Ok(Self {
+        let it = db.iterator_cf(
+            cf(&db, CF_STATE),
+            IteratorMode::From(SECRET_PREFIX, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item?;
+            let Some(path) = k.strip_prefix(SECRET_PREFIX) else {
+                break;
+            };
+            let entry: SecretEntry = serde_json::from_slice(&v)
+                .map_err(|e| anyhow::anyhow!("secret entry is corrupt: {e}"))?;
+            applied
+                .model
+                .secrets
+                .insert(String::from_utf8_lossy(path).into_owned(), entry);
+        }
+        let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
+        let sm = Self {
             db,
             state: Arc::new(RwLock::new(applied)),
+            cluster_id,
+            vault,
+            acks,
+            applied_tx: Arc::new(watch::channel(index).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             installs: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        sm.reconcile_shares()
+            .map_err(|e| anyhow::anyhow!("cannot reconcile this node's shares: {e}"))?;
+        Ok(sm)
     }
 
     pub fn shared(&self) -> SharedState {
         self.state.clone()
     }
 
-    fn persist(&self, applied: &Applied) -> Result<(), StorageError> {
-        let b =
-            serde_json::to_vec(applied).map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+    /// Notified with the last applied index after every durable apply.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    /// Brings this node's share vault in line with the model: shares of versions that are gone
+    /// are erased, envelopes not yet opened are opened (a node back from a long absence, or one
+    /// that installed a snapshot), and every held share not yet acknowledged is queued.
+    fn reconcile_shares(&self) -> Result<(), StorageError> {
+        let Some(vault) = &self.vault else {
+            return Ok(());
+        };
+        let st = self.state.read().expect("state lock");
+        let me = vault.node_id();
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf(&self.db, CF_STATE), KEY_APPLIED, b);
+        for (path, version) in vault.list() {
+            let keep = st
+                .model
+                .secrets
+                .get(&path)
+                .and_then(|e| e.versions.get(&version))
+                .is_some_and(|v| !v.destroyed && v.share_index(me).is_some());
+            if !keep {
+                vault.erase(&mut batch, &path, version);
+            }
+        }
+        for (path, e) in &st.model.secrets {
+            for (version, v) in &e.versions {
+                if v.destroyed
+                    || v.share_index(me).is_none()
+                    || v.acks.contains_key(&me)
+                    || v.complaints.contains_key(&me)
+                {
+                    continue;
+                }
+                if vault.has(path, *version) {
+                    let _ = self.acks.send((path.clone(), *version, None));
+                } else if v.envelopes.contains_key(&me) {
+                    let verdict = vault.accept(&mut batch, path, *version, v).err();
+                    let _ = self.acks.send((path.clone(), *version, verdict));
+                }
+            }
+        }
         self.db
             .write_opt(batch, &synced())
             .map_err(|e| StorageIOError::write_state_machine(any(e)).into())
+    }
+
+    fn write_applied(&self, batch: &mut WriteBatch, applied: &Applied) -> Result<(), StorageError> {
+        let b =
+            serde_json::to_vec(applied).map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+        batch.put_cf(cf(&self.db, CF_STATE), KEY_APPLIED, b);
+        Ok(())
+    }
+
+    fn write_secret(
+        &self,
+        batch: &mut WriteBatch,
+        model: &Model,
+        path: &str,
+    ) -> Result<(), StorageError> {
+        match model.secrets.get(path) {
+            Some(e) => {
+                let b = serde_json::to_vec(e)
+                    .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+                batch.put_cf(cf(&self.db, CF_STATE), secret_key(path), b);
+            }
+            None => batch.delete_cf(cf(&self.db, CF_STATE), secret_key(path)),
+        }
+        Ok(())
+    }
+
+    /// The node-local side of an applied command: open new shares, erase dead ones.
+    fn share_effects(
+        &self,
+        batch: &mut WriteBatch,
+        model: &Model,
+        fx: &Effects,
+        pending: &mut Vec<PendingAck>,
+    ) {
+        let Some(vault) = &self.vault else { return };
+        if let Some((path, version)) = &fx.created {
+            if let Some(v) = model
+                .secrets
+                .get(path)
+                .and_then(|e| e.versions.get(version))
+            {
+                if v.share_index(vault.node_id()).is_some() {
+                    let verdict = vault.accept(batch, path, *version, v).err();
+                    if let Some(reason) = &verdict {
+                        tracing::warn!(%path, version, %reason, "share failed verification; filing a complaint");
+                    }
+                    pending.push((path.clone(), *version, verdict));
+                }
+            }
+        }
+        for (path, version) in &fx.erased {
+            vault.erase(batch, path, *version);
+        }
     }
 
     fn save_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
@@ -90,8 +238,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, last_applied, membership) = {
             let st = self.state.read().expect("state lock");
-            let data =
-                serde_json::to_vec(&*st).map_err(|e| StorageIOError::read_state_machine(any(e)))?;
+            let payload = SnapshotPayload {
+                applied: st.clone(),
+                secrets: st.model.secrets.clone(),
+            };
+            let data = serde_json::to_vec(&payload)
+                .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
             (data, st.last_applied, st.membership.clone())
         };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -130,23 +282,49 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // Apply to a copy and publish it only after it is durable: readers never see state that
-        // a crash could take back.
-        let mut next = self.state.read().expect("state lock").clone();
         let mut results = Vec::new();
-        for entry in entries {
-            next.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => results.push(CommandResult::ok()),
-                EntryPayload::Normal(cmd) => results.push(next.model.apply(&cmd)),
-                EntryPayload::Membership(m) => {
-                    next.membership = StoredMembership::new(Some(entry.log_id), m);
-                    results.push(CommandResult::ok());
+        let mut pending = Vec::new();
+        let mut batch = WriteBatch::default();
+        let last_index;
+        {
+            // Holding the write lock until the batch is durable: readers never see state that a
+            // crash could take back.
+            let mut st = self.state.write().expect("state lock");
+            let mut members = Members::from_membership(&st.membership);
+            for entry in entries {
+                st.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => results.push(CommandResult::ok()),
+                    EntryPayload::Normal(cmd) => {
+                        let ctx = ApplyCtx {
+                            members: &members,
+                            cluster_id: &self.cluster_id,
+                            index: entry.log_id.index,
+                        };
+                        let (res, fx) = st.model.apply(&cmd, &ctx);
+                        for path in &fx.secrets {
+                            self.write_secret(&mut batch, &st.model, path)?;
+                        }
+                        self.share_effects(&mut batch, &st.model, &fx, &mut pending);
+                        results.push(res);
+                    }
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
+                        members = Members::from_membership(&st.membership);
+                        results.push(CommandResult::ok());
+                    }
                 }
             }
+            self.write_applied(&mut batch, &st)?;
+            self.db
+                .write_opt(batch, &synced())
+                .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+            last_index = st.last_applied.map(|l| l.index).unwrap_or(0);
         }
-        self.persist(&next)?;
-        *self.state.write().expect("state lock") = next;
+        for p in pending {
+            let _ = self.acks.send(p);
+        }
+        self.applied_tx.send_replace(last_index);
         Ok(results)
     }
 
@@ -164,17 +342,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let mut applied: Applied = serde_json::from_slice(&data)
+        let payload: SnapshotPayload = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
+        let mut applied = payload.applied;
+        applied.model.secrets = payload.secrets;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
-        self.persist(&applied)?;
+        {
+            let mut st = self.state.write().expect("state lock");
+            let mut batch = WriteBatch::default();
+            for path in st.model.secrets.keys() {
+                if !applied.model.secrets.contains_key(path) {
+                    batch.delete_cf(cf(&self.db, CF_STATE), secret_key(path));
+                }
+            }
+            for path in applied.model.secrets.keys() {
+                self.write_secret(&mut batch, &applied.model, path)?;
+            }
+            self.write_applied(&mut batch, &applied)?;
+            self.db
+                .write_opt(batch, &synced())
+                .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+            *st = applied;
+        }
         self.save_snapshot(&StoredSnapshot {
             meta: meta.clone(),
             data,
         })?;
-        *self.state.write().expect("state lock") = applied;
+        self.reconcile_shares()?;
         self.installs.fetch_add(1, Ordering::Relaxed);
+        self.applied_tx
+            .send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         tracing::info!(index = ?meta.last_log_id.map(|l| l.index), "installed snapshot from leader");
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! Commands carried by the Raft log, and what applying one returns.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::kv::{AckItem, KvPut};
 use super::Model;
+use crate::raft::NodeId;
 
 /// Who a policy is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,11 +15,12 @@ pub enum AttachTarget {
     Identity(String),
 }
 
-/// One change to the replicated model. Every variant records who asked for it, so the log itself
+/// One change to the replicated model. Every command records who asked for it, so the log itself
 /// says who changed what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    /// Identity (client certificate CN) that made the request, as checked by the serving node.
+    /// Identity (client certificate CN) that made the request, as checked by the serving node;
+    /// `node<ID>` for a node's own commands (acknowledgements).
     pub by: String,
     pub op: Op,
 }
@@ -45,9 +48,46 @@ pub enum Op {
         target: AttachTarget,
         detach: bool,
     },
-    /// Replace the whole data model (operator snapshot restore). Membership is not touched.
+    /// Replace groups, policies and attachments (operator snapshot restore). Membership,
+    /// settings and secrets are not touched.
     Restore {
         model: Model,
+    },
+    /// Cluster settings; `None` leaves a setting as it is.
+    SetSettings {
+        threshold: Option<u32>,
+        ack_fault_tolerance: Option<u32>,
+        allow_unsafe_topology: Option<bool>,
+    },
+    KvPut(Box<KvPut>),
+    /// A holder's acknowledgements (or complaints) for versions it received.
+    KvAcks {
+        node: NodeId,
+        acks: Vec<AckItem>,
+    },
+    KvDelete {
+        path: String,
+        versions: Vec<u64>,
+        time: String,
+    },
+    KvUndelete {
+        path: String,
+        versions: Vec<u64>,
+    },
+    KvDestroy {
+        path: String,
+        versions: Vec<u64>,
+    },
+    KvMetadataPut {
+        path: String,
+        max_versions: Option<u32>,
+        cas_required: Option<bool>,
+        custom_metadata: Option<BTreeMap<String, String>>,
+        time: String,
+    },
+    /// Removes the secret, every version and its metadata.
+    KvMetadataDelete {
+        path: String,
     },
 }
 

@@ -1,15 +1,41 @@
 //! The data model every node holds a full copy of. It carries only public data (names, group
-//! members, policy text); no secret material ever lives here (law 1).
+//! members, policy text, settings, secret ciphertexts, commitments and envelopes sealed to one
+//! node each); no node can learn a secret from it (law 1).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::command::{AttachTarget, Command, CommandResult, Op};
+use super::kv::{self, SecretEntry};
+use super::{topology, Members};
 use crate::policy::Policy;
 
 /// Name of the built-in policy that grants everything; it cannot be written or deleted.
 pub const ROOT_POLICY: &str = "root";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Shares needed to read a secret (`t`). `None` until the first leader sets it from the
+    /// configuration `operator init` wrote.
+    pub threshold: Option<u32>,
+    /// Holders beyond `t` that must acknowledge a write before it succeeds (`f`).
+    pub ack_fault_tolerance: Option<u32>,
+    pub allow_unsafe_topology: bool,
+}
+
+impl Settings {
+    /// `t + f` acknowledgements, capped at `n`. By default `f` is 1 when the cluster can still
+    /// take writes with one holder down, else 0.
+    pub fn acks_required(&self, holders: usize) -> usize {
+        let t = self.threshold.unwrap_or(2) as usize;
+        let f = match self.ack_fault_tolerance {
+            Some(f) => f as usize,
+            None => holders.saturating_sub(1 + t).min(1),
+        };
+        (t + f).min(holders)
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
@@ -18,6 +44,23 @@ pub struct Model {
     pub policies: BTreeMap<String, String>,
     pub identity_policies: BTreeMap<String, BTreeSet<String>>,
     pub group_policies: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Persisted one entry per key by the state machine, not with the rest of the model.
+    #[serde(skip)]
+    pub secrets: BTreeMap<String, SecretEntry>,
+}
+
+/// What an applied command changed beyond the small part of the model, for the state machine
+/// to persist and for the node's own share vault to act on.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Secret entries that changed (persist, or delete if gone).
+    pub secrets: Vec<String>,
+    /// A version this command created (holders open their envelope).
+    pub created: Option<(String, u64)>,
+    /// Versions whose shares every holder must now erase.
+    pub erased: Vec<(String, u64)>,
 }
 
 /// Names are path segments in policies and audit lines: keep them boring.
@@ -36,35 +79,41 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What applying needs besides the model: the membership, the cluster id and the log index.
+pub struct ApplyCtx<'a> {
+    pub members: &'a Members,
+    pub cluster_id: &'a str,
+    pub index: u64,
+}
+
 impl Model {
     /// Applies one command. On refusal the model is unchanged.
-    pub fn apply(&mut self, cmd: &Command) -> CommandResult {
-        match self.try_apply(&cmd.op) {
-            Ok(()) => CommandResult::ok(),
-            Err(e) => CommandResult::refused(e),
+    pub fn apply(&mut self, cmd: &Command, ctx: &ApplyCtx) -> (CommandResult, Effects) {
+        match self.validate(cmd, ctx.members, ctx.cluster_id) {
+            Err(e) => (CommandResult::refused(e), Effects::default()),
+            Ok(()) => (CommandResult::ok(), self.mutate(cmd, ctx.index)),
         }
     }
 
-    /// Checks a command against the current model without changing it, so the serving node
-    /// can give a precise error before anything reaches the log.
-    pub fn check(&self, op: &Op) -> Result<(), String> {
-        self.clone().try_apply(op)
-    }
-
-    fn try_apply(&mut self, op: &Op) -> Result<(), String> {
-        match op {
+    /// Checks a command against the current model without changing it: the serving node uses
+    /// this for a precise error before anything reaches the log, and apply uses it again.
+    pub fn validate(
+        &self,
+        cmd: &Command,
+        members: &Members,
+        cluster_id: &str,
+    ) -> Result<(), String> {
+        match &cmd.op {
             Op::PutGroup { name, members } => {
                 validate_name("group", name)?;
                 for m in members {
                     validate_name("identity", m)?;
                 }
-                self.groups.insert(name.clone(), members.clone());
             }
             Op::DeleteGroup { name } => {
-                if self.groups.remove(name).is_none() {
+                if !self.groups.contains_key(name) {
                     return Err(format!("group {name:?} does not exist"));
                 }
-                self.group_policies.remove(name);
             }
             Op::PutPolicy { name, text } => {
                 validate_name("policy", name)?;
@@ -72,15 +121,127 @@ impl Model {
                     return Err("the root policy is built in and cannot be changed".into());
                 }
                 Policy::parse(text).map_err(|e| format!("policy {name:?}: {e}"))?;
-                self.policies.insert(name.clone(), text.clone());
             }
             Op::DeletePolicy { name } => {
                 if name == ROOT_POLICY {
                     return Err("the root policy is built in and cannot be deleted".into());
                 }
-                if self.policies.remove(name).is_none() {
+                if !self.policies.contains_key(name) {
                     return Err(format!("policy {name:?} does not exist"));
                 }
+            }
+            Op::Attach {
+                policy,
+                target,
+                detach,
+            } => {
+                if policy != ROOT_POLICY && !self.policies.contains_key(policy) {
+                    return Err(format!("policy {policy:?} does not exist"));
+                }
+                let (map, who) = match target {
+                    AttachTarget::Group(g) => {
+                        if !self.groups.contains_key(g) {
+                            return Err(format!("group {g:?} does not exist"));
+                        }
+                        (&self.group_policies, g)
+                    }
+                    AttachTarget::Identity(i) => {
+                        validate_name("identity", i)?;
+                        (&self.identity_policies, i)
+                    }
+                };
+                if *detach && !map.get(who).is_some_and(|s| s.contains(policy)) {
+                    return Err(format!("policy {policy:?} is not attached to {who:?}"));
+                }
+            }
+            Op::Restore { model } => {
+                for (name, text) in &model.policies {
+                    Policy::parse(text).map_err(|e| format!("policy {name:?}: {e}"))?;
+                }
+            }
+            Op::SetSettings {
+                threshold,
+                ack_fault_tolerance,
+                allow_unsafe_topology,
+            } => {
+                let unsafe_ok =
+                    allow_unsafe_topology.unwrap_or(self.settings.allow_unsafe_topology);
+                let t = threshold.or(self.settings.threshold);
+                let n = members.voters.len();
+                if let Some(t) = t {
+                    if !unsafe_ok {
+                        topology::check(&members.region_counts(), t as usize)?;
+                    } else if t < 2 || t as usize > n.max(2) {
+                        return Err(format!("threshold {t} is impossible with {n} share holders (need 2 <= t <= {n})"));
+                    }
+                    if let Some(f) = ack_fault_tolerance {
+                        if (t + f) as usize > n {
+                            return Err(format!("t + f = {} exceeds the {n} share holders", t + f));
+                        }
+                    }
+                }
+            }
+            Op::KvPut(p) => kv::validate_put(
+                &self.secrets,
+                members,
+                self.settings.threshold,
+                cluster_id,
+                p,
+            )?,
+            Op::KvAcks { node, acks } => {
+                kv::validate_acks(&self.secrets, members, cluster_id, *node, acks)?
+            }
+            Op::KvDelete { path, versions, .. } | Op::KvDestroy { path, versions } => {
+                kv::check_versions(&self.secrets, path, versions)?;
+            }
+            Op::KvUndelete { path, versions } => {
+                kv::check_versions(&self.secrets, path, versions)?;
+                let e = &self.secrets[path];
+                for v in versions {
+                    if e.versions[v].destroyed {
+                        return Err(format!(
+                            "{path:?} version {v} is destroyed and cannot be undeleted"
+                        ));
+                    }
+                }
+            }
+            Op::KvMetadataPut {
+                path, max_versions, ..
+            } => {
+                kv::validate_path(path)?;
+                if let Some(m) = max_versions {
+                    if *m > 1000 {
+                        return Err(
+                            "max_versions must be at most 1000 (0 means the default, 10)".into(),
+                        );
+                    }
+                }
+            }
+            Op::KvMetadataDelete { path } => {
+                if !self.secrets.contains_key(path) {
+                    return Err(format!("no secret at {path:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a command that `validate` accepted.
+    fn mutate(&mut self, cmd: &Command, index: u64) -> Effects {
+        let mut fx = Effects::default();
+        match &cmd.op {
+            Op::PutGroup { name, members } => {
+                self.groups.insert(name.clone(), members.clone());
+            }
+            Op::DeleteGroup { name } => {
+                self.groups.remove(name);
+                self.group_policies.remove(name);
+            }
+            Op::PutPolicy { name, text } => {
+                self.policies.insert(name.clone(), text.clone());
+            }
+            Op::DeletePolicy { name } => {
+                self.policies.remove(name);
                 for set in self
                     .identity_policies
                     .values_mut()
@@ -96,25 +257,13 @@ impl Model {
                 target,
                 detach,
             } => {
-                if policy != ROOT_POLICY && !self.policies.contains_key(policy) {
-                    return Err(format!("policy {policy:?} does not exist"));
-                }
                 let (map, who) = match target {
-                    AttachTarget::Group(g) => {
-                        if !self.groups.contains_key(g) {
-                            return Err(format!("group {g:?} does not exist"));
-                        }
-                        (&mut self.group_policies, g)
-                    }
-                    AttachTarget::Identity(i) => {
-                        validate_name("identity", i)?;
-                        (&mut self.identity_policies, i)
-                    }
+                    AttachTarget::Group(g) => (&mut self.group_policies, g),
+                    AttachTarget::Identity(i) => (&mut self.identity_policies, i),
                 };
                 if *detach {
-                    let removed = map.get_mut(who).is_some_and(|s| s.remove(policy));
-                    if !removed {
-                        return Err(format!("policy {policy:?} is not attached to {who:?}"));
+                    if let Some(s) = map.get_mut(who) {
+                        s.remove(policy);
                     }
                     map.retain(|_, s| !s.is_empty());
                 } else {
@@ -122,13 +271,108 @@ impl Model {
                 }
             }
             Op::Restore { model } => {
-                for (name, text) in &model.policies {
-                    Policy::parse(text).map_err(|e| format!("policy {name:?}: {e}"))?;
+                self.groups = model.groups.clone();
+                self.policies = model.policies.clone();
+                self.identity_policies = model.identity_policies.clone();
+                self.group_policies = model.group_policies.clone();
+            }
+            Op::SetSettings {
+                threshold,
+                ack_fault_tolerance,
+                allow_unsafe_topology,
+            } => {
+                if let Some(t) = threshold {
+                    self.settings.threshold = Some(*t);
                 }
-                *self = model.clone();
+                if let Some(f) = ack_fault_tolerance {
+                    self.settings.ack_fault_tolerance = Some(*f);
+                }
+                if let Some(u) = allow_unsafe_topology {
+                    self.settings.allow_unsafe_topology = *u;
+                }
+            }
+            Op::KvPut(p) => {
+                for v in kv::apply_put(&mut self.secrets, &cmd.by, index, p) {
+                    fx.erased.push((p.path.clone(), v));
+                }
+                fx.secrets.push(p.path.clone());
+                fx.created = Some((p.path.clone(), p.version));
+            }
+            Op::KvAcks { node, acks } => {
+                fx.secrets = kv::apply_acks(&mut self.secrets, *node, acks);
+                fx.secrets.dedup();
+            }
+            Op::KvDelete {
+                path,
+                versions,
+                time,
+            } => {
+                let e = self.secrets.get_mut(path).expect("validated");
+                for v in versions {
+                    let ve = e.versions.get_mut(v).expect("validated");
+                    if ve.deletion_time.is_none() && !ve.destroyed {
+                        ve.deletion_time = Some(time.clone());
+                    }
+                }
+                fx.secrets.push(path.clone());
+            }
+            Op::KvUndelete { path, versions } => {
+                let e = self.secrets.get_mut(path).expect("validated");
+                for v in versions {
+                    e.versions.get_mut(v).expect("validated").deletion_time = None;
+                }
+                fx.secrets.push(path.clone());
+            }
+            Op::KvDestroy { path, versions } => {
+                let e = self.secrets.get_mut(path).expect("validated");
+                for v in versions {
+                    let ve = e.versions.get_mut(v).expect("validated");
+                    ve.destroyed = true;
+                    ve.ciphertext = None;
+                    ve.envelopes.clear();
+                    fx.erased.push((path.clone(), *v));
+                }
+                fx.secrets.push(path.clone());
+            }
+            Op::KvMetadataPut {
+                path,
+                max_versions,
+                cas_required,
+                custom_metadata,
+                time,
+            } => {
+                let e = self.secrets.entry(path.clone()).or_default();
+                if e.created_time.is_empty() {
+                    e.created_time = time.clone();
+                }
+                e.updated_time = time.clone();
+                if let Some(m) = max_versions {
+                    e.max_versions = *m;
+                }
+                if let Some(c) = cas_required {
+                    e.cas_required = *c;
+                }
+                if let Some(c) = custom_metadata {
+                    e.custom_metadata = c.clone();
+                }
+                let max = e.max_versions() as usize;
+                while e.versions.len() > max {
+                    let oldest = *e.versions.keys().next().expect("non-empty");
+                    e.versions.remove(&oldest);
+                    fx.erased.push((path.clone(), oldest));
+                }
+                fx.secrets.push(path.clone());
+            }
+            Op::KvMetadataDelete { path } => {
+                if let Some(e) = self.secrets.remove(path) {
+                    for v in e.versions.keys() {
+                        fx.erased.push((path.clone(), *v));
+                    }
+                }
+                fx.secrets.push(path.clone());
             }
         }
-        Ok(())
+        fx
     }
 
     /// Groups the identity belongs to.
@@ -154,6 +398,26 @@ impl Model {
         }
         out
     }
+
+    /// Everything but the secrets: cheap to clone for a handler.
+    pub fn directory_and_settings(&self) -> Model {
+        Model {
+            settings: self.settings.clone(),
+            ..self.directory()
+        }
+    }
+
+    /// The groups/policies part, for `operator snapshot save`.
+    pub fn directory(&self) -> Model {
+        Model {
+            groups: self.groups.clone(),
+            policies: self.policies.clone(),
+            identity_policies: self.identity_policies.clone(),
+            group_policies: self.group_policies.clone(),
+            settings: Settings::default(),
+            secrets: BTreeMap::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,14 +432,30 @@ mod tests {
         }
     }
 
+    fn apply(m: &mut Model, op: Op) -> CommandResult {
+        let members = Members::default();
+        m.apply(
+            &cmd(op),
+            &ApplyCtx {
+                members: &members,
+                cluster_id: "c",
+                index: 1,
+            },
+        )
+        .0
+    }
+
     #[test]
     fn malformed_policy_is_refused_and_nothing_changes() {
         let mut m = Model::default();
         let before = m.clone();
-        let r = m.apply(&cmd(PutPolicy {
-            name: "p".into(),
-            text: "path \"a/*\" { capabilities = [\"raed\"] }".into(),
-        }));
+        let r = apply(
+            &mut m,
+            PutPolicy {
+                name: "p".into(),
+                text: "path \"a/*\" { capabilities = [\"raed\"] }".into(),
+            },
+        );
         assert!(r.error.unwrap().contains("raed"));
         assert_eq!(m, before);
     }
@@ -198,18 +478,21 @@ mod tests {
                 detach: false,
             },
         ] {
-            assert_eq!(m.apply(&cmd(op)).error, None);
+            assert_eq!(apply(&mut m, op).error, None);
         }
         assert_eq!(m.policies_of("alice"), ["app".to_string()].into());
         assert!(m.policies_of("bob").is_empty());
-        let r = m.apply(&cmd(Attach {
-            policy: "app".into(),
-            target: AttachTarget::Identity("bob".into()),
-            detach: true,
-        }));
+        let r = apply(
+            &mut m,
+            Attach {
+                policy: "app".into(),
+                target: AttachTarget::Identity("bob".into()),
+                detach: true,
+            },
+        );
         assert!(r.error.unwrap().contains("not attached"));
         assert_eq!(
-            m.apply(&cmd(DeletePolicy { name: "app".into() })).error,
+            apply(&mut m, DeletePolicy { name: "app".into() }).error,
             None
         );
         assert!(m.policies_of("alice").is_empty());
@@ -218,18 +501,38 @@ mod tests {
     #[test]
     fn root_policy_is_immutable() {
         let mut m = Model::default();
-        assert!(m
-            .apply(&cmd(PutPolicy {
+        assert!(apply(
+            &mut m,
+            PutPolicy {
                 name: ROOT_POLICY.into(),
                 text: String::new()
-            }))
-            .error
-            .is_some());
-        assert!(m
-            .apply(&cmd(DeletePolicy {
+            }
+        )
+        .error
+        .is_some());
+        assert!(apply(
+            &mut m,
+            DeletePolicy {
                 name: ROOT_POLICY.into()
-            }))
-            .error
-            .is_some());
+            }
+        )
+        .error
+        .is_some());
+    }
+
+    #[test]
+    fn acks_required_defaults_to_t_plus_one_when_a_holder_can_be_spared() {
+        let s = |t| Settings {
+            threshold: Some(t),
+            ..Settings::default()
+        };
+        assert_eq!(s(2).acks_required(3), 2);
+        assert_eq!(s(3).acks_required(5), 4);
+        let explicit = Settings {
+            threshold: Some(3),
+            ack_fault_tolerance: Some(2),
+            allow_unsafe_topology: false,
+        };
+        assert_eq!(explicit.acks_required(5), 5);
     }
 }

@@ -1,0 +1,611 @@
+//! The secrets API: topology, writes of dealt versions, metadata, and `ReleaseShare`, through
+//! which a holder hands its share (sealed to the reader's one-time key) to an authorized reader.
+//!
+//! Every handler authorizes on this node from its own replicated copy (law 2); the audit line is
+//! written by `Api::run` before any answer, and so before any share, leaves the node (law 4).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tessera_crypto::seal::{Envelope as SealedEnvelope, SealingPublicKey};
+use tessera_crypto::value::ValueCiphertext;
+use tessera_crypto::vss::Commitments;
+use tessera_proto::*;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::node::LeaderOp;
+use crate::policy::Capability;
+use crate::state::kv::{self as model_kv, KvPut as KvPutCmd, SecretEntry, VersionEntry};
+use crate::state::{topology, Command, Members, Op};
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn bad(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg.into())
+}
+
+fn path_arg(path: &str) -> Result<(), Status> {
+    model_kv::validate_path(path).map_err(bad)
+}
+
+impl Api {
+    fn members_now(&self) -> Members {
+        let st = self.node.state.read().expect("state lock");
+        Members::from_membership(&st.membership)
+    }
+
+    fn holders(&self, ids: &[u64]) -> Vec<Holder> {
+        let members = self.members_now();
+        ids.iter()
+            .filter_map(|id| {
+                let n = members.all.get(id)?;
+                Some(Holder {
+                    id: *id,
+                    address: n.addr.clone(),
+                    region: n.region.clone(),
+                    sealing_key: hex::decode(&n.sealing_key).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    fn secret(&self, path: &str) -> Option<SecretEntry> {
+        self.node
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .secrets
+            .get(path)
+            .cloned()
+    }
+
+    pub(super) async fn do_topology(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<TopologyReply>, Status> {
+        // Public data (who holds shares, their addresses, regions and public keys): any client
+        // with a certificate from the cluster CA may see it, and it is audited like everything.
+        self.run(
+            req,
+            "topology",
+            "sys/topology".into(),
+            |_id, _| async move {
+                self.node.linearizable().await?;
+                let members = self.members_now();
+                let settings = self.model().settings;
+                let counts = members.region_counts();
+                let t = settings.threshold.unwrap_or(0);
+                let a = topology::assess(&counts, t as usize);
+                let ids: Vec<u64> = members.voters.keys().copied().collect();
+                Ok(TopologyReply {
+                    cluster_id: self.node.config.cluster_id.clone(),
+                    threshold: t,
+                    acks_required: settings.acks_required(ids.len()) as u32,
+                    holders: self.holders(&ids),
+                    region: self.node.config.region.clone(),
+                    allow_unsafe_topology: settings.allow_unsafe_topology,
+                    survives_region_loss: a.survives_region_loss,
+                    no_region_alone: a.no_region_alone,
+                    holders_per_region: counts.into_iter().map(|(r, c)| (r, c as u32)).collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn do_kv_put(
+        &self,
+        req: Request<KvPutRequest>,
+    ) -> Result<Response<KvPutReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, "kv.put", path.clone(), |id, r| async move {
+            path_arg(&r.path)?;
+            let cap = if self.secret(&r.path).is_some() {
+                Capability::Update
+            } else {
+                Capability::Create
+            };
+            self.authorize(&id, &r.path, cap)?;
+            let nonce: [u8; 12] = r
+                .nonce
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad(format!("nonce is {} bytes, expected 12", r.nonce.len())))?;
+            let mut commitments = Vec::with_capacity(r.commitments.len());
+            for (i, c) in r.commitments.iter().enumerate() {
+                commitments.push(<[u8; 32]>::try_from(c.as_slice()).map_err(|_| {
+                    bad(format!(
+                        "commitments: point {i} is {} bytes, expected 32",
+                        c.len()
+                    ))
+                })?);
+            }
+            let mut envelopes = Vec::with_capacity(r.envelopes.len());
+            for (i, e) in r.envelopes.iter().enumerate() {
+                let enc: [u8; 32] = e.enc.as_slice().try_into().map_err(|_| {
+                    bad(format!(
+                        "envelope {i}: encapsulated key is {} bytes, expected 32",
+                        e.enc.len()
+                    ))
+                })?;
+                envelopes.push(SealedEnvelope {
+                    enc,
+                    ciphertext: e.ciphertext.clone(),
+                });
+            }
+            let put = KvPutCmd {
+                path: r.path.clone(),
+                version: r.version,
+                cas: r.cas,
+                time: now(),
+                ciphertext: ValueCiphertext {
+                    nonce,
+                    ciphertext: r.ciphertext,
+                },
+                commitments: Commitments(commitments),
+                threshold: r.threshold,
+                holders: r.holders,
+                envelopes,
+            };
+            let version = put.version;
+            let cmd = Command {
+                by: id,
+                op: Op::KvPut(Box::new(put)),
+            };
+            self.validate(&cmd)?;
+            // This node can check its own envelope before anything is stored.
+            if let Op::KvPut(p) = &cmd.op {
+                if let Some(pos) = p.holders.iter().position(|h| *h == self.node.id) {
+                    let v = VersionEntry {
+                        commitments: p.commitments.clone(),
+                        holders: p.holders.clone(),
+                        envelopes: [(self.node.id, p.envelopes[pos].clone())].into(),
+                        ..VersionEntry::default()
+                    };
+                    let mut scratch = rocksdb::WriteBatch::default();
+                    self.node
+                        .vault
+                        .accept(&mut scratch, &p.path, p.version, &v)
+                        .map_err(|e| {
+                            bad(format!(
+                                "envelope for node {} (this node): {e}",
+                                self.node.id
+                            ))
+                        })?;
+                }
+            }
+            let started = Instant::now();
+            let path = r.path.clone();
+            self.node.on_leader(LeaderOp::Command(cmd)).await?;
+            let acks = self.wait_for_acks(&path, version).await?;
+            self.node
+                .metrics
+                .ack_wait
+                .observe(started.elapsed().as_secs_f64());
+            Ok(KvPutReply { version, acks })
+        })
+        .await
+    }
+
+    /// Waits until `t + f` holders acknowledged the version, or a holder complained.
+    async fn wait_for_acks(&self, path: &str, version: u64) -> Result<u32, Status> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut rx = self.node.applied.clone();
+        loop {
+            {
+                let st = self.node.state.read().expect("state lock");
+                if let Some(v) = st
+                    .model
+                    .secrets
+                    .get(path)
+                    .and_then(|e| e.versions.get(&version))
+                {
+                    if let Some((node, why)) = v.complaints.iter().next() {
+                        return Err(Status::failed_precondition(format!(
+                            "version {version} of {path:?} is invalid: node {node} reports that its share {why}"
+                        )));
+                    }
+                    let need = st.model.settings.acks_required(v.holders.len());
+                    if v.acks.len() >= need {
+                        return Ok(v.acks.len() as u32);
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                let have = self
+                    .secret(path)
+                    .and_then(|e| e.versions.get(&version).map(|v| v.acks.len()))
+                    .unwrap_or(0);
+                return Err(Status::unavailable(format!(
+                    "version {version} of {path:?} is written but only {have} holders acknowledged within 15 s; it becomes readable when enough holders catch up"
+                )));
+            }
+        }
+    }
+
+    pub(super) async fn do_kv_metadata(
+        &self,
+        req: Request<PathRequest>,
+    ) -> Result<Response<KvMetadataReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, "kv.metadata", path.clone(), |id, r| async move {
+            path_arg(&r.path)?;
+            self.authorize(&id, &r.path, Capability::Read)?;
+            self.node.linearizable().await?;
+            let e = self
+                .secret(&r.path)
+                .ok_or_else(|| Status::not_found(format!("no secret at {:?}", r.path)))?;
+            Ok(KvMetadataReply {
+                path: r.path,
+                current_version: e.current_version,
+                created_time: e.created_time.clone(),
+                updated_time: e.updated_time.clone(),
+                max_versions: e.max_versions(),
+                cas_required: e.cas_required,
+                custom_metadata: e.custom_metadata.clone().into_iter().collect(),
+                versions: e
+                    .versions
+                    .iter()
+                    .map(|(n, v)| VersionInfo {
+                        version: *n,
+                        created_time: v.created_time.clone(),
+                        created_by: v.created_by.clone(),
+                        deletion_time: v.deletion_time.clone().unwrap_or_default(),
+                        destroyed: v.destroyed,
+                        acks: v.acks.keys().copied().collect(),
+                        holders: v.holders.clone(),
+                        threshold: v.threshold,
+                        valid: v.is_valid(),
+                        complaints: v.complaints.keys().copied().collect(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    /// Looks up a readable version, with an error that says why when it is not.
+    fn readable(&self, path: &str, version: u64) -> Result<(u64, VersionEntry), Status> {
+        let e = self
+            .secret(path)
+            .ok_or_else(|| Status::not_found(format!("no secret at {path:?}")))?;
+        let n = if version == 0 {
+            e.current_version
+        } else {
+            version
+        };
+        let v = e.versions.get(&n).cloned().ok_or_else(|| {
+            Status::not_found(format!(
+                "{path:?} has no version {n} (never written, or pruned beyond max_versions)"
+            ))
+        })?;
+        if v.destroyed {
+            return Err(Status::not_found(format!(
+                "version {n} of {path:?} is destroyed"
+            )));
+        }
+        if let Some(t) = &v.deletion_time {
+            return Err(Status::not_found(format!(
+                "version {n} of {path:?} was deleted at {t}; `tessera kv undelete {path} --versions {n}` restores it"
+            )));
+        }
+        if let Some((node, why)) = v.complaints.iter().next() {
+            return Err(Status::failed_precondition(format!(
+                "version {n} of {path:?} is invalid and never served: node {node} reported that its share {why}"
+            )));
+        }
+        Ok((n, v))
+    }
+
+    pub(super) async fn do_kv_version(
+        &self,
+        req: Request<KvVersionRequest>,
+    ) -> Result<Response<KvVersionReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, "kv.version", path.clone(), |id, r| async move {
+            path_arg(&r.path)?;
+            self.authorize(&id, &r.path, Capability::Read)?;
+            self.node.linearizable().await?;
+            let (n, v) = self.readable(&r.path, r.version)?;
+            let ct = v.ciphertext.clone().unwrap_or(ValueCiphertext {
+                nonce: [0; 12],
+                ciphertext: Vec::new(),
+            });
+            Ok(KvVersionReply {
+                path: r.path,
+                version: n,
+                nonce: ct.nonce.to_vec(),
+                ciphertext: ct.ciphertext,
+                commitments: v.commitments.0.iter().map(|c| c.to_vec()).collect(),
+                threshold: v.threshold,
+                holders: self.holders(&v.holders),
+                index: v.index,
+                cluster_id: self.node.config.cluster_id.clone(),
+                region: self.node.config.region.clone(),
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn do_release_share(
+        &self,
+        req: Request<ReleaseShareRequest>,
+    ) -> Result<Response<ReleaseShareReply>, Status> {
+        let path = req.get_ref().path.clone();
+        let res = self
+            .run(req, "kv.release_share", path.clone(), |id, r| async move {
+                path_arg(&r.path)?;
+                // Law 2: this node checks identity and policy itself...
+                self.authorize(&id, &r.path, Capability::Read)?;
+                let reader =
+                    SealingPublicKey::from_slice(&r.reader_key).map_err(|e| bad(e.to_string()))?;
+                if r.version == 0 {
+                    return Err(bad(
+                        "name the version to release (the reader learns it from the metadata)",
+                    ));
+                }
+                // ...at an applied index no older than the version.
+                self.node
+                    .wait_applied(r.min_index, Duration::from_secs(5))
+                    .await?;
+                let (n, v) = self.readable(&r.path, r.version)?;
+                if v.share_index(self.node.id).is_none() {
+                    return Err(Status::failed_precondition(format!(
+                        "node {} holds no share of version {n} of {:?}",
+                        self.node.id, r.path
+                    )));
+                }
+                let (index, env) = self
+                    .node
+                    .vault
+                    .release(&r.path, n, &reader)
+                    .map_err(Status::unavailable)?;
+                Ok(ReleaseShareReply {
+                    node_id: self.node.id,
+                    share_index: index as u32,
+                    envelope: Some(Envelope {
+                        enc: env.enc.to_vec(),
+                        ciphertext: env.ciphertext,
+                    }),
+                })
+            })
+            .await;
+        let outcome = match &res {
+            Ok(_) => "released",
+            Err(s) if s.code() == tonic::Code::PermissionDenied => "denied",
+            Err(_) => "refused",
+        };
+        self.node
+            .metrics
+            .share_releases
+            .with_label_values(&[outcome])
+            .inc();
+        res
+    }
+
+    pub(super) async fn do_kv_list(
+        &self,
+        req: Request<PathRequest>,
+    ) -> Result<Response<ListReply>, Status> {
+        let mut prefix = req.get_ref().path.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        self.run(req, "kv.list", prefix.clone(), |id, _| async move {
+            self.authorize(&id, &prefix, Capability::List)?;
+            self.node.linearizable().await?;
+            let st = self.node.state.read().expect("state lock");
+            let names: BTreeSet<String> = st
+                .model
+                .secrets
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, _)| {
+                    let rest = &p[prefix.len()..];
+                    match rest.find('/') {
+                        Some(i) => rest[..=i].to_string(),
+                        None => rest.to_string(),
+                    }
+                })
+                .collect();
+            Ok(ListReply {
+                names: names.into_iter().collect(),
+            })
+        })
+        .await
+    }
+
+    async fn versions_op(
+        &self,
+        req: Request<KvVersionsRequest>,
+        operation: &'static str,
+        cap: Capability,
+        make: fn(String, Vec<u64>) -> Op,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, operation, path, |id, r| async move {
+            path_arg(&r.path)?;
+            self.authorize(&id, &r.path, cap)?;
+            let mut versions = r.versions;
+            if versions.is_empty() && operation == "kv.delete" {
+                if let Some(e) = self.secret(&r.path) {
+                    versions.push(e.current_version);
+                }
+            }
+            self.submit(id, make(r.path, versions)).await
+        })
+        .await
+    }
+
+    pub(super) async fn do_kv_delete(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.versions_op(req, "kv.delete", Capability::Delete, |path, versions| {
+            Op::KvDelete {
+                path,
+                versions,
+                time: now(),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn do_kv_undelete(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.versions_op(req, "kv.undelete", Capability::Update, |path, versions| {
+            Op::KvUndelete { path, versions }
+        })
+        .await
+    }
+
+    pub(super) async fn do_kv_destroy(
+        &self,
+        req: Request<KvVersionsRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.versions_op(req, "kv.destroy", Capability::Delete, |path, versions| {
+            Op::KvDestroy { path, versions }
+        })
+        .await
+    }
+
+    pub(super) async fn do_kv_metadata_put(
+        &self,
+        req: Request<KvMetadataPutRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, "kv.metadata_put", path, |id, r| async move {
+            path_arg(&r.path)?;
+            let cap = if self.secret(&r.path).is_some() {
+                Capability::Update
+            } else {
+                Capability::Create
+            };
+            self.authorize(&id, &r.path, cap)?;
+            let custom = if r.replace_custom_metadata || !r.custom_metadata.is_empty() {
+                Some(r.custom_metadata.into_iter().collect())
+            } else {
+                None
+            };
+            self.submit(
+                id,
+                Op::KvMetadataPut {
+                    path: r.path,
+                    max_versions: r.max_versions,
+                    cas_required: r.cas_required,
+                    custom_metadata: custom,
+                    time: now(),
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    pub(super) async fn do_kv_metadata_delete(
+        &self,
+        req: Request<PathRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = req.get_ref().path.clone();
+        self.run(req, "kv.metadata_delete", path, |id, r| async move {
+            path_arg(&r.path)?;
+            self.authorize(&id, &r.path, Capability::Delete)?;
+            self.submit(id, Op::KvMetadataDelete { path: r.path }).await
+        })
+        .await
+    }
+
+    pub(super) async fn do_report_bad_share(
+        &self,
+        req: Request<BadShareReport>,
+    ) -> Result<Response<Empty>, Status> {
+        let path = req.get_ref().path.clone();
+        let node = req.get_ref().node_id;
+        let detail = format!(
+            "node {node} released a share of version {} that does not verify",
+            req.get_ref().version
+        );
+        self.run_detailed(req, "kv.bad_share_report", path, Some(detail), |id, r| async move {
+            self.authorize(&id, &r.path, Capability::Read)?;
+            tracing::warn!(node = r.node_id, path = %r.path, version = r.version, reason = %r.reason, reporter = %id, "a reader reports a share that does not verify");
+            self.node
+                .metrics
+                .bad_shares
+                .with_label_values(&[&node.to_string()])
+                .inc();
+            Ok(Empty {})
+        })
+        .await
+    }
+
+    pub(super) async fn do_config_set(
+        &self,
+        req: Request<ConfigSetRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(req, "config.set", "sys/config".into(), |id, r| async move {
+            self.authorize(&id, "sys/config", Capability::Admin)?;
+            if r.threshold.is_none()
+                && r.ack_fault_tolerance.is_none()
+                && r.allow_unsafe_topology.is_none()
+            {
+                return Err(bad("nothing to set"));
+            }
+            let op = Op::SetSettings {
+                threshold: r.threshold,
+                ack_fault_tolerance: r.ack_fault_tolerance,
+                allow_unsafe_topology: r.allow_unsafe_topology,
+            };
+            self.submit(id, op).await
+        })
+        .await
+    }
+
+    pub(super) async fn do_shares(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<SharesReply>, Status> {
+        self.run(
+            req,
+            "shares.list",
+            "sys/shares".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/shares", Capability::Admin)?;
+                let st = self.node.state.read().expect("state lock");
+                let shares = self
+                    .node
+                    .vault
+                    .list()
+                    .into_iter()
+                    .map(|(path, version)| {
+                        let index = st
+                            .model
+                            .secrets
+                            .get(&path)
+                            .and_then(|e| e.versions.get(&version))
+                            .and_then(|v| v.share_index(self.node.id))
+                            .unwrap_or(0);
+                        HeldShare {
+                            path,
+                            version,
+                            share_index: index as u32,
+                        }
+                    })
+                    .collect();
+                Ok(SharesReply {
+                    node_id: self.node.id,
+                    shares,
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,229 @@
+//! The node's own share vault: the only place a node keeps secret material, and only its own.
+//!
+//! On apply of a new version a holder opens the envelope sealed to it, verifies the share
+//! against the commitments (law 3), and stores it sealed under its key-encryption key; a share
+//! that does not verify becomes a signed complaint instead. On release it opens its share and
+//! seals it to the reader's one-time key. Shares live in their own column family, outside the
+//! replicated state and its snapshots, so no other node ever receives them.
+
+pub mod keys;
+
+use std::sync::Arc;
+
+use rocksdb::{IteratorMode, WriteBatch, DB};
+use tessera_crypto::ack::{ack_message, complaint_message};
+use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingPublicKey};
+use tessera_crypto::vss::{self, Share};
+
+use crate::raft::db::{cf, CF_SHARES};
+use crate::raft::NodeId;
+use crate::state::kv::{AckItem, VersionEntry};
+pub use keys::NodeKeys;
+
+pub struct ShareVault {
+    db: Arc<DB>,
+    keys: NodeKeys,
+    node_id: NodeId,
+    cluster_id: String,
+    /// Test builds only: release a corrupted share (a Byzantine holder).
+    corrupt_releases: bool,
+}
+
+impl std::fmt::Debug for ShareVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShareVault {{ node: {} }}", self.node_id)
+    }
+}
+
+fn share_key(path: &str, version: u64) -> Vec<u8> {
+    let mut k = b"share/".to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn parse_share_key(k: &[u8]) -> Option<(String, u64)> {
+    // `path \0 version(8 bytes)`: the version bytes may contain zeros, so split from the end.
+    let rest = k.strip_prefix(b"share/")?;
+    let sep = rest.len().checked_sub(9)?;
+    if rest[sep] != 0 {
+        return None;
+    }
+    let path = String::from_utf8(rest[..sep].to_vec()).ok()?;
+    let v: [u8; 8] = rest[sep + 1..].try_into().ok()?;
+    Some((path, u64::from_be_bytes(v)))
+}
+
+fn at_rest_label(node: NodeId, path: &str, version: u64) -> Vec<u8> {
+    format!("tessera/share-at-rest/v1/{node}/{version}/{path}").into_bytes()
+}
+
+impl ShareVault {
+    pub fn new(db: Arc<DB>, keys: NodeKeys, node_id: NodeId, cluster_id: String) -> Self {
+        let corrupt_releases = cfg!(feature = "byzantine-test")
+            && std::env::var("TESSERA_TEST_CORRUPT_RELEASES").is_ok_and(|v| v == "1");
+        if corrupt_releases {
+            tracing::warn!("TEST BUILD: this node releases corrupted shares");
+        }
+        Self {
+            db,
+            keys,
+            node_id,
+            cluster_id,
+            corrupt_releases,
+        }
+    }
+
+    /// Public sealing and acknowledgement keys, hex, as the membership records them.
+    pub fn public_keys(&self) -> (String, String) {
+        (
+            hex::encode(self.keys.sealing.public().0),
+            hex::encode(self.keys.ack.public()),
+        )
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    fn ctx<'a>(&'a self, path: &'a str, version: u64, purpose: Purpose) -> Context<'a> {
+        Context {
+            cluster_id: &self.cluster_id,
+            path,
+            version,
+            node_id: self.node_id,
+            purpose,
+        }
+    }
+
+    /// Opens this node's envelope of a new version and checks the share (law 3). On success the
+    /// share, sealed under the KEK, is added to `batch` (written with the applied index).
+    pub fn accept(
+        &self,
+        batch: &mut WriteBatch,
+        path: &str,
+        version: u64,
+        v: &VersionEntry,
+    ) -> Result<(), String> {
+        let index = v
+            .share_index(self.node_id)
+            .ok_or("this node is not a holder")?;
+        let env = v
+            .envelopes
+            .get(&self.node_id)
+            .ok_or("no envelope for this node")?;
+        let plain = seal::open(
+            &self.keys.sealing,
+            &self.ctx(path, version, Purpose::Deal),
+            env,
+        )
+        .map_err(|e| format!("envelope does not open: {e}"))?;
+        let share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
+        if share.index != index {
+            return Err(format!(
+                "share index {} where {index} was expected",
+                share.index
+            ));
+        }
+        vss::verify(&share, &v.commitments).map_err(|e| e.to_string())?;
+        let sealed = self.keys.kek.seal(
+            &at_rest_label(self.node_id, path, version),
+            &share.to_bytes(),
+        );
+        batch.put_cf(cf(&self.db, CF_SHARES), share_key(path, version), sealed);
+        Ok(())
+    }
+
+    pub fn erase(&self, batch: &mut WriteBatch, path: &str, version: u64) {
+        batch.delete_cf(cf(&self.db, CF_SHARES), share_key(path, version));
+    }
+
+    pub fn has(&self, path: &str, version: u64) -> bool {
+        matches!(
+            self.db
+                .get_pinned_cf(cf(&self.db, CF_SHARES), share_key(path, version)),
+            Ok(Some(_))
+        )
+    }
+
+    /// Opens this node's share of a version and seals it to the reader's one-time key.
+    pub fn release(
+        &self,
+        path: &str,
+        version: u64,
+        reader: &SealingPublicKey,
+    ) -> Result<(u16, Envelope), String> {
+        let sealed = self
+            .db
+            .get_cf(cf(&self.db, CF_SHARES), share_key(path, version))
+            .map_err(|e| format!("share store: {e}"))?
+            .ok_or_else(|| format!("this node holds no share of {path:?} version {version}"))?;
+        let plain = self
+            .keys
+            .kek
+            .open(&at_rest_label(self.node_id, path, version), &sealed)
+            .map_err(|e| format!("stored share does not open: {e}"))?;
+        let mut share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
+        if self.corrupt_releases {
+            share = share.corrupted();
+        }
+        let env = seal::seal(
+            reader,
+            &self.ctx(path, version, Purpose::Release),
+            &share.to_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((share.index, env))
+    }
+
+    /// Every share this node holds, as (path, version). Values are never reported.
+    pub fn list(&self) -> Vec<(String, u64)> {
+        self.db
+            .iterator_cf(cf(&self.db, CF_SHARES), IteratorMode::Start)
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, _)| parse_share_key(&k))
+            .collect()
+    }
+
+    /// The signed acknowledgement (or complaint) for a version.
+    pub fn ack_item(
+        &self,
+        path: &str,
+        version: u64,
+        v: &VersionEntry,
+        complaint: Option<String>,
+    ) -> AckItem {
+        let msg = match &complaint {
+            None => ack_message(
+                &self.cluster_id,
+                path,
+                version,
+                self.node_id,
+                &v.commitments,
+            ),
+            Some(reason) => {
+                complaint_message(&self.cluster_id, path, version, self.node_id, reason)
+            }
+        };
+        AckItem {
+            path: path.to_string(),
+            version,
+            complaint,
+            signature: self.keys.ack.sign(&msg).to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_keys_round_trip_paths_with_slashes() {
+        for v in [1, 42, 256, u64::MAX] {
+            let k = share_key("prod/db/password", v);
+            assert_eq!(parse_share_key(&k), Some(("prod/db/password".into(), v)));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Secrets in the replicated model: KV v2 semantics (versions, check-and-set, soft delete,
+//! destroy, metadata) over public material only: each version keeps its value ciphertext, the
+//! VSS commitments, the holder list, the envelopes not yet acknowledged (each sealed to one
+//! holder) and the holders' signed acknowledgements. No node can read a value from this.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tessera_crypto::ack::{ack_message, complaint_message, verify_ack};
+use tessera_crypto::seal::Envelope;
+use tessera_crypto::value::ValueCiphertext;
+use tessera_crypto::vss::Commitments;
+
+use super::Members;
+use crate::raft::NodeId;
+
+/// Versions kept per secret unless its metadata says otherwise (like Vault's KV v2).
+pub const DEFAULT_MAX_VERSIONS: u32 = 10;
+/// Largest value a secret may hold.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEntry {
+    /// Highest version ever written (versions are never reused).
+    pub current_version: u64,
+    /// 0 means the default.
+    pub max_versions: u32,
+    pub cas_required: bool,
+    pub created_time: String,
+    pub updated_time: String,
+    pub custom_metadata: BTreeMap<String, String>,
+    pub versions: BTreeMap<u64, VersionEntry>,
+}
+
+impl SecretEntry {
+    pub fn max_versions(&self) -> u32 {
+        if self.max_versions == 0 {
+            DEFAULT_MAX_VERSIONS
+        } else {
+            self.max_versions
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionEntry {
+    pub created_time: String,
+    pub created_by: String,
+    /// Raft index at which the version was written: a holder serves it only once it has
+    /// applied at least this far.
+    pub index: u64,
+    pub deletion_time: Option<String>,
+    pub destroyed: bool,
+    /// `None` once destroyed.
+    pub ciphertext: Option<ValueCiphertext>,
+    pub commitments: Commitments,
+    pub threshold: u32,
+    /// Holder `i` holds the share with x coordinate `i + 1`.
+    pub holders: Vec<NodeId>,
+    /// Envelopes of holders that have not acknowledged yet (a holder that was down opens its
+    /// own from here, even after log compaction). Dropped on acknowledgement.
+    pub envelopes: BTreeMap<NodeId, Envelope>,
+    pub acks: BTreeMap<NodeId, Vec<u8>>,
+    /// Holders whose share did not verify: the version is invalid and never served.
+    pub complaints: BTreeMap<NodeId, String>,
+}
+
+impl VersionEntry {
+    pub fn is_valid(&self) -> bool {
+        self.complaints.is_empty()
+    }
+    /// The 1-based share index of `node`, if it holds one.
+    pub fn share_index(&self, node: NodeId) -> Option<u16> {
+        self.holders
+            .iter()
+            .position(|h| *h == node)
+            .map(|i| (i + 1) as u16)
+    }
+}
+
+/// A new version, as the client dealt it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvPut {
+    pub path: String,
+    pub version: u64,
+    pub cas: Option<u64>,
+    pub time: String,
+    pub ciphertext: ValueCiphertext,
+    pub commitments: Commitments,
+    pub threshold: u32,
+    pub holders: Vec<NodeId>,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// A holder's verdict on its share of one version, signed with its acknowledgement key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckItem {
+    pub path: String,
+    pub version: u64,
+    /// `None`: the share verified (an acknowledgement). `Some(reason)`: a complaint.
+    pub complaint: Option<String>,
+    pub signature: Vec<u8>,
+}
+
+/// Secret paths: like Vault's, `a/b/c`, with no empty, `.` or `..` segment, and not under the
+/// cluster's own `sys/` namespace.
+pub fn validate_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.len() > 512 {
+        return Err("a secret path must be 1 to 512 characters".into());
+    }
+    if path.starts_with("sys/") || path == "sys" {
+        return Err(format!(
+            "{path:?}: paths under sys/ are reserved for the cluster"
+        ));
+    }
+    if path
+        .chars()
+        .any(|c| c.is_control() || c == '*' || c == '+' || c == '"' || c == '\\')
+    {
+        return Err(format!(
+            "{path:?}: control characters, '*', '+', '\"' and '\\' are not allowed in a path"
+        ));
+    }
+    for seg in path.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(format!(
+                "{path:?}: empty, '.' and '..' path segments are not allowed"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn validate_put(
+    secrets: &BTreeMap<String, SecretEntry>,
+    members: &Members,
+    threshold: Option<u32>,
+    cluster_id: &str,
+    p: &KvPut,
+) -> Result<(), String> {
+    validate_path(&p.path)?;
+    let Some(t) = threshold else {
+        return Err("the cluster has no threshold configured yet; try again in a moment".into());
+    };
+    if p.threshold != t {
+        return Err(format!(
+            "the write was dealt with threshold {}, the cluster's is {t}; fetch the topology again",
+            p.threshold
+        ));
+    }
+    let entry = secrets.get(&p.path);
+    let current = entry.map(|e| e.current_version).unwrap_or(0);
+    if let Some(cas) = p.cas {
+        if cas != current {
+            return Err(format!(
+                "check-and-set failed: the current version of {:?} is {current}, not {cas}",
+                p.path
+            ));
+        }
+    } else if entry.is_some_and(|e| e.cas_required) {
+        return Err(format!(
+            "{:?} requires check-and-set: pass --cas {current}",
+            p.path
+        ));
+    }
+    if p.version != current + 1 {
+        return Err(format!(
+            "version conflict: {:?} is at version {current}, so the next is {}, not {}",
+            p.path,
+            current + 1,
+            p.version
+        ));
+    }
+    let voters: Vec<NodeId> = members.voters.keys().copied().collect();
+    for h in &p.holders {
+        if !members.voters.contains_key(h) {
+            return Err(format!(
+                "holder list names node {h}, which is not a voting member"
+            ));
+        }
+    }
+    let mut sorted = p.holders.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted != voters {
+        return Err(format!(
+            "the holders must be exactly the voters {voters:?}, got {:?}",
+            p.holders
+        ));
+    }
+    p.commitments
+        .check(t as usize)
+        .map_err(|e| format!("commitments: {e}"))?;
+    if p.envelopes.len() != p.holders.len() {
+        return Err(format!(
+            "{} envelopes for {} holders",
+            p.envelopes.len(),
+            p.holders.len()
+        ));
+    }
+    for (h, env) in p.holders.iter().zip(&p.envelopes) {
+        env.check(64)
+            .map_err(|e| format!("envelope for node {h}: {e}"))?;
+    }
+    if p.ciphertext.ciphertext.len() > MAX_VALUE_BYTES + 16 {
+        return Err(format!(
+            "the value is larger than the limit of {MAX_VALUE_BYTES} bytes"
+        ));
+    }
+    if p.ciphertext.ciphertext.len() < 16 {
+        return Err("the value ciphertext is shorter than its tag".into());
+    }
+    let _ = cluster_id;
+    Ok(())
+}
+
+/// Applies a put (already validated). Returns the versions pruned beyond `max_versions`, whose
+/// shares the holders must now erase.
+pub(super) fn apply_put(
+    secrets: &mut BTreeMap<String, SecretEntry>,
+    by: &str,
+    index: u64,
+    p: &KvPut,
+) -> Vec<u64> {
+    let e = secrets.entry(p.path.clone()).or_default();
+    if e.created_time.is_empty() {
+        e.created_time = p.time.clone();
+    }
+    e.updated_time = p.time.clone();
+    e.current_version = p.version;
+    e.versions.insert(
+        p.version,
+        VersionEntry {
+            created_time: p.time.clone(),
+            created_by: by.to_string(),
+            index,
+            deletion_time: None,
+            destroyed: false,
+            ciphertext: Some(p.ciphertext.clone()),
+            commitments: p.commitments.clone(),
+            threshold: p.threshold,
+            holders: p.holders.clone(),
+            envelopes: p
+                .holders
+                .iter()
+                .copied()
+                .zip(p.envelopes.iter().cloned())
+                .collect(),
+            acks: BTreeMap::new(),
+            complaints: BTreeMap::new(),
+        },
+    );
+    prune(e)
+}
+
+fn prune(e: &mut SecretEntry) -> Vec<u64> {
+    let mut pruned = Vec::new();
+    while e.versions.len() > e.max_versions() as usize {
+        let oldest = *e.versions.keys().next().expect("non-empty");
+        e.versions.remove(&oldest);
+        pruned.push(oldest);
+    }
+    pruned
+}
+
+pub(super) fn validate_acks(
+    secrets: &BTreeMap<String, SecretEntry>,
+    members: &Members,
+    cluster_id: &str,
+    node: NodeId,
+    acks: &[AckItem],
+) -> Result<(), String> {
+    let info = members
+        .all
+        .get(&node)
+        .ok_or_else(|| format!("acknowledgement from node {node}, which is not a member"))?;
+    let key: [u8; 32] = hex::decode(&info.ack_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("node {node} has no acknowledgement key in the membership"))?;
+    for a in acks {
+        // A version pruned or destroyed meanwhile is simply skipped on apply.
+        let Some(v) = secrets
+            .get(&a.path)
+            .and_then(|e| e.versions.get(&a.version))
+        else {
+            continue;
+        };
+        if v.share_index(node).is_none() {
+            return Err(format!(
+                "node {node} is not a holder of {}@{}",
+                a.path, a.version
+            ));
+        }
+        let msg = match &a.complaint {
+            None => ack_message(cluster_id, &a.path, a.version, node, &v.commitments),
+            Some(reason) => complaint_message(cluster_id, &a.path, a.version, node, reason),
+        };
+        verify_ack(&key, &msg, &a.signature).map_err(|e| {
+            format!(
+                "acknowledgement of {}@{} by node {node}: {e}",
+                a.path, a.version
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub(super) fn apply_acks(
+    secrets: &mut BTreeMap<String, SecretEntry>,
+    node: NodeId,
+    acks: &[AckItem],
+) -> Vec<String> {
+    let mut touched = Vec::new();
+    for a in acks {
+        let Some(v) = secrets
+            .get_mut(&a.path)
+            .and_then(|e| e.versions.get_mut(&a.version))
+        else {
+            continue;
+        };
+        v.envelopes.remove(&node);
+        match &a.complaint {
+            None => {
+                v.acks.insert(node, a.signature.clone());
+            }
+            Some(reason) => {
+                v.complaints.insert(node, reason.clone());
+            }
+        }
+        touched.push(a.path.clone());
+    }
+    touched
+}
+
+/// Which versions an operation names: all of them must exist.
+pub(super) fn check_versions(
+    secrets: &BTreeMap<String, SecretEntry>,
+    path: &str,
+    versions: &[u64],
+) -> Result<(), String> {
+    let e = secrets
+        .get(path)
+        .ok_or_else(|| format!("no secret at {path:?}"))?;
+    if versions.is_empty() {
+        return Err("name at least one version (--versions 1,2)".into());
+    }
+    for v in versions {
+        if !e.versions.contains_key(v) {
+            return Err(format!(
+                "{path:?} has no version {v} (it never existed or was pruned)"
+            ));
+        }
+    }
+    Ok(())
+}
