@@ -203,6 +203,15 @@ impl Cluster {
         n.child = Some(child);
     }
 
+    /// Waits until node `id` accepts connections on its API port.
+    pub fn wait_listening(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&self.node(id).api_addr).is_err() {
+            assert!(Instant::now() < deadline, "node {id} never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kill -9`: no shutdown, no flush beyond what was already synced.
     pub fn kill9(&mut self, id: u64) {
         if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {

@@ -119,6 +119,7 @@ fn a_new_node_joins_as_a_voter_catches_up_and_can_be_removed() {
     ok(&out);
     c.add_node(4);
     c.start_node(4);
+    c.wait_listening(4);
     let addr = c.node(4).api_addr.clone();
     ok(&c.cli(
         2,

@@ -24,7 +24,7 @@ fn clients_without_a_certificate_or_from_another_ca_are_refused() {
     // A certificate from another cluster's CA.
     let other = tempfile::tempdir().unwrap();
     let init = Command::new(tessera_bin())
-        .args(["operator", "init", "--nodes", "1", "--dir"])
+        .args(["operator", "init", "--nodes", "1", "--allow-unsafe-topology", "--dir"])
         .arg(other.path())
         .output()
         .unwrap();
@@ -54,8 +54,8 @@ fn a_node_certificate_for_the_wrong_node_id_is_refused() {
     // Node 2 is configured with node 3's certificate: it cannot pass as node 2.
     let cfg = std::fs::read_to_string(&c.node(2).config).unwrap();
     let forged = cfg
-        .replace("node2.crt", "node3.crt")
-        .replace("node2.key", "node3.key");
+        .replace("node2.crt\"", "node3.crt\"")
+        .replace("node2.key\"", "node3.key\"");
     std::fs::write(&c.node(2).config, forged).unwrap();
     for id in 1..=3 {
         c.start_node(id);

@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(smallest_safe_threshold(&c), Some(3));
         let e = check(&c, 2).unwrap_err();
         assert!(
-            e.contains("reaches the threshold") && e.contains("\"a\""),
+            e.contains("reaches the threshold") && e.contains("holds 2 of 5"),
             "{e}"
         );
         let a = assess(&c, 3);
