@@ -24,6 +24,8 @@ pub struct KvValue {
     pub bad_holders: Vec<(u64, String)>,
     /// Holders that could not be asked or refused, with why.
     pub unavailable: Vec<(u64, String)>,
+    /// The metadata came from a node without a quorum (see `KvVersionReply::stale`).
+    pub stale: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -57,7 +59,14 @@ impl Client {
         value: &[u8],
         opts: &PutOptions,
     ) -> Result<KvPutReply, Error> {
-        let topo = self.topology().await?;
+        // A cluster that has just formed writes its threshold through its first leader; give
+        // it a moment rather than failing the first write.
+        let mut topo = self.topology().await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while topo.threshold == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            topo = self.topology().await?;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -96,6 +105,7 @@ impl Client {
             .map_err(|s| self.status_err(s))?
             .into_inner();
         let t = v.threshold as usize;
+        let stale = v.stale;
         let commitments = Commitments(
             v.commitments
                 .iter()
@@ -235,6 +245,7 @@ impl Client {
             value,
             bad_holders,
             unavailable,
+            stale,
         })
     }
 

@@ -185,6 +185,11 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64) {
+        self.start_node_with_env(id, &[]);
+    }
+
+    /// Starts node `id` with extra environment variables.
+    pub fn start_node_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let n = &mut self.nodes[(id - 1) as usize];
         assert!(n.child.is_none(), "node {id} already running");
         let log = std::fs::OpenOptions::new()
@@ -195,6 +200,7 @@ impl Cluster {
         let child = Command::new(tessera_bin())
             .args(["server", "--config"])
             .arg(&n.config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

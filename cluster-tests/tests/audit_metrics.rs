@@ -122,8 +122,17 @@ fn every_node_serves_metrics_that_promtool_accepts() {
         );
     }
     // The leader reports replication lag per peer.
-    let leader = c.status(1).unwrap()["leader"].as_u64().unwrap();
-    assert!(c
-        .metrics(leader)
-        .contains("tessera_raft_replication_lag_entries{peer="));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let leader = c.status(1).unwrap()["leader"].as_u64().unwrap();
+        let body = c.metrics(leader);
+        if body.contains("tessera_raft_replication_lag_entries{peer=") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader reports no replication lag:\n{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

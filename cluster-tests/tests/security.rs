@@ -24,7 +24,14 @@ fn clients_without_a_certificate_or_from_another_ca_are_refused() {
     // A certificate from another cluster's CA.
     let other = tempfile::tempdir().unwrap();
     let init = Command::new(tessera_bin())
-        .args(["operator", "init", "--nodes", "1", "--allow-unsafe-topology", "--dir"])
+        .args([
+            "operator",
+            "init",
+            "--nodes",
+            "1",
+            "--allow-unsafe-topology",
+            "--dir",
+        ])
         .arg(other.path())
         .output()
         .unwrap();

@@ -279,7 +279,7 @@ impl Node {
             return;
         };
         loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             if self
                 .state
                 .read()
@@ -424,6 +424,10 @@ impl Node {
         match res {
             Ok(r) => Ok(r),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Some(f)),
+            // The previous membership change is not committed yet: wait and try again.
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                openraft::error::ChangeMembershipError::InProgress(_),
+            ))) => Err(None),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Ok(LeaderReply {
                     index: 0,
@@ -441,8 +445,12 @@ impl Node {
     /// call (the leader confirms its leadership with a quorum and names the index).
     pub async fn linearizable(&self) -> Result<(), Status> {
         let mut last_err = String::from("no leader elected");
-        for attempt in 0..20u32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for attempt in 0..50u32 {
             if attempt > 0 {
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             match self.raft.ensure_linearizable().await {
@@ -478,7 +486,7 @@ impl Node {
 
     async fn read_index_from(&self, id: NodeId, node: &NodeInfo) -> Result<u64, String> {
         let mut client = self.peers.client(id, &node.addr)?;
-        let r = tokio::time::timeout(Duration::from_secs(5), client.read_index(Empty {}))
+        let r = tokio::time::timeout(Duration::from_secs(2), client.read_index(Empty {}))
             .await
             .map_err(|_| format!("leader {id} did not answer in time"))?
             .map_err(|s| format!("leader {id}: {}", s.message()))?;

@@ -158,6 +158,7 @@ impl Api {
                 by: id,
                 op: Op::KvPut(Box::new(put)),
             };
+            self.node.linearizable().await?;
             self.validate(&cmd)?;
             // This node can check its own envelope before anything is stored.
             if let Op::KvPut(p) = &cmd.op {
@@ -312,7 +313,16 @@ impl Api {
         self.run(req, "kv.version", path.clone(), |id, r| async move {
             path_arg(&r.path)?;
             self.authorize(&id, &r.path, Capability::Read)?;
-            self.node.linearizable().await?;
+            // A version, once written, never changes its value: without a quorum this node may
+            // still serve what it has applied (flagged as stale), so reads survive as long as
+            // t holders do. Each holder still checks everything itself before releasing.
+            let stale = match self.node.linearizable().await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!("serving version metadata from local state: {}", e.message());
+                    true
+                }
+            };
             let (n, v) = self.readable(&r.path, r.version)?;
             let ct = v.ciphertext.clone().unwrap_or(ValueCiphertext {
                 nonce: [0; 12],
@@ -329,6 +339,7 @@ impl Api {
                 index: v.index,
                 cluster_id: self.node.config.cluster_id.clone(),
                 region: self.node.config.region.clone(),
+                stale,
             })
         })
         .await

@@ -128,6 +128,9 @@ impl Api {
 
     async fn submit(&self, identity: String, op: Op) -> Result<WriteReply, Status> {
         let cmd = Command { by: identity, op };
+        // Validate against a state at least as new as every acknowledged write, so a follower
+        // that lags a little does not refuse a valid change.
+        self.node.linearizable().await?;
         self.validate(&cmd)?;
         let index = self.node.on_leader(LeaderOp::Command(cmd)).await?;
         Ok(WriteReply { index })

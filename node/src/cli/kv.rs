@@ -141,6 +141,9 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
             field,
         } => {
             let v = c.kv_get(&path, version).await?;
+            if v.stale {
+                eprintln!("warning: the cluster has no quorum; the version was looked up in one node's last applied state");
+            }
             for (node, why) in &v.bad_holders {
                 eprintln!("warning: node {node} released a share that {why}; it was reported and another holder was used");
             }

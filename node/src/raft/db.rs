@@ -23,9 +23,17 @@ pub fn open(dir: &Path) -> anyhow::Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // No compression: what is on disk can be searched as it is (the canary test proves that no
+    // plaintext secret is), and the data is small and mostly ciphertext anyway.
+    let cf_opts = || {
+        let mut o = Options::default();
+        o.set_compression_type(rocksdb::DBCompressionType::None);
+        o
+    };
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
     let cfs = [CF_LOG, CF_RAFT_META, CF_STATE, CF_SNAPSHOT, CF_SHARES]
         .into_iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        .map(|name| ColumnFamilyDescriptor::new(name, cf_opts()));
     let db = DB::open_cf_descriptors(&opts, dir.join("raft.db"), cfs).map_err(|e| {
         anyhow::anyhow!(
             "cannot open RocksDB in {} (is another node using this data dir?): {e}",

@@ -1,0 +1,417 @@
+//! Secrets by verifiable secret sharing, on real clusters: no node ever holds a whole secret,
+//! reads need `t` holders, bad shares are caught and routed around, every holder authorizes on
+//! its own, destroyed versions are gone from every node, and malformed writes store nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cluster_tests::{fails, ok, Cluster, Opts};
+use serde_json::Value;
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files_under(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
+fn put(c: &Cluster, via: u64, path: &str, kv: &str) -> u64 {
+    let out = c.json(via, &["kv", "put", path, kv]);
+    out["version"].as_u64().unwrap()
+}
+
+fn get(c: &Cluster, via: u64, path: &str) -> Value {
+    c.json(via, &["kv", "get", path])
+}
+
+/// (node, path, version, share index) for every share every node holds.
+fn shares(c: &Cluster) -> Vec<(u64, String, u64, u64)> {
+    let v = c.json(1, &["operator", "shares"]);
+    let mut out = Vec::new();
+    for n in v.as_array().unwrap() {
+        assert_eq!(n["reachable"], true, "{n}");
+        for s in n["shares"].as_array().unwrap() {
+            out.push((
+                n["node"].as_u64().unwrap(),
+                s["path"].as_str().unwrap().to_string(),
+                s["version"].as_u64().unwrap(),
+                s["index"].as_u64().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn canary_value_is_nowhere_on_any_node_and_each_node_holds_one_share() {
+    let mut c = Cluster::start(Opts {
+        snapshot_every: Some(8),
+        ..Opts::default()
+    });
+    let canary = format!(
+        "CANARY-{:016x}-{:016x}",
+        rand08::random::<u64>(),
+        rand08::random::<u64>()
+    );
+    let file = c.dir.join("secret.bin");
+    std::fs::write(&file, &canary).unwrap();
+    let out = c.json(
+        2,
+        &["kv", "put", "prod/canary", &format!("@{}", file.display())],
+    );
+    assert_eq!(out["version"], 1);
+    // More writes so that every node builds a snapshot that includes the secret.
+    for i in 0..12 {
+        put(&c, 1 + i % 3, &format!("other/{i}"), "k=v");
+    }
+    let back = get(&c, 3, "prod/canary");
+    assert_eq!(back["data"], Value::String(canary.clone()));
+    std::fs::remove_file(&file).unwrap();
+
+    // One share per node for the version, with distinct indices 1..=3.
+    let held: Vec<_> = shares(&c)
+        .into_iter()
+        .filter(|s| s.1 == "prod/canary")
+        .collect();
+    let nodes: BTreeSet<u64> = held.iter().map(|s| s.0).collect();
+    let indices: BTreeSet<u64> = held.iter().map(|s| s.3).collect();
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert_eq!(nodes, [1, 2, 3].into());
+    assert_eq!(indices, [1, 2, 3].into());
+
+    // Stop the nodes (RocksDB flushes its memtables) and search everything they wrote.
+    for id in 1..=3 {
+        c.stop(id);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut needles = vec![
+        canary.clone().into_bytes(),
+        hex::encode(&canary).into_bytes(),
+    ];
+    for pad in 0..3 {
+        // base64 of the canary at each alignment, without the edges that depend on neighbours.
+        let mut padded = vec![b'x'; pad];
+        padded.extend_from_slice(canary.as_bytes());
+        let enc = b64.encode(&padded);
+        needles.push(enc.as_bytes()[4..enc.len() - 4].to_vec());
+    }
+    let mut files = Vec::new();
+    files_under(&c.dir, &mut files);
+    let mut searched = 0;
+    for f in files.iter().filter(|f| !f.ends_with("secret.bin")) {
+        let bytes = std::fs::read(f).unwrap();
+        searched += bytes.len();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+                "the secret (or its encoding) is in {}",
+                f.display()
+            );
+        }
+    }
+    assert!(searched > 100_000, "searched only {searched} bytes");
+    assert!(files
+        .iter()
+        .any(|f| f.to_string_lossy().contains("raft.db")));
+}
+
+#[test]
+fn reads_need_t_holders_and_say_how_many_were_reachable() {
+    let mut c = Cluster::start(Opts {
+        nodes: 5,
+        regions: "eu,us,ap",
+        ..Opts::default()
+    });
+    put(&c, 1, "prod/t", "v=1");
+    assert_eq!(c.json(1, &["operator", "topology"])["threshold"], 3);
+    // Three of five alive (t = 3): reads work.
+    c.stop(4);
+    c.stop(5);
+    assert_eq!(get(&c, 1, "prod/t")["data"]["v"], "1");
+    // Two alive: no read, and the error says how many holders were reachable.
+    c.stop(3);
+    let err = fails(&c.cli(1, &["kv", "get", "prod/t", "--timeout", "30"]));
+    assert!(
+        err.contains("2 of 3 required share holders reachable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_node_down_during_writes_gets_its_shares_later_and_serves_reads() {
+    let mut c = Cluster::start(Opts {
+        snapshot_every: Some(10),
+        ..Opts::default()
+    });
+    c.stop(3);
+    // t = 2 of 3: writes succeed with node 3 down; enough of them to compact the log.
+    for i in 0..25 {
+        put(&c, 1, &format!("app/s{i}"), &format!("n={i}"));
+    }
+    c.start_node(3);
+    wait_until("node 3 to hold its shares", Duration::from_secs(30), || {
+        shares(&c).iter().filter(|s| s.0 == 3).count() == 25
+    });
+    let installed = c
+        .metric(3, "tessera_raft_snapshots_installed")
+        .unwrap_or(0.0);
+    assert!(installed >= 1.0, "node 3 should have caught up by snapshot");
+    // Node 1 down: the read must use node 3's share.
+    c.stop(1);
+    c.wait_leader(Duration::from_secs(15));
+    for i in [0, 24] {
+        let v = get(&c, 2, &format!("app/s{i}"));
+        assert_eq!(v["data"]["n"], i.to_string());
+    }
+}
+
+#[test]
+fn a_byzantine_holder_is_detected_named_and_routed_around() {
+    let mut c = Cluster::init(Opts::default());
+    c.start_node(1);
+    c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
+    c.start_node(3);
+    c.wait_leader(Duration::from_secs(30));
+    wait_until("node 2's test switch", Duration::from_secs(5), || {
+        std::fs::read_to_string(&c.node(2).log)
+            .unwrap_or_default()
+            .contains("TEST BUILD")
+    });
+    put(&c, 1, "prod/b", "k=good");
+    // Through node 2: its own region first, so node 2 is among the first holders asked.
+    let out = c.cli(2, &["kv", "get", "prod/b", "--format", "json"]);
+    let stdout = ok(&out);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["data"]["k"], "good");
+    assert_eq!(v["bad_holders"], serde_json::json!([2]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node 2 released a share that"), "{stderr}");
+    // The node the client reported to counts it and audits it, naming node 2.
+    assert_eq!(
+        c.metric(2, "tessera_bad_shares_reported_total{node=\"2\"}"),
+        Some(1.0)
+    );
+    let audit = std::fs::read_to_string(c.node(2).data_dir.join("audit.log")).unwrap();
+    assert!(
+        audit.contains("node 2 released a share of version 1 that does not verify"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn policy_is_enforced_by_every_holder_itself() {
+    let c = Cluster::start(Opts::default());
+    put(&c, 1, "prod/app/x", "v=app");
+    put(&c, 1, "prod/db/x", "v=db");
+    c.client_cert("app");
+    let p = c.dir.join("app.hcl");
+    std::fs::write(
+        &p,
+        "path \"prod/app/*\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(&c.cli(1, &["policy", "write", "app", p.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "app", "--identity", "app"]));
+
+    let out = ok(&c.cli_as("app", 2, &["kv", "get", "prod/app/x", "--field", "v"]));
+    assert_eq!(out.trim(), "app");
+    let err = fails(&c.cli_as("app", 2, &["kv", "get", "prod/db/x"]));
+    assert!(err.contains("permission denied"), "{err}");
+
+    // Straight to a follower's ReleaseShare, skipping every other check: that follower
+    // refuses on its own, and audits the refusal.
+    let leader = c.status(1).unwrap()["leader"].as_u64().unwrap();
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let client = c.sdk("app", follower).await;
+        let reader = tessera_crypto::seal::SealingKey::generate();
+        client
+            .raw()
+            .release_share(tessera_client::proto::ReleaseShareRequest {
+                path: "prod/db/x".into(),
+                version: 1,
+                reader_key: reader.public().0.to_vec(),
+                min_index: 0,
+            })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let audit = std::fs::read_to_string(c.node(follower).data_dir.join("audit.log")).unwrap();
+    let refused = audit.lines().any(|l| {
+        l.contains("\"operation\":\"kv.release_share\"")
+            && l.contains("\"identity\":\"app\"")
+            && l.contains("\"outcome\":\"denied\"")
+    });
+    assert!(refused, "the follower did not audit its refusal");
+    assert!(
+        c.metric(follower, "tessera_share_releases_total{outcome=\"denied\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+}
+
+#[test]
+fn versions_delete_undelete_destroy_and_metadata() {
+    let c = Cluster::start(Opts::default());
+    for i in 1..=3 {
+        assert_eq!(put(&c, 1, "app/cfg", &format!("v={i}")), i);
+    }
+    assert_eq!(
+        c.json(2, &["kv", "get", "app/cfg", "--version", "2"])["data"]["v"],
+        "2"
+    );
+    // Check-and-set.
+    let err = fails(&c.cli(1, &["kv", "put", "app/cfg", "v=x", "--cas", "1"]));
+    assert!(err.contains("check-and-set failed"), "{err}");
+    ok(&c.cli(1, &["kv", "put", "app/cfg", "v=4", "--cas", "3"]));
+
+    // Soft delete and undelete.
+    ok(&c.cli(1, &["kv", "delete", "app/cfg", "--versions", "2"]));
+    let err = fails(&c.cli(3, &["kv", "get", "app/cfg", "--version", "2"]));
+    assert!(err.contains("deleted"), "{err}");
+    ok(&c.cli(1, &["kv", "undelete", "app/cfg", "--versions", "2"]));
+    assert_eq!(
+        c.json(3, &["kv", "get", "app/cfg", "--version", "2"])["data"]["v"],
+        "2"
+    );
+
+    // Destroy: unreadable for everyone (root included) and no node keeps a share of it.
+    assert!(shares(&c).iter().any(|s| s.1 == "app/cfg" && s.2 == 1));
+    ok(&c.cli(1, &["kv", "destroy", "app/cfg", "--versions", "1"]));
+    let err = fails(&c.cli(2, &["kv", "get", "app/cfg", "--version", "1"]));
+    assert!(err.contains("destroyed"), "{err}");
+    wait_until(
+        "every node to erase its share",
+        Duration::from_secs(10),
+        || !shares(&c).iter().any(|s| s.1 == "app/cfg" && s.2 == 1),
+    );
+    assert_eq!(shares(&c).iter().filter(|s| s.1 == "app/cfg").count(), 9);
+
+    // Metadata: max_versions prunes (and erases) the oldest versions, custom metadata sticks.
+    ok(&c.cli(
+        1,
+        &[
+            "kv",
+            "metadata",
+            "put",
+            "app/cfg",
+            "--max-versions",
+            "2",
+            "--custom-metadata",
+            "owner=ops",
+        ],
+    ));
+    let m = c.json(2, &["kv", "metadata", "get", "app/cfg"]);
+    let versions: Vec<u64> = m["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 4]);
+    assert_eq!(m["custom_metadata"], serde_json::json!({ "owner": "ops" }));
+    assert_eq!(m["current_version"], 4);
+    assert_eq!(m["versions"][0]["created_by"], "admin");
+    let held: BTreeMap<u64, usize> =
+        shares(&c)
+            .iter()
+            .filter(|s| s.1 == "app/cfg")
+            .fold(BTreeMap::new(), |mut m, s| {
+                *m.entry(s.2).or_default() += 1;
+                m
+            });
+    assert_eq!(held, [(3, 3), (4, 3)].into());
+
+    // List by prefix: names only.
+    put(&c, 1, "app/db/pw", "v=1");
+    let names = c.json(1, &["kv", "list", "app"]);
+    assert_eq!(names, serde_json::json!(["cfg", "db/"]));
+}
+
+#[test]
+fn malformed_writes_get_clear_errors_and_store_nothing() {
+    use tessera_client::proto::Envelope;
+    let c = Cluster::start(Opts::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = c.sdk("admin", 1).await;
+        client
+            .kv_put("warm/up", b"x", &Default::default())
+            .await
+            .unwrap();
+        let topo = client.topology().await.unwrap();
+        let good = || tessera_client::deal_version(&topo, "bad/x", 1, None, b"value").unwrap();
+        let expect = |req: tessera_client::proto::KvPutRequest, needle: &'static str| {
+            let mut raw = client.raw();
+            async move {
+                let s = raw.kv_put(req).await.unwrap_err();
+                assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+                assert!(
+                    s.message().contains(needle),
+                    "{needle:?} not in {:?}",
+                    s.message()
+                );
+            }
+        };
+        // A corrupted envelope (for node 1, the node that serves the request).
+        let mut r = good();
+        let pos = r.holders.iter().position(|h| *h == 1).unwrap();
+        r.envelopes[pos].ciphertext[3] ^= 0x55;
+        expect(r, "envelope for node 1").await;
+        // An envelope that is not even well-formed.
+        let mut r = good();
+        r.envelopes[0] = Envelope {
+            enc: vec![1, 2, 3],
+            ciphertext: vec![],
+        };
+        expect(r, "encapsulated key").await;
+        // The wrong version.
+        let mut r = good();
+        r.version = 7;
+        expect(r, "version conflict").await;
+        // Commitments of the wrong size.
+        let mut r = good();
+        r.commitments.pop();
+        expect(r, "commitments").await;
+        let mut r = good();
+        r.commitments[1] = vec![0u8; 31];
+        expect(r, "commitments").await;
+        // An oversized value.
+        let mut r = good();
+        r.ciphertext = vec![0u8; 1024 * 1024 + 64];
+        expect(r, "larger than the limit").await;
+        // An unknown node in the holder list.
+        let mut r = good();
+        r.holders[0] = 99;
+        expect(r, "not a voting member").await;
+        // Nothing was stored.
+        assert!(matches!(
+            client.kv_metadata("bad/x").await,
+            Err(tessera_client::Error::NotFound(_))
+        ));
+        // And a good one still works.
+        client
+            .kv_put("bad/x", b"fine", &Default::default())
+            .await
+            .unwrap();
+    });
+    assert_eq!(shares(&c).iter().filter(|s| s.1 == "bad/x").count(), 3);
+}
