@@ -43,6 +43,8 @@ pub struct Client {
     pub(crate) tls: Arc<TlsFiles>,
     pub(crate) pool: Arc<Mutex<HashMap<u64, TesseraClient<Channel>>>>,
     pub(crate) timeout: Duration,
+    /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
+    pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
     /// Whether we presented a client certificate: without one every node closes the
     /// connection, and the error should say why.
     has_identity: bool,
@@ -117,6 +119,7 @@ impl Client {
             tls: Arc::new(files),
             pool: Arc::new(Mutex::new(HashMap::new())),
             timeout: cfg.timeout,
+            topology: Arc::new(Mutex::new(None)),
         })
     }
 

@@ -61,7 +61,11 @@ impl Client {
     ) -> Result<KvPutReply, Error> {
         // A cluster that has just formed writes its threshold through its first leader; give
         // it a moment rather than failing the first write.
-        let mut topo = self.topology().await?;
+        let cached = self.topology.lock().expect("topology lock").clone();
+        let mut topo = match cached {
+            Some(t) => t,
+            None => self.topology().await?,
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while topo.threshold == 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -78,9 +82,20 @@ impl Client {
             let version = opts.cas.map(|c| c + 1).unwrap_or(current + 1);
             let req = deal_version(&topo, path, version, opts.cas, value)?;
             match self.raw().kv_put(req).await {
-                Ok(r) => return Ok(r.into_inner()),
+                Ok(r) => {
+                    *self.topology.lock().expect("topology lock") = Some(topo);
+                    return Ok(r.into_inner());
+                }
                 Err(s) => {
                     let e = self.status_err(s);
+                    // The membership or threshold changed since the topology was fetched.
+                    let stale_topology = matches!(&e, Error::Invalid(m)
+                        if m.contains("holders must be exactly") || m.contains("dealt with threshold") || m.contains("not a voting member"));
+                    if stale_topology && attempts < 5 {
+                        *self.topology.lock().expect("topology lock") = None;
+                        topo = self.topology().await?;
+                        continue;
+                    }
                     // Someone else wrote meanwhile: deal again for the next version.
                     let conflict =
                         matches!(&e, Error::Invalid(m) if m.starts_with("version conflict"));

@@ -159,10 +159,11 @@ impl Node {
             })?;
         tokio::spawn(crate::metrics::serve(metrics_listener, self.clone()));
 
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on api_addr {addr}: {e}"))?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Nagle's algorithm would hold small replies back for a delayed ACK (tens of ms per
+        // round trip); every request here is small, so it is off.
+        let incoming = tonic::transport::server::TcpIncoming::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on api_addr {addr}: {e}"))?
+            .with_nodelay(Some(true));
         tracing::info!(id = self.id, %addr, region = %self.config.region, "node serving");
 
         if self.config.bootstrap {

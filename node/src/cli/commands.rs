@@ -248,6 +248,7 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
             | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
         },
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
+        Cmd::Bench { cmd } => return super::bench::run(cmd, c, out).await,
         Cmd::Group { cmd } => match cmd {
             GroupCmd::Write { name, members } => {
                 let members: Vec<String> = members

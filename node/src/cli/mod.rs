@@ -2,6 +2,7 @@
 //! the API (`status`, `operator ...`, `group ...`, `policy ...`), except `operator init`,
 //! `operator client-cert` and `audit verify`, which work on local files.
 
+mod bench;
 mod commands;
 mod dev;
 mod init;
@@ -114,6 +115,11 @@ enum Cmd {
     Kv {
         #[command(subcommand)]
         cmd: kv::KvCmd,
+    },
+    /// Load a running cluster and report throughput and latency.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
     },
     /// The node audit log.
     Audit {

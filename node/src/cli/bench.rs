@@ -1,0 +1,188 @@
+//! `tessera bench kv`: closed-loop load against a running cluster through the SDK: KV writes
+//! (new secrets) and reads (of pre-written secrets), each phase bounded in time and in count,
+//! at one or more concurrencies; reports throughput and p50/p99 latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tessera_client::{Client, PutOptions};
+
+use super::output::{table, Out};
+use super::Failure;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// KV write and read throughput and latency.
+    Kv(KvBench),
+}
+
+#[derive(Args)]
+pub struct KvBench {
+    /// Concurrencies to run, e.g. 1,32.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Most operations per phase, whatever the duration.
+    #[arg(long, default_value_t = 200_000)]
+    max_ops: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 32)]
+    value_size: usize,
+    /// Secrets written before the read phases (read at random).
+    #[arg(long, default_value_t = 100)]
+    keys: usize,
+}
+
+struct Stats {
+    ops: usize,
+    errors: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    first_error: Option<String>,
+}
+
+async fn phase<F, Fut>(client: &Client, conc: usize, dur: Duration, max_ops: u64, op: F) -> Stats
+where
+    F: Fn(Client, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), tessera_client::Error>> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None));
+    let started = Instant::now();
+    let deadline = started + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (client, counter, errors, first_error, op) = (
+            client.clone(),
+            counter.clone(),
+            errors.clone(),
+            first_error.clone(),
+            op.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= max_ops || Instant::now() >= deadline {
+                    break;
+                }
+                let t0 = Instant::now();
+                match op(client.clone(), n).await {
+                    Ok(()) => lat.push(t0.elapsed()),
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .expect("lock")
+                            .get_or_insert(e.to_string());
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| {
+        if all.is_empty() {
+            Duration::ZERO
+        } else {
+            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+        }
+    };
+    let first_error = first_error.lock().expect("lock").clone();
+    Stats {
+        ops: all.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        first_error,
+    }
+}
+
+pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure> {
+    let BenchCmd::Kv(a) = cmd;
+    let value = Arc::new(vec![b'v'; a.value_size]);
+    let run_id = format!("{:08x}", rand08::random::<u32>());
+    let dur = Duration::from_secs(a.duration.max(1));
+    // Secrets to read.
+    for k in 0..a.keys {
+        client
+            .kv_put(
+                &format!("bench/{run_id}/r/{k}"),
+                &value,
+                &PutOptions::default(),
+            )
+            .await?;
+    }
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    for &conc in &a.concurrency {
+        for kind in ["write", "read"] {
+            let (value, run_id, keys) = (value.clone(), run_id.clone(), a.keys as u64);
+            let stats = if kind == "write" {
+                phase(client, conc, dur, a.max_ops, move |c: Client, n| {
+                    let (value, path) = (value.clone(), format!("bench/{run_id}/w/{conc}/{n}"));
+                    async move {
+                        c.kv_put(&path, &value, &PutOptions::default())
+                            .await
+                            .map(|_| ())
+                    }
+                })
+                .await
+            } else {
+                phase(client, conc, dur, a.max_ops, move |c: Client, n| {
+                    let path = format!("bench/{run_id}/r/{}", n.wrapping_mul(2654435761) % keys);
+                    async move { c.kv_get(&path, None).await.map(|_| ()) }
+                })
+                .await
+            };
+            let rate = stats.ops as f64 / stats.elapsed.as_secs_f64();
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            eprintln!(
+                "kv {kind:<5} c={conc:<3} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops, {} errors)",
+                rate,
+                ms(stats.p50),
+                ms(stats.p99),
+                stats.ops,
+                stats.errors
+            );
+            if let Some(e) = &stats.first_error {
+                eprintln!("  first error: {e}");
+            }
+            rows.push(vec![
+                format!("kv {kind}"),
+                conc.to_string(),
+                stats.ops.to_string(),
+                format!("{rate:.0}"),
+                format!("{:.2}", ms(stats.p50)),
+                format!("{:.2}", ms(stats.p99)),
+                stats.errors.to_string(),
+            ]);
+            results.push(json!({
+                "op": format!("kv_{kind}"), "concurrency": conc, "ops": stats.ops,
+                "ops_per_sec": rate, "p50_ms": ms(stats.p50), "p99_ms": ms(stats.p99),
+                "errors": stats.errors, "seconds": stats.elapsed.as_secs_f64(),
+            }));
+        }
+    }
+    out.emit(json!(results), || {
+        table(
+            &["OP", "CONC", "OPS", "OPS/S", "P50 MS", "P99 MS", "ERRORS"],
+            &rows,
+        )
+    });
+    Ok(())
+}
