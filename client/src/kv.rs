@@ -72,14 +72,12 @@ impl Client {
             topo = self.topology().await?;
         }
         let mut attempts = 0;
+        // Optimistic: deal for version 1 (or cas + 1); a conflict names the current version, and
+        // the next attempt deals for the one after it. A new secret costs one round trip.
+        let mut current = opts.cas.unwrap_or(0);
         loop {
             attempts += 1;
-            let current = match self.kv_metadata(path).await {
-                Ok(m) => m.current_version,
-                Err(Error::NotFound(_)) => 0,
-                Err(e) => return Err(e),
-            };
-            let version = opts.cas.map(|c| c + 1).unwrap_or(current + 1);
+            let version = current + 1;
             let req = deal_version(&topo, path, version, opts.cas, value)?;
             match self.raw().kv_put(req).await {
                 Ok(r) => {
@@ -97,10 +95,13 @@ impl Client {
                         continue;
                     }
                     // Someone else wrote meanwhile: deal again for the next version.
-                    let conflict =
-                        matches!(&e, Error::Invalid(m) if m.starts_with("version conflict"));
-                    if conflict && opts.cas.is_none() && attempts < 5 {
-                        continue;
+                    if let (Error::Invalid(m), None) = (&e, opts.cas) {
+                        if let Some(v) = conflict_version(m) {
+                            if attempts < 8 {
+                                current = v;
+                                continue;
+                            }
+                        }
                     }
                     return Err(e);
                 }
@@ -336,6 +337,27 @@ impl Client {
     pub async fn shares_of(&self, id: u64, addr: &str) -> Result<SharesReply, Error> {
         let r = self.node_client(id, addr)?.shares(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+    }
+}
+
+/// The current version named by a "version conflict: PATH is at version N, ..." refusal.
+fn conflict_version(msg: &str) -> Option<u64> {
+    let rest = msg.strip_prefix("version conflict: ")?;
+    let after = &rest[rest.find(" is at version ")? + " is at version ".len()..];
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conflicts_name_the_current_version() {
+        let m = "version conflict: \"a/b\" is at version 12, so the next is 13, not 1";
+        assert_eq!(super::conflict_version(m), Some(12));
+        assert_eq!(super::conflict_version("check-and-set failed"), None);
     }
 }
 

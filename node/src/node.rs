@@ -374,13 +374,17 @@ impl Node {
     ) -> Result<LeaderReply, Option<ForwardToLeader<NodeId, NodeInfo>>> {
         let res = match op {
             LeaderOp::Command(cmd) => {
-                self.raft
-                    .client_write(cmd.clone())
-                    .await
-                    .map(|r| LeaderReply {
-                        index: r.log_id.index,
-                        error: r.data.error,
-                    })
+                let res = self.raft.client_write(cmd.clone()).await;
+                if res.is_ok() {
+                    // Followers learn the new commit index with the next append-entries; send
+                    // it now rather than at the next heartbeat tick, so that holders apply (and
+                    // acknowledge) a new version within a round trip.
+                    let _ = self.raft.trigger().heartbeat().await;
+                }
+                res.map(|r| LeaderReply {
+                    index: r.log_id.index,
+                    error: r.data.error,
+                })
             }
             LeaderOp::AddLearner { id, node } => self
                 .raft

@@ -290,6 +290,9 @@ impl From<anyhow::Error> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Server(_) | Cmd::Dev(_)) {
+        restore_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -306,6 +309,21 @@ pub fn main() -> ExitCode {
             eprintln!("Error: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// Lets `tessera kv list | head` end quietly instead of panicking on a closed pipe. Only for the
+/// short-lived client commands: a server must keep ignoring SIGPIPE so that a peer closing a
+/// socket cannot kill it.
+fn restore_sigpipe() {
+    // SAFETY: this runs at the start of `main`, before the async runtime or any other thread
+    // exists, so no other code can be installing a signal handler concurrently; SIG_DFL is not
+    // a Rust handler, so no Rust code ever runs in signal context.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
 }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Tessera KV write/read (3-node and 5-node clusters, concurrency 1 and
+# 32) and OpenBao's KV v2 baseline from ../shared/bench/openbao, in one run on this machine.
+# Every phase is bounded in time (DUR seconds) and count; all traffic stays on 127.0.0.1.
+#
+#   chaos/bench.sh                 # needs ../shared/bench/openbao/setup.sh to have run for OpenBao
+#   DUR=10 SKIP_OPENBAO=1 chaos/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10}
+OUT=${OUT:-/tmp/tessera-bench}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+mkdir -p "$OUT"
+cargo build --bin tessera >/dev/null
+T="$CARGO_TARGET_DIR/debug/tessera"
+
+run_tessera() {  # nodes regions base-port
+  local n=$1 regions=$2 port=$3 dir="$OUT/cluster-$1"
+  rm -rf "$dir"
+  "$T" dev --nodes "$n" --regions "$regions" --dir "$dir" --base-port "$port" >"$OUT/dev-$n.log" 2>&1 &
+  local dev=$!
+  for _ in $(seq 1 120); do [[ -f $dir/env.sh ]] && grep -q "Ctrl-C" "$OUT/dev-$n.log" && break; sleep 0.5; done
+  # shellcheck disable=SC1091
+  ( source "$dir/env.sh"
+    echo "== Tessera $n nodes ($regions), $(uptime)"
+    "$T" bench kv --duration "$DUR" --concurrency 1,32 --format json >"$OUT/tessera-$n.json" )
+  kill -TERM "$dev"; wait "$dev" || true
+}
+
+run_tessera 3 a,b,c 7600
+run_tessera 5 eu,us,ap 7700
+
+if [[ -z ${SKIP_OPENBAO:-} ]]; then
+  OB=../shared/bench/openbao
+  echo "== OpenBao 3 nodes, $(uptime)"
+  (cd "$OB" && ./down.sh && ./up.sh && DUR="${DUR}s" ./bench.sh; ./down.sh) >"$OUT/openbao.log" 2>&1 || echo "OpenBao run failed: see $OUT/openbao.log"
+fi
+
+python3 - "$OUT" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+print("| system | op | concurrency | ops/s | p50 ms | p99 ms |")
+print("| --- | --- | --- | --- | --- | --- |")
+for n in (3, 5):
+    f = out / f"tessera-{n}.json"
+    if f.exists():
+        for r in json.loads(f.read_text()):
+            print(f"| Tessera {n} nodes (mTLS) | {r['op']} | {r['concurrency']} | {r['ops_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+res = pathlib.Path("/tmp/openbao-bench/results/bench")
+for tag, op in [("leader_kv_write", "kv_write"), ("leader_kv_read", "kv_read")]:
+    for c in (1, 32):
+        f = res / f"{tag}_c{c}.json"
+        if f.exists():
+            j = json.loads(f.read_text())
+            p = j["latencyPercentilesSuccessful"]
+            print(f"| OpenBao 3 nodes (no TLS) | {op} | {c} | {j['summary']['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} |")
+PY
