@@ -351,16 +351,6 @@ fn conflict_version(msg: &str) -> Option<u64> {
         .ok()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn conflicts_name_the_current_version() {
-        let m = "version conflict: \"a/b\" is at version 12, so the next is 13, not 1";
-        assert_eq!(super::conflict_version(m), Some(12));
-        assert_eq!(super::conflict_version("check-and-set failed"), None);
-    }
-}
-
 /// Deals one version: encrypt the value, split its key over the holders, seal each share.
 pub fn deal_version(
     topo: &TopologyReply,
@@ -414,4 +404,14 @@ pub fn deal_version(
         holders: topo.holders.iter().map(|h| h.id).collect(),
         envelopes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conflicts_name_the_current_version() {
+        let m = "version conflict: \"a/b\" is at version 12, so the next is 13, not 1";
+        assert_eq!(super::conflict_version(m), Some(12));
+        assert_eq!(super::conflict_version("check-and-set failed"), None);
+    }
 }

@@ -6,9 +6,12 @@
 mod connect;
 mod error;
 mod kv;
+mod sign;
 
 pub use connect::{Client, ClientConfig};
 pub use error::Error;
 pub use kv::{deal_version, KvValue, PutOptions};
+pub use sign::Signed;
+pub use tessera_crypto as crypto;
 pub use tessera_crypto::SecretBytes;
 pub use tessera_proto as proto;

@@ -14,8 +14,12 @@
 
 pub mod ack;
 pub mod at_rest;
+pub mod frost;
+pub mod jwt;
 pub mod seal;
 pub mod secret;
+pub mod sign_request;
+pub mod ssh;
 pub mod value;
 pub mod vss;
 
@@ -44,4 +48,15 @@ pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> CryptoError
 /// The random number generator every function here takes: the OS generator.
 pub fn rng() -> rand08::rngs::OsRng {
     rand08::rngs::OsRng
+}
+
+/// Fills buffers from a CSPRNG (lets callers draw random bytes without depending on `rand`).
+pub trait RngFill {
+    fn fill(&mut self, b: &mut [u8]);
+}
+
+impl RngFill for rand08::rngs::OsRng {
+    fn fill(&mut self, b: &mut [u8]) {
+        rand08::RngCore::fill_bytes(self, b)
+    }
 }

@@ -17,7 +17,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::raft::network::{Network, Peers, MAX_MESSAGE_BYTES};
-use crate::raft::state_machine::{PendingAck, SharedState, StateMachine};
+use crate::raft::state_machine::{Outgoing, SharedState, StateMachine};
 use crate::raft::{db, log_store::LogStore, NodeId, NodeInfo, Raft};
 use crate::shares::keys::{self, FileKeyProvider};
 use crate::shares::ShareVault;
@@ -52,7 +52,9 @@ pub struct Node {
     pub vault: Arc<ShareVault>,
     /// The last applied index, after every durable apply.
     pub applied: tokio::sync::watch::Receiver<u64>,
-    acks_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PendingAck>>>,
+    /// FROST round-1 nonces awaiting round 2 (memory only).
+    pub nonces: crate::api::NonceStore,
+    acks_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
 }
 
 impl Node {
@@ -123,6 +125,7 @@ impl Node {
             snapshot_installs,
             vault,
             applied,
+            nonces: crate::api::NonceStore::default(),
             acks_rx: std::sync::Mutex::new(Some(acks_rx)),
         }))
     }
@@ -174,6 +177,7 @@ impl Node {
             tokio::spawn(self.clone().send_acks(rx));
         }
         tokio::spawn(self.clone().seed_settings());
+        tokio::spawn(self.clone().abort_stale_dkgs());
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -224,13 +228,23 @@ impl Node {
 
     /// Signs and submits this node's acknowledgements (and complaints) through Raft, in batches.
     /// A failed submission is retried; an acknowledgement for a version that is gone is dropped.
-    async fn send_acks(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<PendingAck>) {
+    async fn send_acks(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 512 {
+            let mut items_in = vec![first];
+            while items_in.len() < 512 {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(p) => items_in.push(p),
                     Err(_) => break,
+                }
+            }
+            let mut batch = Vec::new();
+            for item in items_in {
+                match item {
+                    Outgoing::Ack(p, v, c) => batch.push((p, v, c)),
+                    Outgoing::Op(op) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.submit_own(op).await });
+                    }
                 }
             }
             let items: Vec<_> = {
@@ -270,6 +284,61 @@ impl Node {
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
+            }
+        }
+    }
+
+    /// Submits one of this node's own commands (a DKG message), retrying while the cluster is
+    /// unavailable; a refusal is final.
+    async fn submit_own(self: Arc<Self>, op: Op) {
+        let cmd = Command {
+            by: crate::raft::node_dns_name(self.id),
+            op,
+        };
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..30 {
+            match self.on_leader(LeaderOp::Command(cmd.clone())).await {
+                Ok(_) => return,
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    tracing::warn!("command refused: {}", s.message());
+                    return;
+                }
+                Err(s) => {
+                    tracing::warn!("command not submitted yet: {}", s.message());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The leader abandons key generations that passed their deadline.
+    async fn abort_stale_dkgs(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.raft.metrics().borrow().current_leader != Some(self.id) {
+                continue;
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+            let stale: Vec<(String, u64)> = {
+                let st = self.state.read().expect("state lock");
+                st.model
+                    .keys
+                    .iter()
+                    .filter(|(_, k)| {
+                        k.status == crate::state::keys::KeyStatus::Generating && k.deadline < now
+                    })
+                    .map(|(n, k)| (n.clone(), k.attempt))
+                    .collect()
+            };
+            for (name, attempt) in stale {
+                tracing::warn!(key = %name, attempt, "key generation timed out; aborting");
+                let op = Op::KeyAbort {
+                    name,
+                    attempt,
+                    reason: "the key generation did not finish in time (a participant is down?); run `tessera key create` again".into(),
+                };
+                self.clone().submit_own(op).await;
             }
         }
     }

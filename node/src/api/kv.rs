@@ -39,7 +39,7 @@ impl Api {
         Members::from_membership(&st.membership)
     }
 
-    fn holders(&self, ids: &[u64]) -> Vec<Holder> {
+    pub(super) fn holders(&self, ids: &[u64]) -> Vec<Holder> {
         let members = self.members_now();
         ids.iter()
             .filter_map(|id| {

@@ -3,6 +3,7 @@
 //! writes the audit line (fsynced) before any answer leaves the node, and records metrics.
 
 mod authz;
+mod keys;
 mod kv;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use crate::state::{validate_name, AttachTarget, Command, Model, Op};
 use crate::tls::peer_identity;
 
 pub use authz::authorize;
+pub use keys::NonceStore;
 
 pub struct Api {
     node: Arc<Node>,
@@ -631,6 +633,39 @@ impl Tessera for Api {
 
     async fn shares(&self, req: Request<Empty>) -> Result<Response<SharesReply>, Status> {
         self.do_shares(req).await
+    }
+
+    async fn key_create(
+        &self,
+        req: Request<KeyCreateRequest>,
+    ) -> Result<Response<KeyInfo>, Status> {
+        self.do_key_create(req).await
+    }
+
+    async fn key_read(&self, req: Request<NameRequest>) -> Result<Response<KeyInfo>, Status> {
+        self.do_key_read(req).await
+    }
+
+    async fn key_list(&self, req: Request<Empty>) -> Result<Response<KeyListReply>, Status> {
+        self.do_key_list(req).await
+    }
+
+    async fn sign_commit(
+        &self,
+        req: Request<SignCommitRequest>,
+    ) -> Result<Response<SignCommitReply>, Status> {
+        self.do_sign_commit(req).await
+    }
+
+    async fn sign_share(
+        &self,
+        req: Request<SignShareRequest>,
+    ) -> Result<Response<SignShareReply>, Status> {
+        self.do_sign_share(req).await
+    }
+
+    async fn report_cheater(&self, req: Request<CheaterReport>) -> Result<Response<Empty>, Status> {
+        self.do_report_cheater(req).await
     }
 
     async fn snapshot_save(&self, req: Request<Empty>) -> Result<Response<SnapshotData>, Status> {

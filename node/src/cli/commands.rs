@@ -249,6 +249,14 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
         },
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
         Cmd::Bench { cmd } => return super::bench::run(cmd, c, out).await,
+        Cmd::Key { cmd } => return super::keys::run_key(cmd, c, out).await,
+        Cmd::Sign(a) => return super::keys::run_sign(a, c, out).await,
+        Cmd::Ssh {
+            cmd: super::SshCmd::Sign(a),
+        } => return super::keys::run_ssh(a, c, out).await,
+        Cmd::Jwt {
+            cmd: super::JwtCmd::Issue(a),
+        } => return super::keys::run_jwt(a, c, out).await,
         Cmd::Group { cmd } => match cmd {
             GroupCmd::Write { name, members } => {
                 let members: Vec<String> = members

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub share_releases: IntCounterVec,
     pub bad_shares: IntCounterVec,
     pub ack_wait: prometheus::Histogram,
+    pub signatures: IntCounterVec,
+    pub cheaters: IntCounterVec,
     term: IntGauge,
     leader: IntGauge,
     is_leader: IntGauge,
@@ -82,6 +84,14 @@ impl Metrics {
                 )
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
             )?,
+            signatures: IntCounterVec::new(
+                Opts::new("tessera_signature_shares_total", "FROST signature shares this node was asked for, by key, purpose and outcome."),
+                &["key", "purpose", "outcome"],
+            )?,
+            cheaters: IntCounterVec::new(
+                Opts::new("tessera_signing_cheaters_reported_total", "Signers reported for signature shares that did not verify, by node."),
+                &["node"],
+            )?,
             term: gauge("tessera_raft_term", "Current Raft term.")?,
             leader: gauge(
                 "tessera_raft_leader_id",
@@ -123,6 +133,8 @@ impl Metrics {
         m.registry.register(Box::new(m.share_releases.clone()))?;
         m.registry.register(Box::new(m.bad_shares.clone()))?;
         m.registry.register(Box::new(m.ack_wait.clone()))?;
+        m.registry.register(Box::new(m.signatures.clone()))?;
+        m.registry.register(Box::new(m.cheaters.clone()))?;
         m.registry.register(Box::new(m.replication_lag.clone()))?;
         Ok(m)
     }

@@ -41,8 +41,13 @@ pub struct Applied {
 /// core task.
 pub type SharedState = Arc<RwLock<Applied>>;
 
-/// A version this node must acknowledge (or complain about): path, version, complaint.
-pub type PendingAck = (String, u64, Option<String>);
+/// Something this node must submit through Raft after applying: an acknowledgement (or
+/// complaint) of a version it holds, or a command of its own (DKG messages).
+#[derive(Debug)]
+pub enum Outgoing {
+    Ack(String, u64, Option<String>),
+    Op(crate::state::Op),
+}
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -63,7 +68,7 @@ pub struct StateMachine {
     state: SharedState,
     cluster_id: String,
     vault: Option<Arc<ShareVault>>,
-    acks: mpsc::UnboundedSender<PendingAck>,
+    acks: mpsc::UnboundedSender<Outgoing>,
     applied_tx: Arc<watch::Sender<u64>>,
     snapshot_seq: Arc<AtomicU64>,
     /// Counts snapshots installed from a leader (exported as a metric).
@@ -81,7 +86,7 @@ impl StateMachine {
         db: Arc<DB>,
         cluster_id: String,
         vault: Option<Arc<ShareVault>>,
-        acks: mpsc::UnboundedSender<PendingAck>,
+        acks: mpsc::UnboundedSender<Outgoing>,
     ) -> anyhow::Result<Self> {
         let mut applied: Applied = match db.get_cf(cf(&db, CF_STATE), KEY_APPLIED)? {
             Some(b) => serde_json::from_slice(&b)
@@ -160,10 +165,12 @@ impl StateMachine {
                     continue;
                 }
                 if vault.has(path, *version) {
-                    let _ = self.acks.send((path.clone(), *version, None));
+                    let _ = self.acks.send(Outgoing::Ack(path.clone(), *version, None));
                 } else if v.envelopes.contains_key(&me) {
                     let verdict = vault.accept(&mut batch, path, *version, v).err();
-                    let _ = self.acks.send((path.clone(), *version, verdict));
+                    let _ = self
+                        .acks
+                        .send(Outgoing::Ack(path.clone(), *version, verdict));
                 }
             }
         }
@@ -202,7 +209,8 @@ impl StateMachine {
         batch: &mut WriteBatch,
         model: &Model,
         fx: &Effects,
-        pending: &mut Vec<PendingAck>,
+        pending: &mut Vec<Outgoing>,
+        members: &Members,
     ) {
         let Some(vault) = &self.vault else { return };
         if let Some((path, version)) = &fx.created {
@@ -216,12 +224,19 @@ impl StateMachine {
                     if let Some(reason) = &verdict {
                         tracing::warn!(%path, version, %reason, "share failed verification; filing a complaint");
                     }
-                    pending.push((path.clone(), *version, verdict));
+                    pending.push(Outgoing::Ack(path.clone(), *version, verdict));
                 }
             }
         }
         for (path, version) in &fx.erased {
             vault.erase(batch, path, *version);
+        }
+        if let Some(name) = &fx.dkg {
+            if let Some(k) = model.keys.get(name) {
+                for op in vault.dkg_step(batch, name, k, members) {
+                    pending.push(Outgoing::Op(op));
+                }
+            }
         }
     }
 
@@ -305,7 +320,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         for path in &fx.secrets {
                             self.write_secret(&mut batch, &st.model, path)?;
                         }
-                        self.share_effects(&mut batch, &st.model, &fx, &mut pending);
+                        self.share_effects(&mut batch, &st.model, &fx, &mut pending, &members);
                         results.push(res);
                     }
                     EntryPayload::Membership(m) => {

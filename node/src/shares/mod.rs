@@ -6,6 +6,7 @@
 //! seals it to the reader's one-time key. Shares live in their own column family, outside the
 //! replicated state and its snapshots, so no other node ever receives them.
 
+pub mod dkg;
 pub mod keys;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub struct ShareVault {
     cluster_id: String,
     /// Test builds only: release a corrupted share (a Byzantine holder).
     corrupt_releases: bool,
+    dkg: dkg::DkgRunner,
 }
 
 impl std::fmt::Debug for ShareVault {
@@ -72,6 +74,7 @@ impl ShareVault {
             node_id,
             cluster_id,
             corrupt_releases,
+            dkg: dkg::DkgRunner::default(),
         }
     }
 

@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::keys::KeyPurpose;
 use super::kv::{AckItem, KvPut};
 use super::Model;
 use crate::raft::NodeId;
+use tessera_crypto::seal::Envelope;
 
 /// Who a policy is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,44 @@ pub enum Op {
     /// Removes the secret, every version and its metadata.
     KvMetadataDelete {
         path: String,
+    },
+    /// Starts a distributed key generation among the voters.
+    KeyCreate {
+        name: String,
+        purpose: KeyPurpose,
+        time: String,
+        /// Unix seconds after which the DKG is aborted if unfinished.
+        deadline: u64,
+    },
+    /// A participant's public round-1 package.
+    DkgRound1 {
+        name: String,
+        attempt: u64,
+        node: NodeId,
+        package: Vec<u8>,
+        signature: Vec<u8>,
+    },
+    /// A participant's round-2 packages, each sealed to its recipient.
+    DkgRound2 {
+        name: String,
+        attempt: u64,
+        node: NodeId,
+        envelopes: BTreeMap<NodeId, Envelope>,
+        signature: Vec<u8>,
+    },
+    /// A participant finished: the public key package it derived.
+    DkgDone {
+        name: String,
+        attempt: u64,
+        node: NodeId,
+        public_key_package: Vec<u8>,
+        signature: Vec<u8>,
+    },
+    /// A DKG that did not finish in time (or failed) is abandoned; `key create` runs it again.
+    KeyAbort {
+        name: String,
+        attempt: u64,
+        reason: String,
     },
 }
 

@@ -6,6 +6,7 @@
 //! invariant is rejected identically on every node, and the model is left unchanged.
 
 mod command;
+pub mod keys;
 pub mod kv;
 pub mod model;
 pub mod topology;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::command::{AttachTarget, Command, CommandResult, Op};
+use super::keys::{self, KeyEntry, KeyStatus};
 use super::kv::{self, SecretEntry};
 use super::{topology, Members};
 use crate::policy::Policy;
@@ -46,6 +47,9 @@ pub struct Model {
     pub group_policies: BTreeMap<String, BTreeSet<String>>,
     #[serde(default)]
     pub settings: Settings,
+    /// Threshold signing keys (public state of each DKG, group keys).
+    #[serde(default)]
+    pub keys: BTreeMap<String, keys::KeyEntry>,
     /// Persisted one entry per key by the state machine, not with the rest of the model.
     #[serde(skip)]
     pub secrets: BTreeMap<String, SecretEntry>,
@@ -61,6 +65,14 @@ pub struct Effects {
     pub created: Option<(String, u64)>,
     /// Versions whose shares every holder must now erase.
     pub erased: Vec<(String, u64)>,
+    /// A key whose DKG moved on (this node's DKG runner looks at it).
+    pub dkg: Option<String>,
+}
+
+/// The group key inside a serialized public key package.
+fn group_key_of(public_key_package: &[u8]) -> Option<[u8; 32]> {
+    let pkp = frost_ed25519::keys::PublicKeyPackage::deserialize(public_key_package).ok()?;
+    pkp.verifying_key().serialize().ok()?.try_into().ok()
 }
 
 /// Names are path segments in policies and audit lines: keep them boring.
@@ -91,7 +103,10 @@ impl Model {
     pub fn apply(&mut self, cmd: &Command, ctx: &ApplyCtx) -> (CommandResult, Effects) {
         match self.validate(cmd, ctx.members, ctx.cluster_id) {
             Err(e) => (CommandResult::refused(e), Effects::default()),
-            Ok(()) => (CommandResult::ok(), self.mutate(cmd, ctx.index)),
+            Ok(()) => (
+                CommandResult::ok(),
+                self.mutate(cmd, ctx.index, ctx.members),
+            ),
         }
     }
 
@@ -222,12 +237,92 @@ impl Model {
                     return Err(format!("no secret at {path:?}"));
                 }
             }
+            Op::KeyCreate { name, .. } => {
+                keys::validate_key_name(name)?;
+                match self.keys.get(name).map(|k| &k.status) {
+                    Some(KeyStatus::Active) => return Err(format!("key {name:?} already exists")),
+                    Some(KeyStatus::Generating) => {
+                        return Err(format!(
+                            "key {name:?} is being generated; wait for it or its timeout"
+                        ))
+                    }
+                    _ => {}
+                }
+                let t = self
+                    .settings
+                    .threshold
+                    .ok_or("the cluster has no threshold configured yet; try again in a moment")?;
+                if (members.voters.len() as u32) < t || t < 2 {
+                    return Err(format!("threshold {t} needs at least {t} voters"));
+                }
+            }
+            Op::DkgRound1 {
+                name,
+                attempt,
+                node,
+                package,
+                signature,
+            } => {
+                let m = keys::DkgMessage {
+                    name,
+                    attempt: *attempt,
+                    node: *node,
+                    kind: "round1",
+                    payload: package,
+                    signature,
+                };
+                keys::check_dkg_message(&self.keys, members, cluster_id, &m)?;
+            }
+            Op::DkgRound2 {
+                name,
+                attempt,
+                node,
+                envelopes,
+                signature,
+            } => {
+                let payload = keys::round2_payload(envelopes);
+                let m = keys::DkgMessage {
+                    name,
+                    attempt: *attempt,
+                    node: *node,
+                    kind: "round2",
+                    payload: &payload,
+                    signature,
+                };
+                keys::check_dkg_message(&self.keys, members, cluster_id, &m)?;
+            }
+            Op::DkgDone {
+                name,
+                attempt,
+                node,
+                public_key_package,
+                signature,
+            } => {
+                let m = keys::DkgMessage {
+                    name,
+                    attempt: *attempt,
+                    node: *node,
+                    kind: "done",
+                    payload: public_key_package,
+                    signature,
+                };
+                keys::check_dkg_message(&self.keys, members, cluster_id, &m)?;
+            }
+            Op::KeyAbort { name, attempt, .. } => {
+                let k = self
+                    .keys
+                    .get(name)
+                    .ok_or_else(|| format!("no key {name:?}"))?;
+                if k.attempt != *attempt || k.status != KeyStatus::Generating {
+                    return Err(format!("key {name:?} attempt {attempt} is not generating"));
+                }
+            }
         }
         Ok(())
     }
 
     /// Applies a command that `validate` accepted.
-    fn mutate(&mut self, cmd: &Command, index: u64) -> Effects {
+    fn mutate(&mut self, cmd: &Command, index: u64, members: &Members) -> Effects {
         let mut fx = Effects::default();
         match &cmd.op {
             Op::PutGroup { name, members } => {
@@ -363,6 +458,88 @@ impl Model {
                 }
                 fx.secrets.push(path.clone());
             }
+            Op::KeyCreate {
+                name,
+                purpose,
+                time,
+                deadline,
+            } => {
+                let attempt = self.keys.get(name).map(|k| k.attempt + 1).unwrap_or(1);
+                self.keys.insert(
+                    name.clone(),
+                    KeyEntry {
+                        purpose: *purpose,
+                        threshold: self.settings.threshold.unwrap_or(2) as u16,
+                        participants: members.voters.keys().copied().collect(),
+                        attempt,
+                        created_time: time.clone(),
+                        created_by: cmd.by.clone(),
+                        deadline: *deadline,
+                        status: KeyStatus::Generating,
+                        round1: BTreeMap::new(),
+                        round2: BTreeMap::new(),
+                        done: BTreeMap::new(),
+                        group_key: None,
+                        public_key_package: None,
+                    },
+                );
+                fx.dkg = Some(name.clone());
+            }
+            Op::DkgRound1 {
+                name,
+                node,
+                package,
+                ..
+            } => {
+                let k = self.keys.get_mut(name).expect("validated");
+                k.round1.insert(*node, package.clone());
+                fx.dkg = Some(name.clone());
+            }
+            Op::DkgRound2 {
+                name,
+                node,
+                envelopes,
+                ..
+            } => {
+                let k = self.keys.get_mut(name).expect("validated");
+                k.round2.insert(*node, envelopes.clone());
+                fx.dkg = Some(name.clone());
+            }
+            Op::DkgDone {
+                name,
+                node,
+                public_key_package,
+                ..
+            } => {
+                let k = self.keys.get_mut(name).expect("validated");
+                k.done.insert(*node, public_key_package.clone());
+                if k.done.len() == k.participants.len() {
+                    let first = k.done.values().next().cloned().unwrap_or_default();
+                    if k.done.values().all(|p| *p == first) {
+                        k.group_key = group_key_of(&first);
+                        k.public_key_package = Some(first);
+                        k.status = if k.group_key.is_some() {
+                            KeyStatus::Active
+                        } else {
+                            KeyStatus::Failed("unreadable public key package".into())
+                        };
+                    } else {
+                        k.status =
+                            KeyStatus::Failed("participants derived different group keys".into());
+                    }
+                    // Round messages are no longer needed.
+                    k.round1.clear();
+                    k.round2.clear();
+                }
+                fx.dkg = Some(name.clone());
+            }
+            Op::KeyAbort { name, reason, .. } => {
+                let k = self.keys.get_mut(name).expect("validated");
+                k.status = KeyStatus::Failed(reason.clone());
+                k.round1.clear();
+                k.round2.clear();
+                fx.dkg = Some(name.clone());
+            }
             Op::KvMetadataDelete { path } => {
                 if let Some(e) = self.secrets.remove(path) {
                     for v in e.versions.keys() {
@@ -403,6 +580,7 @@ impl Model {
     pub fn directory_and_settings(&self) -> Model {
         Model {
             settings: self.settings.clone(),
+            keys: self.keys.clone(),
             ..self.directory()
         }
     }
@@ -415,6 +593,7 @@ impl Model {
             identity_policies: self.identity_policies.clone(),
             group_policies: self.group_policies.clone(),
             settings: Settings::default(),
+            keys: BTreeMap::new(),
             secrets: BTreeMap::new(),
         }
     }

@@ -1,0 +1,223 @@
+//! Threshold signing, coordinated by the client: pick `t` signers (the answering node's region
+//! first), run FROST round 1 and round 2 with each of them under the caller's own identity (so
+//! each signer authorizes the real requester), aggregate, and verify the group signature before
+//! returning it. A signer whose share does not verify is named, reported and replaced.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::join_all;
+use tessera_crypto::frost::{self, AggregateError};
+use tessera_crypto::sign_request::SignRequest;
+use tessera_proto::*;
+
+use crate::{Client, Error};
+
+/// A finished threshold signature.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub signature: [u8; 64],
+    pub group_key: [u8; 32],
+    pub signers: Vec<u64>,
+    /// Signers whose shares did not verify (reported, and replaced).
+    pub cheaters: Vec<u64>,
+}
+
+impl Client {
+    pub async fn key_create(
+        &self,
+        name: &str,
+        purpose: &str,
+        timeout_seconds: u32,
+    ) -> Result<KeyInfo, Error> {
+        let r = self
+            .raw()
+            .key_create(KeyCreateRequest {
+                name: name.into(),
+                purpose: purpose.into(),
+                timeout_seconds,
+            })
+            .await;
+        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+    }
+
+    pub async fn key_read(&self, name: &str) -> Result<KeyInfo, Error> {
+        let r = self.raw().key_read(NameRequest { name: name.into() }).await;
+        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+    }
+
+    pub async fn key_list(&self) -> Result<Vec<KeyInfo>, Error> {
+        let r = self.raw().key_list(Empty {}).await;
+        r.map(|r| r.into_inner().keys)
+            .map_err(|s| self.status_err(s))
+    }
+
+    /// Signs `request` with key `name`.
+    pub async fn sign(&self, name: &str, request: &SignRequest) -> Result<Signed, Error> {
+        let info = self.key_read(name).await?;
+        if info.status != "active" {
+            return Err(Error::Invalid(format!("key {name:?} is {}", info.status)));
+        }
+        let group_key: [u8; 32] = info
+            .group_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Other("the node sent a malformed group key".into()))?;
+        let t = info.threshold as usize;
+        let message = request.message(&group_key);
+        let request_json = serde_json::to_vec(request).map_err(|e| Error::Other(e.to_string()))?;
+        let mut order: Vec<(usize, Holder)> =
+            info.participants.iter().cloned().enumerate().collect();
+        order.sort_by_key(|(i, h)| (h.region != info.region, *i));
+        let candidates: Vec<Holder> = order.into_iter().map(|(_, h)| h).collect();
+        let mut excluded: BTreeSet<u64> = BTreeSet::new();
+        let mut cheaters = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        for _attempt in 0..candidates.len() {
+            let chosen: Vec<Holder> = candidates
+                .iter()
+                .filter(|h| !excluded.contains(&h.id))
+                .take(t)
+                .cloned()
+                .collect();
+            if chosen.len() < t {
+                break;
+            }
+            let request_id = format!("{:032x}", u128::from_le_bytes(rand_bytes()));
+            // Round 1: commitments.
+            let r1 = join_all(chosen.iter().map(|h| {
+                let c = self.node_client(h.id, &h.address);
+                let req = SignCommitRequest {
+                    key: name.into(),
+                    request_id: request_id.clone(),
+                };
+                async move {
+                    match c {
+                        Ok(mut c) => c
+                            .sign_commit(req)
+                            .await
+                            .map(|r| r.into_inner())
+                            .map_err(|s| s.message().to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }))
+            .await;
+            let mut commitments = BTreeMap::new();
+            let mut failed = false;
+            for (h, r) in chosen.iter().zip(r1) {
+                match r {
+                    Ok(r) if r.node_id == h.id => {
+                        commitments.insert(h.id, r.commitments);
+                    }
+                    Ok(_) => {
+                        problems.push(format!("node {}: answered for another node", h.id));
+                        excluded.insert(h.id);
+                        failed = true;
+                    }
+                    Err(e) => {
+                        if e.contains("permission denied") {
+                            return Err(Error::Denied(e));
+                        }
+                        problems.push(format!("node {}: {e}", h.id));
+                        excluded.insert(h.id);
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                continue;
+            }
+            // Round 2: signature shares.
+            let r2 = join_all(chosen.iter().map(|h| {
+                let c = self.node_client(h.id, &h.address);
+                let req = SignShareRequest {
+                    key: name.into(),
+                    request_id: request_id.clone(),
+                    request: request_json.clone(),
+                    commitments: commitments.clone().into_iter().collect(),
+                };
+                async move {
+                    match c {
+                        Ok(mut c) => c
+                            .sign_share(req)
+                            .await
+                            .map(|r| r.into_inner())
+                            .map_err(|s| (s.code(), s.message().to_string())),
+                        Err(e) => Err((tonic::Code::Unavailable, e.to_string())),
+                    }
+                }
+            }))
+            .await;
+            let mut shares = BTreeMap::new();
+            for (h, r) in chosen.iter().zip(r2) {
+                match r {
+                    Ok(r) => {
+                        shares.insert(h.id, r.share);
+                    }
+                    Err((code, e)) => {
+                        if code == tonic::Code::PermissionDenied
+                            || code == tonic::Code::InvalidArgument
+                        {
+                            return Err(if code == tonic::Code::PermissionDenied {
+                                Error::Denied(e)
+                            } else {
+                                Error::Invalid(format!("node {}: {e}", h.id))
+                            });
+                        }
+                        problems.push(format!("node {}: {e}", h.id));
+                        excluded.insert(h.id);
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                continue;
+            }
+            match frost::aggregate(&message, &commitments, &shares, &info.public_key_package) {
+                Ok(signature) => {
+                    return Ok(Signed {
+                        signature,
+                        group_key,
+                        signers: chosen.iter().map(|h| h.id).collect(),
+                        cheaters,
+                    })
+                }
+                Err(AggregateError::Cheaters(bad)) => {
+                    for b in bad {
+                        problems.push(format!(
+                            "node {b}: returned a signature share that does not verify"
+                        ));
+                        let _ = self
+                            .raw()
+                            .report_cheater(CheaterReport {
+                                key: name.into(),
+                                node_id: b,
+                            })
+                            .await;
+                        cheaters.push(b);
+                        excluded.insert(b);
+                    }
+                }
+                Err(AggregateError::Other(e)) => {
+                    return Err(Error::Other(format!("aggregation failed: {e}")))
+                }
+            }
+        }
+        let available = candidates.len() - excluded.len();
+        Err(Error::Unavailable(format!(
+            "{available} of {t} required signers available for key {name:?} ({})",
+            problems.join("; ")
+        )))
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    use tessera_crypto::rng;
+    let mut b = [0u8; 16];
+    rand_core_fill(&mut rng(), &mut b);
+    b
+}
+
+fn rand_core_fill(rng: &mut impl tessera_crypto::RngFill, b: &mut [u8]) {
+    rng.fill(b);
+}

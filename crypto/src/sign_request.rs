@@ -1,0 +1,85 @@
+//! What a threshold signature is asked for: raw bytes, an SSH certificate or a JWT. Signers
+//! rebuild the signed message from this request themselves and check it against the key's
+//! purpose and limits, so a coordinator cannot get a signature over anything else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::jwt::JwtRequest;
+use crate::ssh::CertRequest;
+use crate::{invalid, CryptoError};
+
+/// Longest certificate or token lifetime a signer accepts (seconds).
+pub const MAX_TTL: u64 = 7 * 24 * 3600;
+/// How far a start time may be from the signer's clock (seconds).
+pub const MAX_SKEW: u64 = 600;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignRequest {
+    Raw { message: Vec<u8> },
+    Ssh(CertRequest),
+    Jwt(JwtRequest),
+}
+
+impl SignRequest {
+    /// The purpose name this request needs the key to have.
+    pub fn purpose(&self) -> &'static str {
+        match self {
+            SignRequest::Raw { .. } => "raw",
+            SignRequest::Ssh(c) if c.cert_type == 2 => "ssh-host-ca",
+            SignRequest::Ssh(_) => "ssh-user-ca",
+            SignRequest::Jwt(_) => "jwt",
+        }
+    }
+
+    /// The bytes to sign.
+    pub fn message(&self, group_key: &[u8; 32]) -> Vec<u8> {
+        match self {
+            SignRequest::Raw { message } => message.clone(),
+            SignRequest::Ssh(c) => c.to_be_signed(group_key),
+            SignRequest::Jwt(j) => j.signing_input().into_bytes(),
+        }
+    }
+
+    /// What every signer checks before it signs: the key's purpose, the request's own
+    /// consistency, and lifetimes against its own clock.
+    pub fn check(&self, key_purpose: &str, now: u64) -> Result<(), CryptoError> {
+        if self.purpose() != key_purpose {
+            return Err(invalid(
+                "sign request",
+                format!(
+                    "a {key_purpose} key does not sign {} requests",
+                    self.purpose()
+                ),
+            ));
+        }
+        let (start, end) = match self {
+            SignRequest::Raw { message } => {
+                if message.len() > 64 * 1024 {
+                    return Err(invalid("sign request", "raw input is larger than 64 KiB"));
+                }
+                return Ok(());
+            }
+            SignRequest::Ssh(c) => {
+                c.check()?;
+                (c.valid_after, c.valid_before)
+            }
+            SignRequest::Jwt(j) => {
+                j.check()?;
+                (j.iat, j.exp)
+            }
+        };
+        if start + MAX_SKEW < now || start > now + MAX_SKEW {
+            return Err(invalid(
+                "sign request",
+                "the start time is more than 10 minutes from this signer's clock",
+            ));
+        }
+        if end - start > MAX_TTL {
+            return Err(invalid(
+                "sign request",
+                format!("the lifetime exceeds the maximum of {MAX_TTL} s"),
+            ));
+        }
+        Ok(())
+    }
+}

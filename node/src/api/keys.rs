@@ -1,0 +1,309 @@
+//! The signing API: creating a key (a DKG among the voters, through Raft) and the two FROST
+//! rounds each signer serves. The client coordinates a signature and aggregates it; each signer
+//! checks the caller's `sign` capability on `keys/NAME` and the request itself, audits, and only
+//! then returns its share (laws 2 and 4). Nonces stay in this node's memory and are used once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tessera_crypto::frost;
+use tessera_crypto::sign_request::SignRequest;
+use tessera_proto::*;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::policy::Capability;
+use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
+use crate::state::Op;
+
+/// Round-1 nonces waiting for their round 2: in memory only, expiring, used once.
+#[derive(Default)]
+pub struct NonceStore {
+    pending: Mutex<HashMap<String, (Instant, String, frost::SigningNonces)>>,
+}
+
+const NONCE_TTL: Duration = Duration::from_secs(60);
+
+impl NonceStore {
+    fn put(
+        &self,
+        request_id: String,
+        key: String,
+        nonces: frost::SigningNonces,
+    ) -> Result<(), Status> {
+        let mut p = self.pending.lock().expect("nonce lock");
+        p.retain(|_, (t, _, _)| t.elapsed() < NONCE_TTL);
+        if p.len() >= 10_000 {
+            return Err(Status::resource_exhausted(
+                "too many signatures in flight on this node",
+            ));
+        }
+        if p.contains_key(&request_id) {
+            return Err(Status::already_exists("request id already used"));
+        }
+        p.insert(request_id, (Instant::now(), key, nonces));
+        Ok(())
+    }
+
+    fn take(&self, request_id: &str, key: &str) -> Result<frost::SigningNonces, Status> {
+        let mut p = self.pending.lock().expect("nonce lock");
+        match p.remove(request_id) {
+            Some((t, k, n)) if k == key && t.elapsed() < NONCE_TTL => Ok(n),
+            _ => Err(Status::failed_precondition(
+                "no round-1 commitment from this node for that request (expired or already used)",
+            )),
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    time::OffsetDateTime::now_utc().unix_timestamp() as u64
+}
+
+fn status_str(s: &KeyStatus) -> String {
+    match s {
+        KeyStatus::Generating => "generating".into(),
+        KeyStatus::Active => "active".into(),
+        KeyStatus::Failed(r) => format!("failed: {r}"),
+    }
+}
+
+impl Api {
+    fn key_info(&self, name: &str, k: &KeyEntry) -> KeyInfo {
+        KeyInfo {
+            name: name.to_string(),
+            purpose: k.purpose.as_str().into(),
+            status: status_str(&k.status),
+            group_key: k.group_key.map(|g| g.to_vec()).unwrap_or_default(),
+            public_key_package: k.public_key_package.clone().unwrap_or_default(),
+            threshold: k.threshold as u32,
+            participants: self.holders(&k.participants),
+            attempt: k.attempt,
+            created_time: k.created_time.clone(),
+            created_by: k.created_by.clone(),
+            region: self.node.config.region.clone(),
+        }
+    }
+
+    fn key(&self, name: &str) -> Result<KeyEntry, Status> {
+        self.node
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .keys
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no key {name:?}")))
+    }
+
+    pub(super) async fn do_key_create(
+        &self,
+        req: Request<KeyCreateRequest>,
+    ) -> Result<Response<KeyInfo>, Status> {
+        let path = format!("keys/{}", req.get_ref().name);
+        self.run(req, "key.create", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Create)?;
+            let purpose = KeyPurpose::parse(&r.purpose).map_err(Status::invalid_argument)?;
+            let timeout = Duration::from_secs(u64::from(r.timeout_seconds.clamp(5, 600)));
+            let op = Op::KeyCreate {
+                name: r.name.clone(),
+                purpose,
+                time: time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                deadline: now_unix() + timeout.as_secs(),
+            };
+            self.submit(id, op).await?;
+            // Wait for the DKG to finish (or fail) on this node's copy.
+            let deadline = Instant::now() + timeout + Duration::from_secs(3);
+            let mut rx = self.node.applied.clone();
+            loop {
+                // Until this node has applied the creation, the key may not be here yet.
+                if let Ok(k) = self.key(&r.name) {
+                    match &k.status {
+                        KeyStatus::Active => return Ok(self.key_info(&r.name, &k)),
+                        KeyStatus::Failed(why) => {
+                            return Err(Status::unavailable(format!(
+                                "key generation failed: {why}"
+                            )))
+                        }
+                        KeyStatus::Generating => {}
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                    return Err(Status::unavailable(
+                        "the key generation has not finished; `tessera key read` shows its state",
+                    ));
+                }
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn do_key_read(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<KeyInfo>, Status> {
+        let path = format!("keys/{}", req.get_ref().name);
+        self.run(req, "key.read", path.clone(), |id, r| async move {
+            // Public keys are public; reading them still takes read (or sign) on the key.
+            if self.authorize(&id, &path, Capability::Read).is_err() {
+                self.authorize(&id, &path, Capability::Sign)?;
+            }
+            self.node.linearizable().await?;
+            let k = self.key(&r.name)?;
+            Ok(self.key_info(&r.name, &k))
+        })
+        .await
+    }
+
+    pub(super) async fn do_key_list(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<KeyListReply>, Status> {
+        self.run(req, "key.list", "keys/".into(), |id, _| async move {
+            self.authorize(&id, "keys/", Capability::List)?;
+            self.node.linearizable().await?;
+            let keys = self
+                .node
+                .state
+                .read()
+                .expect("state lock")
+                .model
+                .keys
+                .clone();
+            Ok(KeyListReply {
+                keys: keys.iter().map(|(n, k)| self.key_info(n, k)).collect(),
+            })
+        })
+        .await
+    }
+
+    fn active_share(&self, name: &str) -> Result<(KeyEntry, tessera_crypto::SecretBytes), Status> {
+        let k = self.key(name)?;
+        if k.status != KeyStatus::Active {
+            return Err(Status::failed_precondition(format!(
+                "key {name:?} is {}",
+                status_str(&k.status)
+            )));
+        }
+        let share = self
+            .node
+            .vault
+            .key_package(name, k.attempt)
+            .map_err(Status::failed_precondition)?;
+        Ok((k, share))
+    }
+
+    pub(super) async fn do_sign_commit(
+        &self,
+        req: Request<SignCommitRequest>,
+    ) -> Result<Response<SignCommitReply>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        self.run(req, "sign.commit", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Sign)?;
+            if r.request_id.len() < 16 || r.request_id.len() > 64 {
+                return Err(Status::invalid_argument(
+                    "request_id must be 16 to 64 characters",
+                ));
+            }
+            let (_, share) = self.active_share(&r.key)?;
+            let (nonces, commitments) =
+                frost::round1_commit(&share).map_err(|e| Status::internal(e.to_string()))?;
+            self.node.nonces.put(r.request_id, r.key, nonces)?;
+            Ok(SignCommitReply {
+                node_id: self.node.id,
+                commitments,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn do_sign_share(
+        &self,
+        req: Request<SignShareRequest>,
+    ) -> Result<Response<SignShareReply>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        let key = req.get_ref().key.clone();
+        let res = self
+            .run(req, "sign.share", path.clone(), |id, r| async move {
+                // Law 2: this signer checks the caller and the request itself.
+                self.authorize(&id, &path, Capability::Sign)?;
+                let (k, share) = self.active_share(&r.key)?;
+                let request: SignRequest = serde_json::from_slice(&r.request)
+                    .map_err(|e| Status::invalid_argument(format!("malformed sign request: {e}")))?;
+                request
+                    .check(k.purpose.as_str(), now_unix())
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let commitments: BTreeMap<u64, Vec<u8>> = r.commitments.into_iter().collect();
+                if commitments.len() != k.threshold as usize
+                    || !commitments.contains_key(&self.node.id)
+                    || commitments.keys().any(|n| !k.participants.contains(n))
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "a signature of key {:?} takes commitments from exactly {} participants including this node",
+                        r.key, k.threshold
+                    )));
+                }
+                let nonces = self.node.nonces.take(&r.request_id, &r.key)?;
+                let group_key = k.group_key.ok_or_else(|| Status::internal("active key without group key"))?;
+                let message = request.message(&group_key);
+                let mut share = frost::round2_sign(&message, &commitments, nonces, &share)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                if self.node.vault.corrupts() {
+                    share = frost::corrupt_share(&share);
+                }
+                Ok((request.purpose(), SignShareReply {
+                    node_id: self.node.id,
+                    share,
+                }))
+            })
+            .await;
+        match res {
+            Ok(r) => {
+                let (purpose, reply) = r.into_inner();
+                self.node
+                    .metrics
+                    .signatures
+                    .with_label_values(&[&key, purpose, "ok"])
+                    .inc();
+                Ok(Response::new(reply))
+            }
+            Err(e) => {
+                let outcome = if e.code() == tonic::Code::PermissionDenied {
+                    "denied"
+                } else {
+                    "refused"
+                };
+                self.node
+                    .metrics
+                    .signatures
+                    .with_label_values(&[&key, "-", outcome])
+                    .inc();
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn do_report_cheater(
+        &self,
+        req: Request<CheaterReport>,
+    ) -> Result<Response<Empty>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        let detail = format!(
+            "node {} returned a signature share that does not verify",
+            req.get_ref().node_id
+        );
+        let node = req.get_ref().node_id;
+        self.run_detailed(req, "sign.cheater_report", path.clone(), Some(detail), |id, r| async move {
+            self.authorize(&id, &path, Capability::Sign)?;
+            tracing::warn!(node = r.node_id, key = %r.key, reporter = %id, "a coordinator reports a cheating signer");
+            self.node.metrics.cheaters.with_label_values(&[&node.to_string()]).inc();
+            Ok(Empty {})
+        })
+        .await
+    }
+}

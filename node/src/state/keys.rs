@@ -1,0 +1,155 @@
+//! Threshold signing keys in the replicated model: the state of each key's distributed key
+//! generation (public round-1 packages, round-2 packages sealed to their recipients), and, once
+//! it succeeded, the group public key and the public key package. No signing share is here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tessera_crypto::ack::verify_ack;
+use tessera_crypto::seal::Envelope;
+
+use super::Members;
+use crate::raft::NodeId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyPurpose {
+    SshUserCa,
+    SshHostCa,
+    Jwt,
+    Raw,
+}
+
+impl KeyPurpose {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "ssh-user-ca" => Self::SshUserCa,
+            "ssh-host-ca" => Self::SshHostCa,
+            "jwt" => Self::Jwt,
+            "raw" => Self::Raw,
+            other => {
+                return Err(format!(
+                    "unknown purpose {other:?}: use ssh-user-ca, ssh-host-ca, jwt or raw"
+                ))
+            }
+        })
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::SshUserCa => "ssh-user-ca",
+            Self::SshHostCa => "ssh-host-ca",
+            Self::Jwt => "jwt",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStatus {
+    Generating,
+    Active,
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub purpose: KeyPurpose,
+    pub threshold: u16,
+    pub participants: Vec<NodeId>,
+    /// Each `key create` of a key that failed starts a new attempt (bound into every message).
+    pub attempt: u64,
+    pub created_time: String,
+    pub created_by: String,
+    /// Unix seconds after which an unfinished DKG is aborted.
+    pub deadline: u64,
+    pub status: KeyStatus,
+    pub round1: BTreeMap<NodeId, Vec<u8>>,
+    /// Sender → (recipient → envelope sealed to the recipient).
+    pub round2: BTreeMap<NodeId, BTreeMap<NodeId, Envelope>>,
+    /// Participant → the public key package it derived (all must agree).
+    pub done: BTreeMap<NodeId, Vec<u8>>,
+    pub group_key: Option<[u8; 32]>,
+    pub public_key_package: Option<Vec<u8>>,
+}
+
+/// What a DKG message (signed by its sender's acknowledgement key) says.
+pub fn dkg_message(
+    cluster_id: &str,
+    name: &str,
+    attempt: u64,
+    node: NodeId,
+    kind: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in [
+        b"tessera/dkg/v1".as_slice(),
+        cluster_id.as_bytes(),
+        name.as_bytes(),
+        kind.as_bytes(),
+    ] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    h.update(attempt.to_be_bytes());
+    h.update(node.to_be_bytes());
+    h.update(Sha256::digest(payload));
+    h.finalize().to_vec()
+}
+
+/// The bytes a round-2 message's signature covers.
+pub fn round2_payload(envelopes: &BTreeMap<NodeId, Envelope>) -> Vec<u8> {
+    serde_json::to_vec(envelopes).unwrap_or_default()
+}
+
+pub fn validate_key_name(name: &str) -> Result<(), String> {
+    super::validate_name("key", name)
+}
+
+/// A DKG message as submitted, for checking.
+pub(super) struct DkgMessage<'a> {
+    pub name: &'a str,
+    pub attempt: u64,
+    pub node: NodeId,
+    pub kind: &'static str,
+    pub payload: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+/// Checks a DKG message: the key is generating this attempt, the sender takes part and signed it.
+pub(super) fn check_dkg_message(
+    keys: &BTreeMap<String, KeyEntry>,
+    members: &Members,
+    cluster_id: &str,
+    m: &DkgMessage,
+) -> Result<(), String> {
+    let DkgMessage {
+        name,
+        attempt,
+        node,
+        kind,
+        payload,
+        signature,
+    } = *m;
+    let k = keys.get(name).ok_or_else(|| format!("no key {name:?}"))?;
+    if k.attempt != attempt || k.status != KeyStatus::Generating {
+        return Err(format!("key {name:?} attempt {attempt} is not generating"));
+    }
+    if !k.participants.contains(&node) {
+        return Err(format!("node {node} does not take part in key {name:?}"));
+    }
+    let info = members
+        .all
+        .get(&node)
+        .ok_or_else(|| format!("node {node} is not a member"))?;
+    let key: [u8; 32] = hex::decode(&info.ack_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("node {node} has no acknowledgement key"))?;
+    verify_ack(
+        &key,
+        &dkg_message(cluster_id, name, attempt, node, kind, payload),
+        signature,
+    )
+    .map_err(|e| format!("{kind} from node {node}: {e}"))
+}
