@@ -154,7 +154,27 @@ impl Cluster {
             c.start_node(id);
         }
         c.wait_leader(Duration::from_secs(30));
+        c.wait_ready();
         c
+    }
+
+    /// Waits until the first leader has written the threshold into the replicated settings.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.cli(1, &["operator", "topology", "--format", "json"]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                if v["threshold"].as_u64().unwrap_or(0) > 0 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never set its threshold"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Registers a node whose config `tessera operator node-config` wrote (not started).

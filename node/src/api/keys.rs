@@ -153,7 +153,11 @@ impl Api {
             if self.authorize(&id, &path, Capability::Read).is_err() {
                 self.authorize(&id, &path, Capability::Sign)?;
             }
-            self.node.linearizable().await?;
+            // An active key's public state never changes: without a quorum this node answers
+            // from what it has applied, so signing survives as long as t signers do.
+            if let Err(e) = self.node.linearizable().await {
+                tracing::warn!("serving key {:?} from local state: {}", r.name, e.message());
+            }
             let k = self.key(&r.name)?;
             Ok(self.key_info(&r.name, &k))
         })

@@ -183,7 +183,13 @@ async fn wait_for_leader(
         }
         match Client::connect(&cfg).await {
             Ok(c) => match c.status().await {
-                Ok(s) if s.leader.is_some() && s.nodes.iter().all(|n| n.reachable) => return Ok(s),
+                Ok(s) if s.leader.is_some() && s.nodes.iter().all(|n| n.reachable) => {
+                    // Ready once the first leader has written the threshold.
+                    if c.topology().await.is_ok_and(|t| t.threshold > 0) {
+                        return Ok(s);
+                    }
+                    last = "waiting for the cluster settings".into();
+                }
                 Ok(_) => last = "waiting for a leader and every node".into(),
                 Err(e) => last = e.to_string(),
             },

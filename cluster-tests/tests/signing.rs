@@ -1,0 +1,366 @@
+//! Threshold signing on real clusters: a DKG gives every node the same group key with no dealer;
+//! signatures verify with independent verifiers (ed25519-dalek, ssh-keygen, a real sshd, PyJWT);
+//! `t` signers suffice and `t - 1` do not; a cheating signer is named and replaced; a caller
+//! without `sign` is refused by each signer itself.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cluster_tests::{fails, free_host_and_base, ok, Cluster, Opts};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+fn group_key(c: &Cluster, via: u64, key: &str) -> [u8; 32] {
+    let hexkey = ok(&c.cli(via, &["key", "public", key, "--format", "hex"]));
+    hex::decode(hexkey.trim()).unwrap().try_into().unwrap()
+}
+
+fn create(c: &Cluster, key: &str, purpose: &str) {
+    ok(&c.cli(1, &["key", "create", key, "--purpose", purpose]));
+}
+
+#[test]
+fn dkg_on_five_nodes_gives_one_group_key_and_t_signers_suffice() {
+    let mut c = Cluster::start(Opts {
+        nodes: 5,
+        regions: "eu,us,ap",
+        ..Opts::default()
+    });
+    create(&c, "release", "raw");
+    let gk = group_key(&c, 1, "release");
+    for id in 2..=5 {
+        assert_eq!(
+            group_key(&c, id, "release"),
+            gk,
+            "node {id} records another group key"
+        );
+    }
+    let k = c.json(3, &["key", "read", "release"]);
+    assert_eq!(k["status"], "active");
+    assert_eq!(k["threshold"], 3);
+    assert_eq!(k["participants"], serde_json::json!([1, 2, 3, 4, 5]));
+
+    let msg = c.dir.join("artifact.bin");
+    std::fs::write(&msg, b"release 1.2.3").unwrap();
+    let verify = |c: &Cluster, via: u64| {
+        let sig = ok(&c.cli(
+            via,
+            &[
+                "sign",
+                "release",
+                "--input",
+                msg.to_str().unwrap(),
+                "--format",
+                "hex",
+            ],
+        ));
+        let sig: [u8; 64] = hex::decode(sig.trim()).unwrap().try_into().unwrap();
+        VerifyingKey::from_bytes(&gk)
+            .unwrap()
+            .verify_strict(b"release 1.2.3", &Signature::from_bytes(&sig))
+            .expect("ed25519-dalek accepts the threshold signature");
+    };
+    verify(&c, 2);
+    // t = 3 of 5 alive: still signs.
+    c.stop(4);
+    c.stop(5);
+    verify(&c, 1);
+    // t - 1 alive: fails cleanly, saying how many signers were available.
+    c.stop(3);
+    let err = fails(&c.cli(
+        1,
+        &[
+            "sign",
+            "release",
+            "--input",
+            msg.to_str().unwrap(),
+            "--timeout",
+            "60",
+        ],
+    ));
+    assert!(err.contains("2 of 3 required signers available"), "{err}");
+}
+
+#[test]
+fn a_cheating_signer_is_named_and_replaced() {
+    let mut c = Cluster::init(Opts::default());
+    c.start_node(1);
+    c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
+    c.start_node(3);
+    c.wait_leader(Duration::from_secs(30));
+    create(&c, "k", "raw");
+    let gk = group_key(&c, 1, "k");
+    let msg = c.dir.join("m");
+    std::fs::write(&msg, b"m").unwrap();
+    // Through node 2: its region first, so node 2 signs in the first attempt.
+    let out = c.cli(
+        2,
+        &[
+            "sign",
+            "k",
+            "--input",
+            msg.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["cheaters"], serde_json::json!([2]));
+    let sig: [u8; 64] = base64::engine::general_purpose::STANDARD
+        .decode(v["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    VerifyingKey::from_bytes(&gk)
+        .unwrap()
+        .verify_strict(b"m", &Signature::from_bytes(&sig))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("node 2 returned a signature share that does not verify"));
+    assert_eq!(
+        c.metric(2, "tessera_signing_cheaters_reported_total{node=\"2\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn an_identity_without_sign_is_refused_by_every_signer_itself() {
+    let c = Cluster::start(Opts::default());
+    create(&c, "k", "raw");
+    c.client_cert("app");
+    let p = c.dir.join("read-only.hcl");
+    std::fs::write(&p, "path \"keys/*\" {\n  capabilities = [\"read\"]\n}\n").unwrap();
+    ok(&c.cli(1, &["policy", "write", "keys-read", p.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "keys-read", "--identity", "app"]));
+    let msg = c.dir.join("m");
+    std::fs::write(&msg, b"m").unwrap();
+    let err = fails(&c.cli_as("app", 1, &["sign", "k", "--input", msg.to_str().unwrap()]));
+    assert!(err.contains("permission denied"), "{err}");
+    // Straight to each signer's round 1, skipping any coordinator: each refuses on its own.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for id in 1..=3 {
+        let status = rt.block_on(async {
+            let client = c.sdk("app", id).await;
+            client
+                .raw()
+                .sign_commit(tessera_client::proto::SignCommitRequest {
+                    key: "k".into(),
+                    request_id: "0123456789abcdef0123".into(),
+                })
+                .await
+                .unwrap_err()
+        });
+        assert_eq!(
+            status.code(),
+            tonic::Code::PermissionDenied,
+            "node {id}: {status:?}"
+        );
+    }
+    // And a raw key does not sign SSH certificates.
+    let err = fails(&c.cli(1, &["jwt", "issue", "k", "--sub", "s", "--aud", "a"]));
+    assert!(err.contains("does not sign jwt requests"), "{err}");
+}
+
+#[test]
+fn jwts_verify_with_pyjwt_through_the_jwks() {
+    let c = Cluster::start(Opts::default());
+    create(&c, "wid", "jwt");
+    let token = ok(&c.cli(
+        2,
+        &[
+            "jwt", "issue", "wid", "--sub", "svc-a", "--aud", "payments", "--ttl", "10m",
+            "--claim", "team=ops",
+        ],
+    ));
+    let jwks = ok(&c.cli(3, &["key", "public", "wid", "--format", "jwks"]));
+    let script = r#"
+import json, sys, jwt
+jwks = json.loads(sys.argv[1]); token = sys.argv[2].strip()
+key = jwt.PyJWK(jwks["keys"][0])
+claims = jwt.decode(token, key=key.key, algorithms=["EdDSA"], audience="payments")
+assert claims["sub"] == "svc-a" and claims["team"] == "ops", claims
+try:
+    jwt.decode(token, key=key.key, algorithms=["EdDSA"], audience="other")
+    raise SystemExit("wrong audience accepted")
+except jwt.InvalidAudienceError:
+    pass
+print("verified", claims["sub"])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &jwks, &token])
+        .output()
+        .expect("python3 with PyJWT (installed by .ci/run)");
+    assert!(
+        out.status.success(),
+        "PyJWT: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified svc-a"));
+}
+
+fn sign_cert(
+    c: &Cluster,
+    key: &str,
+    pubkey: &std::path::Path,
+    principal: &str,
+    ttl: &str,
+    out: &std::path::Path,
+) {
+    ok(&c.cli(
+        1,
+        &[
+            "ssh",
+            "sign",
+            key,
+            "--public-key",
+            pubkey.to_str().unwrap(),
+            "--principals",
+            principal,
+            "--ttl",
+            ttl,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+}
+
+#[test]
+fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
+    let c = Cluster::start(Opts::default());
+    create(&c, "ssh-ca", "ssh-user-ca");
+    let d = c.dir.join("ssh");
+    std::fs::create_dir_all(&d).unwrap();
+    let keygen = |args: &[&str]| {
+        ok(&Command::new("ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen"))
+    };
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        d.join("host_key").to_str().unwrap(),
+    ]);
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        d.join("id").to_str().unwrap(),
+    ]);
+    std::fs::write(
+        d.join("ca.pub"),
+        ok(&c.cli(2, &["key", "public", "ssh-ca", "--format", "openssh"])),
+    )
+    .unwrap();
+    let user_pub = d.join("id.pub");
+    sign_cert(
+        &c,
+        "ssh-ca",
+        &user_pub,
+        "root",
+        "1h",
+        &d.join("id-cert.pub"),
+    );
+    let listing = keygen(&["-L", "-f", d.join("id-cert.pub").to_str().unwrap()]);
+    assert!(
+        listing.contains("user certificate")
+            && listing.contains("root")
+            && listing.contains("Valid: from"),
+        "{listing}"
+    );
+
+    let (host, base) = free_host_and_base(1);
+    let port = base + 50;
+    assert!(TcpListener::bind((host.as_str(), port)).is_ok());
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let config = format!(
+        "Port {port}\nListenAddress {host}\nHostKey {hk}\nTrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {pid}\n",
+        hk = d.join("host_key").display(),
+        ca = d.join("ca.pub").display(),
+        pid = d.join("sshd.pid").display(),
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    let mut sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd (Debian openssh-server, installed by .ci/run)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let login = |cert: &std::path::Path| {
+        Command::new("ssh")
+            .args(["-i", d.join("id").to_str().unwrap(), "-o"])
+            .arg(format!("CertificateFile={}", cert.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-p",
+                &port.to_string(),
+            ])
+            .arg(format!("root@{host}"))
+            .arg("echo logged-in")
+            .output()
+            .unwrap()
+    };
+    let good = login(&d.join("id-cert.pub"));
+    let wrong = {
+        sign_cert(
+            &c,
+            "ssh-ca",
+            &user_pub,
+            "someone-else",
+            "1h",
+            &d.join("wrong-cert.pub"),
+        );
+        login(&d.join("wrong-cert.pub"))
+    };
+    let expired = {
+        sign_cert(
+            &c,
+            "ssh-ca",
+            &user_pub,
+            "root",
+            "1s",
+            &d.join("short-cert.pub"),
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        login(&d.join("short-cert.pub"))
+    };
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    assert!(
+        good.status.success(),
+        "login with the threshold-signed certificate failed: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&good.stdout).trim(), "logged-in");
+    assert!(
+        !wrong.status.success(),
+        "a certificate for another principal was accepted"
+    );
+    assert!(
+        !expired.status.success(),
+        "an expired certificate was accepted"
+    );
+}
