@@ -165,6 +165,7 @@ fn a_node_down_during_writes_gets_its_shares_later_and_serves_reads() {
         put(&c, 1, &format!("app/s{i}"), &format!("n={i}"));
     }
     c.start_node(3);
+    c.wait_listening(3);
     wait_until("node 3 to hold its shares", Duration::from_secs(30), || {
         shares(&c).iter().filter(|s| s.0 == 3).count() == 25
     });
@@ -188,6 +189,7 @@ fn a_byzantine_holder_is_detected_named_and_routed_around() {
     c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
     c.start_node(3);
     c.wait_leader(Duration::from_secs(30));
+    c.wait_ready();
     wait_until("node 2's test switch", Duration::from_secs(5), || {
         std::fs::read_to_string(&c.node(2).log)
             .unwrap_or_default()

@@ -89,6 +89,7 @@ fn a_cheating_signer_is_named_and_replaced() {
     c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
     c.start_node(3);
     c.wait_leader(Duration::from_secs(30));
+    c.wait_ready();
     create(&c, "k", "raw");
     let gk = group_key(&c, 1, "k");
     let msg = c.dir.join("m");

@@ -107,6 +107,12 @@ impl Api {
             self.authorize(&id, &path, Capability::Create)?;
             let purpose = KeyPurpose::parse(&r.purpose).map_err(Status::invalid_argument)?;
             let timeout = Duration::from_secs(u64::from(r.timeout_seconds.clamp(5, 600)));
+            // A cluster that has just formed writes its threshold through its first leader.
+            let mut rx = self.node.applied.clone();
+            let settle = Instant::now() + Duration::from_secs(10);
+            while self.model().settings.threshold.is_none() && Instant::now() < settle {
+                let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+            }
             let op = Op::KeyCreate {
                 name: r.name.clone(),
                 purpose,
@@ -118,7 +124,6 @@ impl Api {
             self.submit(id, op).await?;
             // Wait for the DKG to finish (or fail) on this node's copy.
             let deadline = Instant::now() + timeout + Duration::from_secs(3);
-            let mut rx = self.node.applied.clone();
             loop {
                 // Until this node has applied the creation, the key may not be here yet.
                 if let Ok(k) = self.key(&r.name) {

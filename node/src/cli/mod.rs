@@ -329,7 +329,7 @@ impl From<anyhow::Error> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Server(_) | Cmd::Dev(_)) {
-        restore_sigpipe();
+        quiet_on_closed_stdout();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -350,19 +350,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Lets `tessera kv list | head` end quietly instead of panicking on a closed pipe. Only for the
-/// short-lived client commands: a server must keep ignoring SIGPIPE so that a peer closing a
-/// socket cannot kill it.
-fn restore_sigpipe() {
-    // SAFETY: this runs at the start of `main`, before the async runtime or any other thread
-    // exists, so no other code can be installing a signal handler concurrently; SIG_DFL is not
-    // a Rust handler, so no Rust code ever runs in signal context.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        );
-    }
+/// Lets `tessera kv list | head` end quietly instead of panicking when stdout is closed.
+/// (Restoring SIGPIPE's default would be simpler but would also kill the CLI when a node closes
+/// its TLS connection, hiding the error message.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
