@@ -17,6 +17,21 @@ use super::Failure;
 pub enum BenchCmd {
     /// KV write and read throughput and latency.
     Kv(KvBench),
+    /// Threshold signing (raw Ed25519 and SSH certificates) throughput and latency.
+    Sign(SignBench),
+}
+
+#[derive(Args)]
+pub struct SignBench {
+    /// Concurrencies to run, e.g. 1,16.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    concurrency: Vec<usize>,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Most operations per phase, whatever the duration.
+    #[arg(long, default_value_t = 200_000)]
+    max_ops: u64,
 }
 
 #[derive(Args)]
@@ -112,8 +127,110 @@ where
     }
 }
 
+fn report(out: Out, rows: Vec<Vec<String>>, results: Vec<serde_json::Value>) {
+    out.emit(json!(results), || {
+        table(
+            &["OP", "CONC", "OPS", "OPS/S", "P50 MS", "P99 MS", "ERRORS"],
+            &rows,
+        )
+    });
+}
+
+fn record(
+    kind: &str,
+    conc: usize,
+    stats: &Stats,
+    rows: &mut Vec<Vec<String>>,
+    results: &mut Vec<serde_json::Value>,
+) {
+    let rate = stats.ops as f64 / stats.elapsed.as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "{kind:<9} c={conc:<3} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops, {} errors)",
+        rate,
+        ms(stats.p50),
+        ms(stats.p99),
+        stats.ops,
+        stats.errors
+    );
+    if let Some(e) = &stats.first_error {
+        eprintln!("  first error: {e}");
+    }
+    rows.push(vec![
+        kind.to_string(),
+        conc.to_string(),
+        stats.ops.to_string(),
+        format!("{rate:.0}"),
+        format!("{:.2}", ms(stats.p50)),
+        format!("{:.2}", ms(stats.p99)),
+        stats.errors.to_string(),
+    ]);
+    results.push(json!({
+        "op": kind.replace(' ', "_"), "concurrency": conc, "ops": stats.ops,
+        "ops_per_sec": rate, "p50_ms": ms(stats.p50), "p99_ms": ms(stats.p99),
+        "errors": stats.errors, "seconds": stats.elapsed.as_secs_f64(),
+    }));
+}
+
+async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure> {
+    use tessera_client::crypto::sign_request::SignRequest;
+    use tessera_client::crypto::ssh::CertRequest;
+    for (name, purpose) in [("bench-raw", "raw"), ("bench-ssh", "ssh-user-ca")] {
+        if client.key_read(name).await.is_err() {
+            client.key_create(name, purpose, 60).await?;
+        }
+    }
+    let subject = tessera_client::crypto::ack::AckKey::generate().public();
+    let dur = Duration::from_secs(a.duration.max(1));
+    let (mut rows, mut results) = (Vec::new(), Vec::new());
+    for &conc in &a.concurrency {
+        let stats = phase(
+            client,
+            conc,
+            dur,
+            a.max_ops,
+            move |c: Client, n| async move {
+                let req = SignRequest::Raw {
+                    message: n.to_be_bytes().to_vec(),
+                };
+                c.sign("bench-raw", &req).await.map(|_| ())
+            },
+        )
+        .await;
+        record("sign raw", conc, &stats, &mut rows, &mut results);
+        let stats = phase(
+            client,
+            conc,
+            dur,
+            a.max_ops,
+            move |c: Client, n| async move {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+                let req = SignRequest::Ssh(CertRequest {
+                    public_key: subject,
+                    cert_type: 1,
+                    key_id: "bench".into(),
+                    principals: vec!["bench".into()],
+                    valid_after: now - 60,
+                    valid_before: now + 3600,
+                    extensions: vec!["permit-pty".into()],
+                    serial: n,
+                    nonce: [7; 32],
+                });
+                c.sign("bench-ssh", &req).await.map(|_| ())
+            },
+        )
+        .await;
+        record("sign ssh", conc, &stats, &mut rows, &mut results);
+    }
+    report(out, rows, results);
+    Ok(())
+}
+
 pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure> {
-    let BenchCmd::Kv(a) = cmd;
+    let a = match cmd {
+        BenchCmd::Kv(a) => a,
+        BenchCmd::Sign(a) => return run_sign(a, client, out).await,
+    };
     let value = Arc::new(vec![b'v'; a.value_size]);
     let run_id = format!("{:08x}", rand08::random::<u32>());
     let dur = Duration::from_secs(a.duration.max(1));
@@ -149,40 +266,9 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
                 })
                 .await
             };
-            let rate = stats.ops as f64 / stats.elapsed.as_secs_f64();
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            eprintln!(
-                "kv {kind:<5} c={conc:<3} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops, {} errors)",
-                rate,
-                ms(stats.p50),
-                ms(stats.p99),
-                stats.ops,
-                stats.errors
-            );
-            if let Some(e) = &stats.first_error {
-                eprintln!("  first error: {e}");
-            }
-            rows.push(vec![
-                format!("kv {kind}"),
-                conc.to_string(),
-                stats.ops.to_string(),
-                format!("{rate:.0}"),
-                format!("{:.2}", ms(stats.p50)),
-                format!("{:.2}", ms(stats.p99)),
-                stats.errors.to_string(),
-            ]);
-            results.push(json!({
-                "op": format!("kv_{kind}"), "concurrency": conc, "ops": stats.ops,
-                "ops_per_sec": rate, "p50_ms": ms(stats.p50), "p99_ms": ms(stats.p99),
-                "errors": stats.errors, "seconds": stats.elapsed.as_secs_f64(),
-            }));
+            record(&format!("kv {kind}"), conc, &stats, &mut rows, &mut results);
         }
     }
-    out.emit(json!(results), || {
-        table(
-            &["OP", "CONC", "OPS", "OPS/S", "P50 MS", "P99 MS", "ERRORS"],
-            &rows,
-        )
-    });
+    report(out, rows, results);
     Ok(())
 }
