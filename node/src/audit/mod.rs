@@ -113,8 +113,19 @@ struct State {
     head: [u8; 32],
     /// Whether `file` is a regular file (so its length can be restored).
     regular: bool,
-    /// Set when a failed append may have left a partial line behind.
+    /// Set when a failed append may have left a partial line behind, or a sync failed.
     broken: bool,
+    /// Lines written so far (sequence number of the last one).
+    written: u64,
+}
+
+/// Group commit: one `fsync` makes every line written before it durable, so concurrent
+/// requests share syncs instead of queueing one fsync each.
+struct SyncState {
+    /// A second handle on the same file, so syncing does not hold the write lock.
+    file: File,
+    /// Every line up to this sequence number is durable.
+    synced: u64,
 }
 
 /// An open audit log. Appends from many threads are serialized by a mutex;
@@ -123,6 +134,7 @@ struct State {
 pub struct AuditLog {
     path: PathBuf,
     state: Mutex<State>,
+    sync: Mutex<SyncState>,
 }
 
 impl AuditLog {
@@ -184,6 +196,11 @@ impl AuditLog {
         } else {
             ZERO_HASH
         };
+        let sync_file = file.try_clone().map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            what: "open",
+            source,
+        })?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             state: Mutex::new(State {
@@ -191,6 +208,11 @@ impl AuditLog {
                 head,
                 regular,
                 broken: false,
+                written: 0,
+            }),
+            sync: Mutex::new(SyncState {
+                file: sync_file,
+                synced: 0,
             }),
         })
     }
@@ -257,15 +279,14 @@ impl AuditLog {
             None
         };
 
-        let written = state
-            .file
-            .write_all(&line)
-            .map_err(|e| io_err("write", e))
-            .and_then(|()| state.file.sync_data().map_err(|e| io_err("sync", e)));
+        let written = state.file.write_all(&line).map_err(|e| io_err("write", e));
         match written {
             Ok(()) => {
                 state.head = new_head;
-                Ok(())
+                state.written += 1;
+                let seq = state.written;
+                drop(state);
+                self.sync_through(seq)
             }
             Err(err) => {
                 let rolled_back = length_before.is_some_and(|len| {
@@ -275,6 +296,45 @@ impl AuditLog {
                     state.broken = true;
                 }
                 Err(err)
+            }
+        }
+    }
+
+    /// Returns once line `seq` is durable: either an fsync that started after it was written
+    /// already covered it, or this call syncs (covering every line written so far). A failed
+    /// sync breaks the log: nothing after it can be trusted to be on disk.
+    fn sync_through(&self, seq: u64) -> Result<(), AuditError> {
+        let mut sync = self.sync.lock().map_err(|_| AuditError::Poisoned {
+            path: self.path.clone(),
+        })?;
+        if sync.synced >= seq {
+            return Ok(());
+        }
+        let target = {
+            let state = self.state.lock().map_err(|_| AuditError::Poisoned {
+                path: self.path.clone(),
+            })?;
+            if state.broken {
+                return Err(AuditError::Broken {
+                    path: self.path.clone(),
+                });
+            }
+            state.written
+        };
+        match sync.file.sync_data() {
+            Ok(()) => {
+                sync.synced = target;
+                Ok(())
+            }
+            Err(source) => {
+                if let Ok(mut state) = self.state.lock() {
+                    state.broken = true;
+                }
+                Err(AuditError::Io {
+                    path: self.path.clone(),
+                    what: "sync",
+                    source,
+                })
             }
         }
     }
