@@ -279,6 +279,56 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
         "{listing}"
     );
 
+    // The key's SSH role, checked by every signer: principals, extensions, lifetime.
+    ok(&c.cli(
+        1,
+        &[
+            "ssh",
+            "role",
+            "write",
+            "ssh-ca",
+            "--allowed-principals",
+            "root,deploy-*",
+            "--allowed-extensions",
+            "permit-pty",
+            "--max-ttl",
+            "8h",
+        ],
+    ));
+    let refused = |args: &[&str]| {
+        let mut a = vec![
+            "ssh",
+            "sign",
+            "ssh-ca",
+            "--public-key",
+            user_pub.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        fails(&c.cli(2, &a))
+    };
+    let e = refused(&["--principals", "admin"]);
+    assert!(e.contains("principal \"admin\" is not allowed"), "{e}");
+    let e = refused(&[
+        "--principals",
+        "root",
+        "--extension",
+        "permit-X11-forwarding",
+    ]);
+    assert!(
+        e.contains("extension \"permit-X11-forwarding\" is not allowed"),
+        "{e}"
+    );
+    let e = refused(&["--principals", "root", "--ttl", "9h"]);
+    assert!(e.contains("exceeds the key's SSH role maximum"), "{e}");
+    sign_cert(
+        &c,
+        "ssh-ca",
+        &user_pub,
+        "deploy-web",
+        "1h",
+        &d.join("deploy-cert.pub"),
+    );
+
     let (host, base) = free_host_and_base(1);
     let port = base + 50;
     assert!(TcpListener::bind((host.as_str(), port)).is_ok());
@@ -325,17 +375,8 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
             .unwrap()
     };
     let good = login(&d.join("id-cert.pub"));
-    let wrong = {
-        sign_cert(
-            &c,
-            "ssh-ca",
-            &user_pub,
-            "someone-else",
-            "1h",
-            &d.join("wrong-cert.pub"),
-        );
-        login(&d.join("wrong-cert.pub"))
-    };
+    // Allowed by the role, but not the user logged in as: sshd refuses it.
+    let wrong = login(&d.join("deploy-cert.pub"));
     let expired = {
         sign_cert(
             &c,

@@ -83,6 +83,17 @@ impl Api {
             created_time: k.created_time.clone(),
             created_by: k.created_by.clone(),
             region: self.node.config.region.clone(),
+            ssh_allowed_principals: k
+                .ssh_role
+                .as_ref()
+                .map(|r| r.allowed_principals.clone())
+                .unwrap_or_default(),
+            ssh_allowed_extensions: k
+                .ssh_role
+                .as_ref()
+                .map(|r| r.allowed_extensions.clone())
+                .unwrap_or_default(),
+            ssh_max_ttl_seconds: k.ssh_role.as_ref().map(|r| r.max_ttl).unwrap_or_default(),
         }
     }
 
@@ -247,6 +258,10 @@ impl Api {
                 request
                     .check(k.purpose.as_str(), now_unix())
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                if let (SignRequest::Ssh(c), Some(role)) = (&request, &k.ssh_role) {
+                    role.check(&c.principals, &c.extensions, c.valid_before - c.valid_after)
+                        .map_err(Status::invalid_argument)?;
+                }
                 let commitments: BTreeMap<u64, Vec<u8>> = r.commitments.into_iter().collect();
                 if commitments.len() != k.threshold as usize
                     || !commitments.contains_key(&self.node.id)
@@ -295,6 +310,23 @@ impl Api {
                 Err(e)
             }
         }
+    }
+
+    pub(super) async fn do_ssh_role_write(
+        &self,
+        req: Request<SshRoleRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        self.run(req, "ssh.role_write", path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Update)?;
+            let role = crate::state::keys::SshRole {
+                allowed_principals: r.allowed_principals,
+                allowed_extensions: r.allowed_extensions,
+                max_ttl: r.max_ttl_seconds,
+            };
+            self.submit(id, Op::SshRoleWrite { key: r.key, role }).await
+        })
+        .await
     }
 
     pub(super) async fn do_report_cheater(

@@ -664,6 +664,13 @@ impl Tessera for Api {
         self.do_sign_share(req).await
     }
 
+    async fn ssh_role_write(
+        &self,
+        req: Request<SshRoleRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.do_ssh_role_write(req).await
+    }
+
     async fn report_cheater(&self, req: Request<CheaterReport>) -> Result<Response<Empty>, Status> {
         self.do_report_cheater(req).await
     }

@@ -254,6 +254,9 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
         Cmd::Ssh {
             cmd: super::SshCmd::Sign(a),
         } => return super::keys::run_ssh(a, c, out).await,
+        Cmd::Ssh {
+            cmd: super::SshCmd::Role { cmd },
+        } => return super::keys::run_role(cmd, c, out).await,
         Cmd::Jwt {
             cmd: super::JwtCmd::Issue(a),
         } => return super::keys::run_jwt(a, c, out).await,

@@ -37,6 +37,70 @@ pub enum KeyCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum RoleCmd {
+    /// Set the role of an SSH CA key.
+    Write {
+        key: String,
+        /// Principal patterns (`*`, `+` globs), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        allowed_principals: Vec<String>,
+        /// Extensions certificates may carry, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        allowed_extensions: Vec<String>,
+        /// Longest certificate lifetime, e.g. 8h.
+        #[arg(long, default_value = "8h")]
+        max_ttl: String,
+    },
+    /// Show the role of an SSH CA key.
+    Read { key: String },
+}
+
+pub async fn run_role(cmd: RoleCmd, c: &Client, out: Out) -> Result<(), Failure> {
+    match cmd {
+        RoleCmd::Write {
+            key,
+            allowed_principals,
+            allowed_extensions,
+            max_ttl,
+        } => {
+            let max_ttl_seconds = parse_ttl(&max_ttl)?;
+            let r = c
+                .raw()
+                .ssh_role_write(tessera_client::proto::SshRoleRequest {
+                    key: key.clone(),
+                    allowed_principals,
+                    allowed_extensions,
+                    max_ttl_seconds,
+                })
+                .await
+                .map_err(|s| tessera_client::Error::from_status(c.address(), s))?
+                .into_inner();
+            out.emit(json!({ "index": r.index }), || {
+                println!("Success! Set the SSH role of key {key}")
+            });
+        }
+        RoleCmd::Read { key } => {
+            let k = c.key_read(&key).await?;
+            out.emit(
+                json!({ "key": key, "allowed_principals": k.ssh_allowed_principals, "allowed_extensions": k.ssh_allowed_extensions, "max_ttl_seconds": k.ssh_max_ttl_seconds }),
+                || {
+                    if k.ssh_allowed_principals.is_empty() {
+                        println!("key {key} has no SSH role: any principal and extension, lifetime up to 7 days");
+                    } else {
+                        pairs(&[
+                            ("allowed principals", k.ssh_allowed_principals.join(", ")),
+                            ("allowed extensions", k.ssh_allowed_extensions.join(", ")),
+                            ("max ttl", format!("{} s", k.ssh_max_ttl_seconds)),
+                        ]);
+                    }
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum CertType {
     User,

@@ -225,6 +225,11 @@ enum MembersCmd {
 enum SshCmd {
     /// Sign an OpenSSH certificate with an ssh-user-ca or ssh-host-ca key.
     Sign(keys::SshSign),
+    /// Limit what an SSH CA key signs: principals, extensions, lifetime (checked by each signer).
+    Role {
+        #[command(subcommand)]
+        cmd: keys::RoleCmd,
+    },
 }
 
 #[derive(Subcommand)]

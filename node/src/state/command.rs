@@ -123,6 +123,11 @@ pub enum Op {
         public_key_package: Vec<u8>,
         signature: Vec<u8>,
     },
+    /// Sets the SSH role (principal, extension and lifetime limits) of an SSH CA key.
+    SshRoleWrite {
+        key: String,
+        role: super::keys::SshRole,
+    },
     /// A DKG that did not finish in time (or failed) is abandoned; `key create` runs it again.
     KeyAbort {
         name: String,

@@ -51,6 +51,74 @@ pub enum KeyStatus {
     Failed(String),
 }
 
+/// Limits on what an SSH CA key signs (like Vault's SSH roles), checked by every signer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshRole {
+    /// Principal patterns (`*` and `+` globs, as in policies).
+    pub allowed_principals: Vec<String>,
+    /// Extension names a certificate may carry.
+    pub allowed_extensions: Vec<String>,
+    /// Longest certificate lifetime, seconds.
+    pub max_ttl: u64,
+}
+
+impl SshRole {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allowed_principals.is_empty()
+            || self.allowed_principals.iter().any(|p| p.is_empty())
+        {
+            return Err(
+                "an SSH role needs at least one non-empty allowed principal pattern".into(),
+            );
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.max_ttl) {
+            return Err("max_ttl must be between 1 minute and 7 days".into());
+        }
+        Ok(())
+    }
+
+    /// Checks a certificate request against the role; the error names what is not allowed.
+    pub fn check(
+        &self,
+        principals: &[String],
+        extensions: &[String],
+        lifetime: u64,
+    ) -> Result<(), String> {
+        for p in principals {
+            if !self
+                .allowed_principals
+                .iter()
+                .any(|a| crate::policy::glob_match(a, p))
+            {
+                return Err(format!(
+                    "principal {p:?} is not allowed by the key's SSH role (allowed: {})",
+                    self.allowed_principals.join(", ")
+                ));
+            }
+        }
+        for e in extensions {
+            if !self.allowed_extensions.contains(e) {
+                return Err(format!(
+                    "extension {e:?} is not allowed by the key's SSH role (allowed: {})",
+                    if self.allowed_extensions.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.allowed_extensions.join(", ")
+                    }
+                ));
+            }
+        }
+        // The client starts certificates a minute early to absorb clock skew.
+        if lifetime > self.max_ttl + 60 {
+            return Err(format!(
+                "a lifetime of {lifetime} s exceeds the key's SSH role maximum of {} s",
+                self.max_ttl
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEntry {
     pub purpose: KeyPurpose,
@@ -70,6 +138,9 @@ pub struct KeyEntry {
     pub done: BTreeMap<NodeId, Vec<u8>>,
     pub group_key: Option<[u8; 32]>,
     pub public_key_package: Option<Vec<u8>>,
+    /// For SSH CA keys: what certificates may say.
+    #[serde(default)]
+    pub ssh_role: Option<SshRole>,
 }
 
 /// What a DKG message (signed by its sender's acknowledgement key) says.

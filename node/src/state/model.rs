@@ -308,6 +308,19 @@ impl Model {
                 };
                 keys::check_dkg_message(&self.keys, members, cluster_id, &m)?;
             }
+            Op::SshRoleWrite { key, role } => {
+                let k = self
+                    .keys
+                    .get(key)
+                    .ok_or_else(|| format!("no key {key:?}"))?;
+                if !matches!(
+                    k.purpose,
+                    keys::KeyPurpose::SshUserCa | keys::KeyPurpose::SshHostCa
+                ) {
+                    return Err(format!("key {key:?} is a {} key; SSH roles apply to ssh-user-ca and ssh-host-ca keys", k.purpose.as_str()));
+                }
+                role.validate()?;
+            }
             Op::KeyAbort { name, attempt, .. } => {
                 let k = self
                     .keys
@@ -481,6 +494,7 @@ impl Model {
                         done: BTreeMap::new(),
                         group_key: None,
                         public_key_package: None,
+                        ssh_role: self.keys.get(name).and_then(|k| k.ssh_role.clone()),
                     },
                 );
                 fx.dkg = Some(name.clone());
@@ -532,6 +546,9 @@ impl Model {
                     k.round2.clear();
                 }
                 fx.dkg = Some(name.clone());
+            }
+            Op::SshRoleWrite { key, role } => {
+                self.keys.get_mut(key).expect("validated").ssh_role = Some(role.clone());
             }
             Op::KeyAbort { name, reason, .. } => {
                 let k = self.keys.get_mut(name).expect("validated");
