@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: Tessera KV write/read (3-node and 5-node clusters, concurrency 1 and
-# 32) and OpenBao's KV v2 baseline from ../shared/bench/openbao, in one run on this machine.
+# Side-by-side benchmark, in one run on this machine: Tessera KV write/read (3-node and 5-node
+# clusters, concurrency 1 and 32) and threshold signing (raw and SSH certificates, 3-of-5,
+# concurrency 1 and 16), and OpenBao's KV v2 and single-key SSH signing baseline from
+# ../shared/bench/openbao.
 # Every phase is bounded in time (DUR seconds) and count; all traffic stays on 127.0.0.1.
 #
 #   chaos/bench.sh                 # needs ../shared/bench/openbao/setup.sh to have run for OpenBao
@@ -23,7 +25,10 @@ run_tessera() {  # nodes regions base-port
   # shellcheck disable=SC1091
   ( source "$dir/env.sh"
     echo "== Tessera $n nodes ($regions), $(uptime)"
-    "$T" bench kv --duration "$DUR" --concurrency 1,32 --format json >"$OUT/tessera-$n.json" )
+    "$T" bench kv --duration "$DUR" --concurrency 1,32 --format json >"$OUT/tessera-$n.json"
+    if [[ $n == 5 ]]; then
+      "$T" bench sign --duration "$DUR" --concurrency 1,16 --format json >"$OUT/tessera-sign-$n.json"
+    fi )
   kill -TERM "$dev"; wait "$dev" || true
 }
 
@@ -41,14 +46,14 @@ import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 print("| system | op | concurrency | ops/s | p50 ms | p99 ms |")
 print("| --- | --- | --- | --- | --- | --- |")
-for n in (3, 5):
-    f = out / f"tessera-{n}.json"
+for n, name in ((3, "tessera-3"), (5, "tessera-5"), (5, "tessera-sign-5")):
+    f = out / f"{name}.json"
     if f.exists():
         for r in json.loads(f.read_text()):
             print(f"| Tessera {n} nodes (mTLS) | {r['op']} | {r['concurrency']} | {r['ops_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
 res = pathlib.Path("/tmp/openbao-bench/results/bench")
-for tag, op in [("leader_kv_write", "kv_write"), ("leader_kv_read", "kv_read")]:
-    for c in (1, 32):
+for tag, op, concs in [("leader_kv_write", "kv_write", (1, 32)), ("leader_kv_read", "kv_read", (1, 32)), ("leader_ssh_sign", "ssh_sign", (1, 16))]:
+    for c in concs:
         f = res / f"{tag}_c{c}.json"
         if f.exists():
             j = json.loads(f.read_text())
