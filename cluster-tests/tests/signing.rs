@@ -36,6 +36,18 @@ fn dkg_on_five_nodes_gives_one_group_key_and_t_signers_suffice() {
             "node {id} records another group key"
         );
     }
+    // Each node holds exactly one share of the key: its own.
+    let held = c.json(1, &["operator", "shares"]);
+    for n in held.as_array().unwrap() {
+        let mine: Vec<_> = n["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["path"] == "keys/release")
+            .collect();
+        assert_eq!(mine.len(), 1, "{n}");
+        assert_eq!(mine[0]["index"], n["node"], "{n}");
+    }
     let k = c.json(3, &["key", "read", "release"]);
     assert_eq!(k["status"], "active");
     assert_eq!(k["threshold"], 3);

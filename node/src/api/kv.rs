@@ -611,6 +611,15 @@ impl Api {
                         }
                     })
                     .collect();
+                // Signing-key shares appear as `keys/NAME`, version = generation, index = node id.
+                let mut shares: Vec<HeldShare> = shares;
+                for (name, attempt) in self.node.vault.key_shares() {
+                    shares.push(HeldShare {
+                        path: format!("keys/{name}"),
+                        version: attempt,
+                        share_index: self.node.id as u32,
+                    });
+                }
                 Ok(SharesReply {
                     node_id: self.node.id,
                     shares,

@@ -222,6 +222,20 @@ impl ShareVault {
             .map_err(|e| format!("stored key share does not open: {e}"))
     }
 
+    /// The signing-key shares this node holds: (key name, generation attempt). Never values.
+    pub fn key_shares(&self) -> Vec<(String, u64)> {
+        self.db
+            .prefix_iterator_cf(cf(&self.db, CF_SHARES), b"frost/")
+            .filter_map(|r| r.ok())
+            .take_while(|(k, _)| k.starts_with(b"frost/"))
+            .filter_map(|(k, v)| {
+                let name = String::from_utf8(k[b"frost/".len()..].to_vec()).ok()?;
+                let attempt = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+                Some((name, attempt))
+            })
+            .collect()
+    }
+
     /// Test builds only: whether this node plays a cheating signer.
     pub fn corrupts(&self) -> bool {
         self.corrupt_releases
