@@ -9,6 +9,20 @@ use zeroize::Zeroizing;
 use crate::vss::Commitments;
 use crate::{invalid, CryptoError, SecretBytes};
 
+/// SHA-256 over length-prefixed byte strings then big-endian numbers: an unambiguous digest of
+/// a signed statement (no two different statements share an encoding).
+pub fn statement_digest(parts: &[&[u8]], numbers: &[u64]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    for n in numbers {
+        h.update(n.to_be_bytes());
+    }
+    h.finalize().to_vec()
+}
+
 /// What an acknowledgement signs.
 pub fn ack_message(
     cluster_id: &str,
@@ -17,21 +31,16 @@ pub fn ack_message(
     node_id: u64,
     commitments: &Commitments,
 ) -> Vec<u8> {
-    let mut h = Sha256::new();
-    for part in [
-        b"tessera/ack/v1".as_slice(),
-        cluster_id.as_bytes(),
-        path.as_bytes(),
-    ] {
-        h.update((part.len() as u32).to_be_bytes());
-        h.update(part);
-    }
-    h.update(version.to_be_bytes());
-    h.update(node_id.to_be_bytes());
-    for c in &commitments.0 {
-        h.update(c);
-    }
-    h.finalize().to_vec()
+    let points: Vec<u8> = commitments.0.concat();
+    statement_digest(
+        &[
+            b"tessera/ack/v1",
+            cluster_id.as_bytes(),
+            path.as_bytes(),
+            &points,
+        ],
+        &[version, node_id],
+    )
 }
 
 /// What a complaint (a share that did not verify) signs.
@@ -42,19 +51,15 @@ pub fn complaint_message(
     node_id: u64,
     reason: &str,
 ) -> Vec<u8> {
-    let mut h = Sha256::new();
-    for part in [
-        b"tessera/complaint/v1".as_slice(),
-        cluster_id.as_bytes(),
-        path.as_bytes(),
-        reason.as_bytes(),
-    ] {
-        h.update((part.len() as u32).to_be_bytes());
-        h.update(part);
-    }
-    h.update(version.to_be_bytes());
-    h.update(node_id.to_be_bytes());
-    h.finalize().to_vec()
+    statement_digest(
+        &[
+            b"tessera/complaint/v1",
+            cluster_id.as_bytes(),
+            path.as_bytes(),
+            reason.as_bytes(),
+        ],
+        &[version, node_id],
+    )
 }
 
 /// A node's acknowledgement signing key. Zeroized on drop, never printed.

@@ -263,33 +263,18 @@ impl Node {
             if items.is_empty() {
                 continue;
             }
-            let cmd = Command {
-                by: crate::raft::node_dns_name(self.id),
-                op: Op::KvAcks {
+            self.clone()
+                .submit_own(Op::KvAcks {
                     node: self.id,
                     acks: items,
-                },
-            };
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.on_leader(LeaderOp::Command(cmd.clone())).await {
-                    Ok(_) => break,
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                        tracing::warn!("acknowledgements refused: {}", s.message());
-                        break;
-                    }
-                    Err(s) => {
-                        tracing::warn!("acknowledgements not submitted yet: {}", s.message());
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+                })
+                .await;
         }
     }
 
-    /// Submits one of this node's own commands (a DKG message), retrying while the cluster is
-    /// unavailable; a refusal is final.
+    /// Submits one of this node's own commands (acknowledgements, DKG messages), retrying while
+    /// the cluster is unavailable; a refusal is final. Acknowledgements still unsent when the
+    /// retries run out are queued again when the node restarts.
     async fn submit_own(self: Arc<Self>, op: Op) {
         let cmd = Command {
             by: crate::raft::node_dns_name(self.id),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tessera_crypto::ack::verify_ack;
+use tessera_crypto::ack::{statement_digest, verify_ack};
 use tessera_crypto::seal::Envelope;
 
 use super::Members;
@@ -152,20 +152,17 @@ pub fn dkg_message(
     kind: &str,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut h = Sha256::new();
-    for part in [
-        b"tessera/dkg/v1".as_slice(),
-        cluster_id.as_bytes(),
-        name.as_bytes(),
-        kind.as_bytes(),
-    ] {
-        h.update((part.len() as u32).to_be_bytes());
-        h.update(part);
-    }
-    h.update(attempt.to_be_bytes());
-    h.update(node.to_be_bytes());
-    h.update(Sha256::digest(payload));
-    h.finalize().to_vec()
+    let payload_hash = Sha256::digest(payload);
+    statement_digest(
+        &[
+            b"tessera/dkg/v1",
+            cluster_id.as_bytes(),
+            name.as_bytes(),
+            kind.as_bytes(),
+            &payload_hash,
+        ],
+        &[attempt, node],
+    )
 }
 
 /// The bytes a round-2 message's signature covers.
