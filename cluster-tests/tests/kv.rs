@@ -409,6 +409,35 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             client.kv_metadata("bad/x").await,
             Err(tessera_client::Error::NotFound(_))
         ));
+
+        // A bad envelope for another holder cannot be seen by the serving node; that holder
+        // finds out on apply, files a complaint, and the version is marked invalid.
+        let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
+        let other = r.holders.iter().position(|h| *h != 1).unwrap();
+        let victim = r.holders[other];
+        r.envelopes[other].ciphertext[5] ^= 0x55;
+        // The write may already count t + f acknowledgements from the others; either way the
+        // victim's complaint lands and the version is marked invalid.
+        let _ = client.raw().kv_put(r).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let m = loop {
+            let m = client.kv_metadata("bad/y").await.unwrap();
+            if !m.versions[0].valid {
+                break m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no complaint recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(m.versions[0].complaints, vec![victim]);
+        match client.kv_get("bad/y", None).await {
+            Err(tessera_client::Error::Invalid(e)) => {
+                assert!(e.contains("invalid and never served"), "{e}")
+            }
+            other => panic!("an invalid version was served: {other:?}"),
+        }
         // And a good one still works.
         client
             .kv_put("bad/x", b"fine", &Default::default())
