@@ -418,3 +418,30 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
         "an expired certificate was accepted"
     );
 }
+
+#[test]
+fn a_key_generation_that_cannot_finish_is_aborted_and_can_be_run_again() {
+    let mut c = Cluster::start(Opts::default());
+    c.stop(3);
+    let err = fails(&c.cli(
+        1,
+        &[
+            "key",
+            "create",
+            "k",
+            "--purpose",
+            "raw",
+            "--dkg-timeout",
+            "5",
+        ],
+    ));
+    assert!(err.contains("did not finish in time"), "{err}");
+    let k = c.json(2, &["key", "read", "k"]);
+    assert!(k["status"].as_str().unwrap().starts_with("failed"), "{k}");
+    c.start_node(3);
+    c.wait_listening(3);
+    ok(&c.cli(1, &["key", "create", "k", "--purpose", "raw"]));
+    let k = c.json(3, &["key", "read", "k"]);
+    assert_eq!(k["status"], "active");
+    assert_eq!(k["attempt"], 2);
+}
