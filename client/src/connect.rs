@@ -45,6 +45,8 @@ pub struct Client {
     pub(crate) timeout: Duration,
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
+    /// Active signing keys' public state (group key, public key package, participants).
+    pub(crate) keys: Arc<Mutex<HashMap<String, tessera_proto::KeyInfo>>>,
     /// Whether we presented a client certificate: without one every node closes the
     /// connection, and the error should say why.
     has_identity: bool,
@@ -120,6 +122,7 @@ impl Client {
             pool: Arc::new(Mutex::new(HashMap::new())),
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
+            keys: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 

@@ -53,7 +53,21 @@ impl Client {
 
     /// Signs `request` with key `name`.
     pub async fn sign(&self, name: &str, request: &SignRequest) -> Result<Signed, Error> {
-        let info = self.key_read(name).await?;
+        // An active key's public state never changes: look it up once per client.
+        let cached = self.keys.lock().expect("keys lock").get(name).cloned();
+        let info = match cached {
+            Some(i) => i,
+            None => {
+                let i = self.key_read(name).await?;
+                if i.status == "active" {
+                    self.keys
+                        .lock()
+                        .expect("keys lock")
+                        .insert(name.to_string(), i.clone());
+                }
+                i
+            }
+        };
         if info.status != "active" {
             return Err(Error::Invalid(format!("key {name:?} is {}", info.status)));
         }
