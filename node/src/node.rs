@@ -484,8 +484,10 @@ impl Node {
             Ok(r) => Ok(r),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Some(f)),
             // The previous membership change is not committed yet: wait and try again.
+            // ... or the learner just added is not yet in this leader's view: likewise.
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                openraft::error::ChangeMembershipError::InProgress(_),
+                openraft::error::ChangeMembershipError::InProgress(_)
+                | openraft::error::ChangeMembershipError::LearnerNotFound(_),
             ))) => Err(None),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Ok(LeaderReply {

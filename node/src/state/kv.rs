@@ -135,7 +135,6 @@ pub(super) fn validate_put(
     secrets: &BTreeMap<String, SecretEntry>,
     members: &Members,
     threshold: Option<u32>,
-    cluster_id: &str,
     p: &KvPut,
 ) -> Result<(), String> {
     validate_path(&p.path)?;
@@ -210,7 +209,6 @@ pub(super) fn validate_put(
     if p.ciphertext.ciphertext.len() < 16 {
         return Err("the value ciphertext is shorter than its tag".into());
     }
-    let _ = cluster_id;
     Ok(())
 }
 

@@ -196,13 +196,7 @@ impl Model {
                     }
                 }
             }
-            Op::KvPut(p) => kv::validate_put(
-                &self.secrets,
-                members,
-                self.settings.threshold,
-                cluster_id,
-                p,
-            )?,
+            Op::KvPut(p) => kv::validate_put(&self.secrets, members, self.settings.threshold, p)?,
             Op::KvAcks { node, acks } => {
                 kv::validate_acks(&self.secrets, members, cluster_id, *node, acks)?
             }
