@@ -137,7 +137,11 @@ pub async fn run(a: DevArgs, out: Out) -> anyhow::Result<()> {
         || {
             println!("Tessera dev cluster is up ({} nodes, logs in {}):\n", rows.len(), dir.display());
             table(&["ID", "REGION", "ADDRESS", "ROLE"], &rows);
-            println!("\nIn another shell:\n\n    source {}/env.sh\n    tessera status\n", dir.display());
+            // The binary's own path, so the hint works under `cargo run` too.
+            let me = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "tessera".into());
+            println!("\nIn another shell:\n\n    source {}/env.sh\n    {me} status\n", dir.display());
             println!("Press Ctrl-C to stop the cluster.");
         },
     );
