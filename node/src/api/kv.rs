@@ -54,7 +54,10 @@ impl Api {
             .collect()
     }
 
-    fn secret(&self, path: &str) -> Option<SecretEntry> {
+    /// Runs `f` on the secret at `path` under the state lock. Entries hold up to
+    /// `max_versions` ciphertexts of up to 1 MiB each, so handlers take only what they need
+    /// rather than cloning the entry.
+    fn with_secret<R>(&self, path: &str, f: impl FnOnce(&SecretEntry) -> R) -> Option<R> {
         self.node
             .state
             .read()
@@ -62,7 +65,11 @@ impl Api {
             .model
             .secrets
             .get(path)
-            .cloned()
+            .map(f)
+    }
+
+    fn secret_exists(&self, path: &str) -> bool {
+        self.with_secret(path, |_| ()).is_some()
     }
 
     pub(super) async fn do_topology(
@@ -106,7 +113,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, "kv.put", path.clone(), |id, r| async move {
             path_arg(&r.path)?;
-            let cap = if self.secret(&r.path).is_some() {
+            let cap = if self.secret_exists(&r.path) {
                 Capability::Update
             } else {
                 Capability::Create
@@ -221,8 +228,8 @@ impl Api {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
                 let have = self
-                    .secret(path)
-                    .and_then(|e| e.versions.get(&version).map(|v| v.acks.len()))
+                    .with_secret(path, |e| e.versions.get(&version).map(|v| v.acks.len()))
+                    .flatten()
                     .unwrap_or(0);
                 return Err(Status::unavailable(format!(
                     "version {version} of {path:?} is written but only {have} holders acknowledged within 15 s; it becomes readable when enough holders catch up"
@@ -240,11 +247,8 @@ impl Api {
             path_arg(&r.path)?;
             self.authorize(&id, &r.path, Capability::Read)?;
             self.node.linearizable().await?;
-            let e = self
-                .secret(&r.path)
-                .ok_or_else(|| Status::not_found(format!("no secret at {:?}", r.path)))?;
-            Ok(KvMetadataReply {
-                path: r.path,
+            self.with_secret(&r.path, |e| KvMetadataReply {
+                path: r.path.clone(),
                 current_version: e.current_version,
                 created_time: e.created_time.clone(),
                 updated_time: e.updated_time.clone(),
@@ -268,21 +272,25 @@ impl Api {
                     })
                     .collect(),
             })
+            .ok_or_else(|| Status::not_found(format!("no secret at {:?}", r.path)))
         })
         .await
     }
 
     /// Looks up a readable version, with an error that says why when it is not.
     fn readable(&self, path: &str, version: u64) -> Result<(u64, VersionEntry), Status> {
-        let e = self
-            .secret(path)
+        // Clone only the one version asked for.
+        let (n, v) = self
+            .with_secret(path, |e| {
+                let n = if version == 0 {
+                    e.current_version
+                } else {
+                    version
+                };
+                (n, e.versions.get(&n).cloned())
+            })
             .ok_or_else(|| Status::not_found(format!("no secret at {path:?}")))?;
-        let n = if version == 0 {
-            e.current_version
-        } else {
-            version
-        };
-        let v = e.versions.get(&n).cloned().ok_or_else(|| {
+        let v = v.ok_or_else(|| {
             Status::not_found(format!(
                 "{path:?} has no version {n} (never written, or pruned beyond max_versions)"
             ))
@@ -446,8 +454,8 @@ impl Api {
             self.authorize(&id, &r.path, cap)?;
             let mut versions = r.versions;
             if versions.is_empty() && operation == "kv.delete" {
-                if let Some(e) = self.secret(&r.path) {
-                    versions.push(e.current_version);
+                if let Some(current) = self.with_secret(&r.path, |e| e.current_version) {
+                    versions.push(current);
                 }
             }
             self.submit(id, make(r.path, versions)).await
@@ -496,7 +504,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, "kv.metadata_put", path, |id, r| async move {
             path_arg(&r.path)?;
-            let cap = if self.secret(&r.path).is_some() {
+            let cap = if self.secret_exists(&r.path) {
                 Capability::Update
             } else {
                 Capability::Create
