@@ -158,6 +158,33 @@ impl Cluster {
         c
     }
 
+    /// Starts a 3-node cluster in which node `byzantine` (a `byzantine-test` build) corrupts
+    /// every share and signature share it releases, and waits until it is ready.
+    pub fn start_with_byzantine(byzantine: u64) -> Cluster {
+        let mut c = Cluster::init(Opts::default());
+        for id in 1..=3 {
+            if id == byzantine {
+                c.start_node_with_env(id, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
+            } else {
+                c.start_node(id);
+            }
+        }
+        c.wait_leader(Duration::from_secs(30));
+        c.wait_ready();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&c.node(byzantine).log)
+            .unwrap_or_default()
+            .contains("TEST BUILD")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {byzantine} is not a byzantine-test build"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
     /// Waits until the first leader has written the threshold into the replicated settings.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -184,17 +184,7 @@ fn a_node_down_during_writes_gets_its_shares_later_and_serves_reads() {
 
 #[test]
 fn a_byzantine_holder_is_detected_named_and_routed_around() {
-    let mut c = Cluster::init(Opts::default());
-    c.start_node(1);
-    c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
-    c.start_node(3);
-    c.wait_leader(Duration::from_secs(30));
-    c.wait_ready();
-    wait_until("node 2's test switch", Duration::from_secs(5), || {
-        std::fs::read_to_string(&c.node(2).log)
-            .unwrap_or_default()
-            .contains("TEST BUILD")
-    });
+    let c = Cluster::start_with_byzantine(2);
     put(&c, 1, "prod/b", "k=good");
     // Through node 2: its own region first, so node 2 is among the first holders asked.
     let out = c.cli(2, &["kv", "get", "prod/b", "--format", "json"]);

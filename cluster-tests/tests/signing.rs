@@ -96,12 +96,7 @@ fn dkg_on_five_nodes_gives_one_group_key_and_t_signers_suffice() {
 
 #[test]
 fn a_cheating_signer_is_named_and_replaced() {
-    let mut c = Cluster::init(Opts::default());
-    c.start_node(1);
-    c.start_node_with_env(2, &[("TESSERA_TEST_CORRUPT_RELEASES", "1")]);
-    c.start_node(3);
-    c.wait_leader(Duration::from_secs(30));
-    c.wait_ready();
+    let c = Cluster::start_with_byzantine(2);
     create(&c, "k", "raw");
     let gk = group_key(&c, 1, "k");
     let msg = c.dir.join("m");
