@@ -34,6 +34,133 @@ pub struct PutOptions {
     pub cas: Option<u64>,
 }
 
+/// What one holder's answer to a release came to.
+enum ReleaseError {
+    /// It released something that does not verify: reported, and named to the caller.
+    Bad(String),
+    /// It refused by policy.
+    Denied(String),
+    /// It could not be reached, refused for another reason, or lags.
+    Unavailable(String),
+}
+
+/// The public facts of the version being read, as the reader trusts them.
+struct Plan {
+    version: u64,
+    threshold: usize,
+    commitments: Commitments,
+    verifier: vss::Verifier,
+    holders: Vec<Holder>,
+    /// Each holder's share index (its position in the holder list, from 1).
+    positions: HashMap<u64, u16>,
+    index: u64,
+    cluster_id: String,
+    region: String,
+    ciphertext: ValueCiphertext,
+    stale: bool,
+}
+
+impl Plan {
+    fn new(v: KvVersionReply) -> Result<Plan, Error> {
+        let t = v.threshold as usize;
+        let commitments = Commitments(
+            v.commitments
+                .iter()
+                .map(|c| <[u8; 32]>::try_from(c.as_slice()))
+                .collect::<Result<_, _>>()
+                .map_err(|_| Error::Other("the node sent malformed commitments".into()))?,
+        );
+        commitments
+            .check(t)
+            .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
+        let verifier = commitments
+            .verifier()
+            .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
+        let positions = v
+            .holders
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.id, (i + 1) as u16))
+            .collect();
+        let ciphertext = ValueCiphertext {
+            nonce: v
+                .nonce
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Other("the node sent a malformed nonce".into()))?,
+            ciphertext: v.ciphertext,
+        };
+        Ok(Plan {
+            version: v.version,
+            threshold: t,
+            commitments,
+            verifier,
+            holders: v.holders,
+            positions,
+            index: v.index,
+            cluster_id: v.cluster_id,
+            region: v.region,
+            ciphertext,
+            stale: v.stale,
+        })
+    }
+
+    fn commitment_bytes(&self) -> Vec<Vec<u8>> {
+        self.commitments.0.iter().map(|c| c.to_vec()).collect()
+    }
+}
+
+/// One holder's answer in a one-round read: the version it released, its metadata, and the
+/// opened (not yet verified) share.
+type Answer = (
+    Holder,
+    Result<(u64, Option<KvVersionReply>, Result<Share, ReleaseError>), ReleaseError>,
+);
+
+/// Opens the share a holder released to this reader's one-time key. The envelope is bound to
+/// the cluster, path, version, holder and purpose, so a share cannot be replayed from another
+/// read context.
+fn open_share(
+    reader: &SealingKey,
+    cluster_id: &str,
+    path: &str,
+    version: u64,
+    node_id: u64,
+    r: &ReleaseShareReply,
+) -> Result<Share, ReleaseError> {
+    let bad = |e: String| ReleaseError::Bad(e);
+    let env = r
+        .envelope
+        .as_ref()
+        .ok_or_else(|| bad("came without an envelope".into()))?;
+    let env = Envelope {
+        enc: env
+            .enc
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("came in a malformed envelope".into()))?,
+        ciphertext: env.ciphertext.clone(),
+    };
+    let ctx = Context {
+        cluster_id,
+        path,
+        version,
+        node_id,
+        purpose: Purpose::Release,
+    };
+    let plain = seal::open(reader, &ctx, &env).map_err(|e| bad(e.to_string()))?;
+    Share::from_bytes(plain.expose()).map_err(|e| bad(e.to_string()))
+}
+
+/// Shares collected so far, and who could not give one.
+#[derive(Default)]
+struct Gathered {
+    good: Vec<Share>,
+    bad_holders: Vec<(u64, String)>,
+    unavailable: Vec<(u64, String)>,
+    asked: std::collections::HashSet<u64>,
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
 }
@@ -110,159 +237,263 @@ impl Client {
     }
 
     /// Reads a version (`None`: the latest) from the nearest holders.
+    ///
+    /// Usually one round: the leader and the `t - 1` nearest other holders are asked for their
+    /// shares at once, and the leader also answers which version is the latest, from its lease
+    /// (see `ReleaseShareReply::metadata`). When that cannot be used (leader changed, no lease,
+    /// an error) the read takes two rounds: metadata from the connected node, then shares.
     pub async fn kv_get(&self, path: &str, version: Option<u64>) -> Result<KvValue, Error> {
-        let v = self
-            .raw()
-            .kv_version(KvVersionRequest {
-                path: path.into(),
-                version: version.unwrap_or(0),
-            })
-            .await
-            .map_err(|s| self.status_err(s))?
-            .into_inner();
-        let t = v.threshold as usize;
-        let stale = v.stale;
-        let commitments = Commitments(
-            v.commitments
-                .iter()
-                .map(|c| <[u8; 32]>::try_from(c.as_slice()))
-                .collect::<Result<_, _>>()
-                .map_err(|_| Error::Other("the node sent malformed commitments".into()))?,
-        );
-        commitments
-            .check(t)
-            .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
-        // Nearest first: holders in the answering node's region, then the others.
-        let mut order: Vec<(usize, Holder)> = v.holders.iter().cloned().enumerate().collect();
-        order.sort_by_key(|(i, h)| (h.region != v.region, *i));
-        let positions: HashMap<u64, u16> = v
-            .holders
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.id, (i + 1) as u16))
-            .collect();
         let reader = SealingKey::generate();
-        let reader_pub = reader.public();
-        let mut next = order.into_iter().map(|(_, h)| h);
-        let mut inflight = FuturesUnordered::new();
-        let ask = |h: Holder| {
-            let client = self.node_client(h.id, &h.address);
-            let req = ReleaseShareRequest {
-                path: path.to_string(),
-                version: v.version,
-                reader_key: reader_pub.0.to_vec(),
-                min_index: v.index,
-            };
-            async move {
-                let res = match client {
-                    Ok(mut c) => c
-                        .release_share(req)
-                        .await
-                        .map(|r| r.into_inner())
-                        .map_err(|s| {
-                            let e = Error::from_status(&h.address, s);
-                            e.to_string()
-                        }),
-                    Err(e) => Err(e.to_string()),
-                };
-                (h, res)
+        let mut got = Gathered::default();
+        let plan = match self.one_round(path, version, &reader, &mut got).await? {
+            Some(plan) => plan,
+            None => {
+                got = Gathered::default();
+                let v = self
+                    .raw()
+                    .kv_version(KvVersionRequest {
+                        path: path.into(),
+                        version: version.unwrap_or(0),
+                    })
+                    .await
+                    .map_err(|s| self.status_err(s))?
+                    .into_inner();
+                Plan::new(v)?
             }
         };
-        for h in next.by_ref().take(t) {
-            inflight.push(ask(h));
-        }
-        let mut good: Vec<Share> = Vec::with_capacity(t);
-        let mut bad_holders = Vec::new();
-        let mut unavailable = Vec::new();
-        while let Some((h, res)) = inflight.next().await {
-            let verdict = res.and_then(|r| {
-                let env = r.envelope.ok_or("no envelope in the answer")?;
-                let env = Envelope {
-                    enc: env
-                        .enc
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| "malformed envelope")?,
-                    ciphertext: env.ciphertext,
-                };
-                let ctx = Context {
-                    cluster_id: &v.cluster_id,
-                    path,
-                    version: v.version,
-                    node_id: h.id,
-                    purpose: Purpose::Release,
-                };
-                let plain = seal::open(&reader, &ctx, &env).map_err(|e| format!("BAD: {e}"))?;
-                let share = Share::from_bytes(plain.expose()).map_err(|e| format!("BAD: {e}"))?;
-                if Some(&share.index) != positions.get(&h.id) {
-                    return Err(format!(
-                        "BAD: share index {} is not this holder's",
-                        share.index
-                    ));
-                }
-                vss::verify(&share, &commitments).map_err(|e| format!("BAD: {e}"))?;
-                Ok(share)
-            });
-            match verdict {
-                Ok(share) => good.push(share),
-                Err(why) => {
-                    if let Some(reason) = why.strip_prefix("BAD: ") {
-                        bad_holders.push((h.id, reason.to_string()));
-                        let report = BadShareReport {
-                            path: path.to_string(),
-                            version: v.version,
-                            node_id: h.id,
-                            reason: reason.to_string(),
-                        };
-                        let _ = self.raw().report_bad_share(report).await;
-                    } else {
-                        unavailable.push((h.id, why));
-                    }
-                    if let Some(n) = next.next() {
-                        inflight.push(ask(n));
-                    }
-                }
-            }
-            if good.len() >= t {
-                break;
-            }
-        }
-        if good.len() < t {
-            let mut why: Vec<String> = bad_holders
+        self.gather(path, &plan, &reader, &mut got).await;
+        let t = plan.threshold;
+        if got.good.len() < t {
+            let mut why: Vec<String> = got
+                .bad_holders
                 .iter()
                 .map(|(n, e)| format!("node {n}: released a share that {e}"))
                 .collect();
-            why.extend(unavailable.iter().map(|(n, e)| format!("node {n}: {e}")));
+            why.extend(
+                got.unavailable
+                    .iter()
+                    .map(|(n, e)| format!("node {n}: {e}")),
+            );
             return Err(Error::Unavailable(format!(
                 "{} of {t} required share holders reachable with a valid share for version {} of {path:?} ({})",
-                good.len(),
-                v.version,
+                got.good.len(),
+                plan.version,
                 why.join("; ")
             )));
         }
-        let key = vss::combine(&good, t).map_err(|e| Error::Other(e.to_string()))?;
-        let ct = ValueCiphertext {
-            nonce: v
-                .nonce
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Other("the node sent a malformed nonce".into()))?,
-            ciphertext: v.ciphertext,
-        };
-        let aad = value::value_aad(&v.cluster_id, path, v.version);
-        let value = value::decrypt(&key, &aad, &ct).map_err(|e| {
+        let key = vss::combine(&got.good, t).map_err(|e| Error::Other(e.to_string()))?;
+        let aad = value::value_aad(&plan.cluster_id, path, plan.version);
+        let value = value::decrypt(&key, &aad, &plan.ciphertext).map_err(|e| {
             Error::Other(format!(
                 "the recombined key does not decrypt version {}: {e}",
-                v.version
+                plan.version
             ))
         })?;
         Ok(KvValue {
-            version: v.version,
+            version: plan.version,
             value,
-            bad_holders,
-            unavailable,
-            stale,
+            bad_holders: got.bad_holders,
+            unavailable: got.unavailable,
+            stale: plan.stale,
         })
+    }
+
+    /// The one-round read: `None` when the leader's answer cannot fix the version.
+    async fn one_round(
+        &self,
+        path: &str,
+        version: Option<u64>,
+        reader: &SealingKey,
+        got: &mut Gathered,
+    ) -> Result<Option<Plan>, Error> {
+        let cached = self.topology.lock().expect("topology lock").clone();
+        let topo = match cached {
+            Some(t) => t,
+            None => match self.topology().await {
+                Ok(t) => {
+                    *self.topology.lock().expect("topology lock") = Some(t.clone());
+                    t
+                }
+                // Without a quorum there is no leader to vouch for the latest version; the
+                // two-round read can still serve what the holders have (flagged as stale).
+                Err(_) => return Ok(None),
+            },
+        };
+        let t = topo.threshold as usize;
+        let Some(leader) = topo.holders.iter().find(|h| h.id == topo.leader) else {
+            return Ok(None);
+        };
+        if t == 0 {
+            return Ok(None);
+        }
+        let mut others: Vec<&Holder> = topo.holders.iter().filter(|h| h.id != leader.id).collect();
+        others.sort_by_key(|h| h.region != topo.region);
+        let asked: Vec<&Holder> = std::iter::once(leader)
+            .chain(others.into_iter().take(t - 1))
+            .collect();
+        let reader_pub = reader.public();
+        let mut inflight: FuturesUnordered<_> = asked
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let req = ReleaseShareRequest {
+                    path: path.to_string(),
+                    version: version.unwrap_or(0),
+                    reader_key: reader_pub.0.to_vec(),
+                    min_index: 0,
+                    with_metadata: true,
+                    with_ciphertext: i == 0,
+                };
+                async move { (i, self.release_from(h, req).await) }
+            })
+            .collect();
+        // Each answer is opened as it arrives (its envelope is bound to the version it names),
+        // so the reader's work overlaps the wait for the slower holders.
+        let mut answers: Vec<Option<Answer>> = (0..asked.len()).map(|_| None).collect();
+        while let Some((i, (h, res))) = inflight.next().await {
+            let answer = res.map(|r| {
+                let share = open_share(reader, &topo.cluster_id, path, r.version, h.id, &r);
+                (r.version, r.metadata, share)
+            });
+            answers[i] = Some((h, answer));
+        }
+        let mut answers = answers.into_iter().flatten();
+        let (lead, lead_answer) = answers.next().expect("the leader was asked");
+        let plan = match &lead_answer {
+            Ok((v, Some(m), _)) if !m.stale && *v == m.version => Plan::new(m.clone())?,
+            // The leader's own policy check refused: that is the answer.
+            Err(ReleaseError::Denied(e)) => return Err(Error::Denied(e.clone())),
+            // The node we took for the leader is not (or has no lease), or it could not
+            // answer: look again, and read in two rounds this time.
+            _ => {
+                *self.topology.lock().expect("topology lock") = None;
+                return Ok(None);
+            }
+        };
+        for (h, answer) in std::iter::once((lead, lead_answer)).chain(answers) {
+            got.asked.insert(h.id);
+            let share = answer.and_then(|(v, meta, share)| match meta {
+                Some(m) if v != plan.version || m.version != plan.version => {
+                    Err(ReleaseError::Unavailable(format!(
+                        "answered for version {v} while the leader's latest is {} (it lags)",
+                        plan.version
+                    )))
+                }
+                Some(m) if m.commitments != plan.commitment_bytes() => Err(ReleaseError::Bad(
+                    "came with commitments that differ from the leader's".into(),
+                )),
+                _ => share,
+            });
+            self.judge(path, &plan, &h, share, got).await;
+        }
+        Ok(Some(plan))
+    }
+
+    /// Asks more of the version's holders, nearest first, until `t` valid shares are in or
+    /// every holder was asked.
+    async fn gather(&self, path: &str, plan: &Plan, reader: &SealingKey, got: &mut Gathered) {
+        let t = plan.threshold;
+        let mut order: Vec<(usize, &Holder)> = plan
+            .holders
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !got.asked.contains(&h.id))
+            .collect();
+        order.sort_by_key(|(i, h)| (h.region != plan.region, *i));
+        let reader_pub = reader.public();
+        let mut next = order.into_iter().map(|(_, h)| h.clone());
+        let ask = |h: Holder| {
+            let req = ReleaseShareRequest {
+                path: path.to_string(),
+                version: plan.version,
+                reader_key: reader_pub.0.to_vec(),
+                min_index: plan.index,
+                with_metadata: false,
+                with_ciphertext: false,
+            };
+            async move { self.release_from(&h, req).await }
+        };
+        let mut inflight = FuturesUnordered::new();
+        for h in next.by_ref().take(t.saturating_sub(got.good.len())) {
+            inflight.push(ask(h));
+        }
+        while let Some((h, res)) = inflight.next().await {
+            got.asked.insert(h.id);
+            let share = res
+                .and_then(|r| open_share(reader, &plan.cluster_id, path, plan.version, h.id, &r));
+            if !self.judge(path, plan, &h, share, got).await {
+                if let Some(n) = next.next() {
+                    inflight.push(ask(n));
+                }
+            }
+            if got.good.len() >= t {
+                break;
+            }
+        }
+    }
+
+    async fn release_from(
+        &self,
+        h: &Holder,
+        req: ReleaseShareRequest,
+    ) -> (Holder, Result<ReleaseShareReply, ReleaseError>) {
+        let res = match self.node_client(h.id, &h.address) {
+            Ok(mut c) => c
+                .release_share(req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| match Error::from_status(&h.address, s) {
+                    Error::Denied(m) => ReleaseError::Denied(m),
+                    e => ReleaseError::Unavailable(e.to_string()),
+                }),
+            Err(e) => Err(ReleaseError::Unavailable(e.to_string())),
+        };
+        (h.clone(), res)
+    }
+
+    /// Checks an opened share against the version's commitments (law 3) and files it as good,
+    /// bad (reported to the cluster) or unavailable. True if the share is good.
+    async fn judge(
+        &self,
+        path: &str,
+        plan: &Plan,
+        h: &Holder,
+        share: Result<Share, ReleaseError>,
+        got: &mut Gathered,
+    ) -> bool {
+        let verdict = share.and_then(|share| {
+            if Some(&share.index) != plan.positions.get(&h.id) {
+                return Err(ReleaseError::Bad(format!(
+                    "share index {} is not this holder's",
+                    share.index
+                )));
+            }
+            plan.verifier
+                .verify(&share)
+                .map_err(|e| ReleaseError::Bad(e.to_string()))?;
+            Ok(share)
+        });
+        match verdict {
+            Ok(share) => {
+                got.good.push(share);
+                true
+            }
+            Err(ReleaseError::Bad(reason)) => {
+                let report = BadShareReport {
+                    path: path.to_string(),
+                    version: plan.version,
+                    node_id: h.id,
+                    reason: reason.clone(),
+                };
+                let _ = self.raw().report_bad_share(report).await;
+                got.bad_holders.push((h.id, reason));
+                false
+            }
+            Err(ReleaseError::Denied(why) | ReleaseError::Unavailable(why)) => {
+                got.unavailable.push((h.id, why));
+                false
+            }
+        }
     }
 
     pub async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, Error> {

@@ -159,3 +159,36 @@ fn a_node_left_behind_catches_up_by_snapshot() {
         assert!(have.contains(name), "{name} missing on node {behind}");
     }
 }
+
+/// A long-lived client reads in one round through the leader it last saw. When that leader
+/// dies and another node takes a newer write, the same client must still read the newest
+/// version: the dead leader's lease cannot vouch for anything, so the client finds out and
+/// reads through the new leader.
+#[test]
+fn a_reader_that_knew_the_old_leader_still_reads_the_newest_version() {
+    let mut c = Cluster::start(Opts::default());
+    let old = c.wait_leader(Duration::from_secs(30));
+    let home = (1..=3).find(|id| *id != old).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reader = rt.block_on(c.sdk("admin", home));
+    let opts = tessera_client::PutOptions::default();
+    rt.block_on(async {
+        reader.kv_put("app/x", b"one", &opts).await.unwrap();
+        let v = reader.kv_get("app/x", None).await.unwrap();
+        assert_eq!((v.version, v.value.expose()), (1, &b"one"[..]));
+    });
+
+    c.kill9(old);
+    let new = c.wait_leader(Duration::from_secs(15));
+    assert_ne!(new, old);
+    let writer = rt.block_on(c.sdk("admin", new));
+    rt.block_on(async {
+        let w = writer.kv_put("app/x", b"two", &opts).await.unwrap();
+        for _ in 0..2 {
+            let v = reader.kv_get("app/x", None).await.unwrap();
+            assert_eq!(v.version, w.version);
+            assert_eq!(v.value.expose(), &b"two"[..]);
+            assert!(!v.stale);
+        }
+    });
+}

@@ -241,6 +241,7 @@ fn policy_is_enforced_by_every_holder_itself() {
                 version: 1,
                 reader_key: reader.public().0.to_vec(),
                 min_index: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err()

@@ -8,8 +8,9 @@
 //! HKDF-SHA256 of `s`, because a random 32-byte string is not a canonical scalar.
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
-use curve25519_dalek::ristretto::CompressedRistretto;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::VartimeMultiscalarMul;
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -116,6 +117,14 @@ impl Commitments {
         self.points().map(|_| ())
     }
 
+    /// The commitments decompressed once, for checking several shares: a reader checks `t`
+    /// shares against the same commitments, and decompressing a point costs about as much as
+    /// the check itself.
+    pub fn verifier(&self) -> Result<Verifier, CryptoError> {
+        let points = self.points()?.into_iter().map(|p| p.0 .0).collect();
+        Ok(Verifier { points })
+    }
+
     fn points(&self) -> Result<Vec<VVerifier>, CryptoError> {
         let mut out = Vec::with_capacity(self.0.len());
         for (i, b) in self.0.iter().enumerate() {
@@ -195,7 +204,35 @@ pub fn deal(threshold: usize, holders: usize) -> Result<Dealing, CryptoError> {
     })
 }
 
-/// Checks a share against the commitments.
+/// Decompressed commitments `[G, A_0, .., A_{t-1}]` (see `Commitments::verifier`).
+pub struct Verifier {
+    points: Vec<RistrettoPoint>,
+}
+
+impl Verifier {
+    /// Feldman's check `f(i)·G = Σ A_j·i^j`. The left side takes the share, so it is computed
+    /// in constant time (fixed-base tables); the right side holds only public values (the
+    /// index and the commitments), so one variable-time multiscalar product is safe there.
+    pub fn verify(&self, share: &Share) -> Result<(), CryptoError> {
+        let x = Scalar::from(u64::from(share.index));
+        let mut power = Scalar::ONE;
+        let mut powers = Vec::with_capacity(self.points.len() - 1);
+        for _ in 1..self.points.len() {
+            powers.push(power);
+            power *= x;
+        }
+        let expected = RistrettoPoint::vartime_multiscalar_mul(&powers, &self.points[1..]);
+        let value = Zeroizing::new(share.scalar());
+        if RistrettoPoint::mul_base(&value) == expected {
+            Ok(())
+        } else {
+            Err(CryptoError::BadShare { index: share.index })
+        }
+    }
+}
+
+/// Checks a share against the commitments (vsss-rs's own check; a reader checking several
+/// shares uses `Commitments::verifier`).
 pub fn verify(share: &Share, commitments: &Commitments) -> Result<(), CryptoError> {
     let points = commitments.points()?;
     let set: Vec<VVerifier> = points;
@@ -293,6 +330,23 @@ mod tests {
             prop_assert!(combine(&pick[..t - 1], t).is_err());
             if t > 2 {
                 prop_assert_ne!(key_bytes(&combine(&pick[..t - 1], t - 1).unwrap()), want);
+            }
+        }
+
+        #[test]
+        fn the_reader_check_agrees_with_vsss_rs(t in 2usize..6, extra in 0usize..4) {
+            let d = deal(t, t + extra).unwrap();
+            let verifier = d.commitments.verifier().unwrap();
+            for s in &d.shares {
+                prop_assert!(verifier.verify(s).is_ok());
+                prop_assert!(verify(s, &d.commitments).is_ok());
+                let bad = s.corrupted();
+                prop_assert!(verifier.verify(&bad).is_err());
+                prop_assert!(verify(&bad, &d.commitments).is_err());
+                // A true value presented as another holder's share.
+                let moved = Share { index: s.index % (t + extra) as u16 + 1, value: s.value.clone() };
+                prop_assert!(verifier.verify(&moved).is_err());
+                prop_assert!(verify(&moved, &d.commitments).is_err());
             }
         }
     }

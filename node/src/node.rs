@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,11 @@ pub struct Node {
     /// FROST round-1 nonces awaiting round 2 (memory only).
     pub nonces: crate::api::NonceStore,
     acks_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
+    /// While leader: the term and the moment a quorum last acknowledged this node, as observed
+    /// here (see `lease_read_index`).
+    lease: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// Parsed policies, so that authorizing a request does not parse HCL.
+    pub policies: crate::policy::PolicyCache,
 }
 
 impl Node {
@@ -127,6 +132,8 @@ impl Node {
             applied,
             nonces: crate::api::NonceStore::default(),
             acks_rx: std::sync::Mutex::new(Some(acks_rx)),
+            lease: std::sync::Mutex::new(None),
+            policies: Default::default(),
         }))
     }
 
@@ -177,6 +184,7 @@ impl Node {
             tokio::spawn(self.clone().send_acks(rx));
         }
         tokio::spawn(self.clone().seed_settings());
+        tokio::spawn(self.clone().watch_lease());
         tokio::spawn(self.clone().abort_stale_dkgs());
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -502,9 +510,71 @@ impl Node {
         }
     }
 
+    /// Follows Raft's metrics to learn when a quorum last acknowledged this node as leader.
+    /// openraft reports the age of that acknowledgement with every metrics update; the moment
+    /// is taken as "now minus age" when the update is seen here, which can only make it later
+    /// than the truth by the notification delay, a margin `lease_read_index` leaves room for.
+    /// If Raft stalls, no update comes and the lease simply runs out.
+    async fn watch_lease(self: Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        loop {
+            let seen = {
+                let m = rx.borrow_and_update();
+                match (m.state, m.current_leader, m.millis_since_quorum_ack) {
+                    (openraft::ServerState::Leader, Some(l), Some(age)) if l == self.id => {
+                        Instant::now()
+                            .checked_sub(Duration::from_millis(age + 1))
+                            .map(|at| (m.current_term, at))
+                    }
+                    _ => None,
+                }
+            };
+            *self.lease.lock().expect("lease lock") = seen;
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// On a leader whose lease holds: the index a linearizable read must wait for, with no
+    /// round trip. A quorum acknowledged this leader less than half an election timeout ago,
+    /// and openraft's followers refuse to vote for anyone else for a whole lease
+    /// (`election_timeout_max`) after hearing from it, so no other leader can have committed
+    /// anything since; everything committed is in this node's log, so its last log index is a
+    /// safe read index. `None` means: confirm with a quorum instead.
+    pub fn lease_read_index(&self) -> Option<u64> {
+        let (term, acked_at) = (*self.lease.lock().expect("lease lock"))?;
+        let window = Duration::from_millis(self.config.raft.election_timeout_min_ms / 2);
+        if acked_at.elapsed() >= window {
+            return None;
+        }
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != openraft::ServerState::Leader || m.current_term != term {
+            return None;
+        }
+        m.last_log_index
+    }
+
+    /// Whether this node is the leader under a valid lease, after waiting until its state
+    /// machine applied everything committed (`lease_read_index`).
+    pub async fn leader_lease_barrier(&self) -> bool {
+        match self.lease_read_index() {
+            Some(index) => self
+                .wait_applied(index, Duration::from_secs(2))
+                .await
+                .is_ok(),
+            None => false,
+        }
+    }
+
     /// Waits until this node's state machine has applied everything acknowledged before the
-    /// call (the leader confirms its leadership with a quorum and names the index).
+    /// call: from the leader's lease when it holds, otherwise the leader confirms its
+    /// leadership with a quorum and names the index.
     pub async fn linearizable(&self) -> Result<(), Status> {
+        if self.leader_lease_barrier().await {
+            return Ok(());
+        }
         let mut last_err = String::from("no leader elected");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         for attempt in 0..50u32 {

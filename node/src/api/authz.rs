@@ -2,6 +2,8 @@
 //! built-in root policy for the configured root identities) checked against a path and a
 //! capability. Each node decides on its own from its own replicated copy (law 2).
 
+use std::sync::Arc;
+
 use tonic::Status;
 
 use crate::node::Node;
@@ -17,12 +19,11 @@ pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Re
     if names.contains(ROOT_POLICY) {
         return Ok(());
     }
-    let parsed: Vec<Policy> = names
+    let parsed: Vec<Arc<Policy>> = names
         .iter()
-        .filter_map(|n| st.model.policies.get(n))
-        .filter_map(|text| Policy::parse(text).ok())
+        .filter_map(|n| node.policies.get(n, st.model.policies.get(n)?))
         .collect();
-    let refs: Vec<&Policy> = parsed.iter().collect();
+    let refs: Vec<&Policy> = parsed.iter().map(|p| p.as_ref()).collect();
     if allowed(&refs, path, cap) {
         Ok(())
     } else {

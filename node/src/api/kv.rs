@@ -100,6 +100,13 @@ impl Api {
                     survives_region_loss: a.survives_region_loss,
                     no_region_alone: a.no_region_alone,
                     holders_per_region: counts.into_iter().map(|(r, c)| (r, c as u32)).collect(),
+                    leader: self
+                        .node
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .current_leader
+                        .unwrap_or(0),
                 })
             },
         )
@@ -332,25 +339,40 @@ impl Api {
                 }
             };
             let (n, v) = self.readable(&r.path, r.version)?;
-            let ct = v.ciphertext.clone().unwrap_or(ValueCiphertext {
+            Ok(self.version_reply(r.path, n, v, true, stale))
+        })
+        .await
+    }
+
+    /// The public metadata of one version (the ciphertext only when asked: one holder sends it).
+    fn version_reply(
+        &self,
+        path: String,
+        n: u64,
+        v: VersionEntry,
+        with_ciphertext: bool,
+        stale: bool,
+    ) -> KvVersionReply {
+        let ct = v
+            .ciphertext
+            .filter(|_| with_ciphertext)
+            .unwrap_or(ValueCiphertext {
                 nonce: [0; 12],
                 ciphertext: Vec::new(),
             });
-            Ok(KvVersionReply {
-                path: r.path,
-                version: n,
-                nonce: ct.nonce.to_vec(),
-                ciphertext: ct.ciphertext,
-                commitments: v.commitments.0.iter().map(|c| c.to_vec()).collect(),
-                threshold: v.threshold,
-                holders: self.holders(&v.holders),
-                index: v.index,
-                cluster_id: self.node.config.cluster_id.clone(),
-                region: self.node.config.region.clone(),
-                stale,
-            })
-        })
-        .await
+        KvVersionReply {
+            path,
+            version: n,
+            nonce: ct.nonce.to_vec(),
+            ciphertext: ct.ciphertext,
+            commitments: v.commitments.0.iter().map(|c| c.to_vec()).collect(),
+            threshold: v.threshold,
+            holders: self.holders(&v.holders),
+            index: v.index,
+            cluster_id: self.node.config.cluster_id.clone(),
+            region: self.node.config.region.clone(),
+            stale,
+        }
     }
 
     pub(super) async fn do_release_share(
@@ -365,11 +387,14 @@ impl Api {
                 self.authorize(&id, &r.path, Capability::Read)?;
                 let reader =
                     SealingPublicKey::from_slice(&r.reader_key).map_err(|e| bad(e.to_string()))?;
-                if r.version == 0 {
+                if r.version == 0 && !r.with_metadata {
                     return Err(bad(
                         "name the version to release (the reader learns it from the metadata)",
                     ));
                 }
+                // A one-round read trusts the leader's answer for "which version is the latest",
+                // and only while its lease holds (then it has applied everything committed).
+                let confirmed = r.with_metadata && self.node.leader_lease_barrier().await;
                 // ...at an applied index no older than the version.
                 self.node
                     .wait_applied(r.min_index, Duration::from_secs(5))
@@ -386,6 +411,9 @@ impl Api {
                     .vault
                     .release(&r.path, n, &reader)
                     .map_err(Status::unavailable)?;
+                let metadata = r
+                    .with_metadata
+                    .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
                 Ok(ReleaseShareReply {
                     node_id: self.node.id,
                     share_index: index as u32,
@@ -393,6 +421,8 @@ impl Api {
                         enc: env.enc.to_vec(),
                         ciphertext: env.ciphertext,
                     }),
+                    version: n,
+                    metadata,
                 })
             })
             .await;

@@ -5,6 +5,7 @@
 //! lets an explicit `deny` override any grant, so that adding a policy can
 //! never unblock a path that another policy deliberately closed.
 
+mod cache;
 mod glob;
 mod parse;
 
@@ -14,6 +15,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::cache::PolicyCache;
 pub use self::glob::glob_match;
 
 /// An operation a rule can grant on a path. `Deny` is not a grant: a rule

@@ -50,6 +50,17 @@ pub fn synced() -> WriteOptions {
     w
 }
 
+/// Write options for applying committed entries to the state machine: not synced on their own,
+/// because everything applied is also in the Raft log, which is. A power loss can at worst
+/// take the applied index back, and Raft then applies the same entries again (apply is
+/// deterministic, and the applied index is written in the same batch as the state). RocksDB
+/// keeps one ordered write-ahead log, so the next synced write (a log append, a purge, a
+/// snapshot) makes every earlier state write durable: the log is never purged past state that
+/// could still be lost. This takes one fsync off every commit's critical path.
+pub fn state_write() -> WriteOptions {
+    WriteOptions::default()
+}
+
 pub fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name)
         .unwrap_or_else(|| panic!("column family {name} is created at open"))

@@ -101,6 +101,9 @@ impl RaftRpc for RaftService {
 
     async fn read_index(&self, req: Request<Empty>) -> Result<Response<ReadIndexReply>, Status> {
         calling_node(&req)?;
+        if let Some(read_index) = self.node.lease_read_index() {
+            return Ok(Response::new(ReadIndexReply { read_index }));
+        }
         let (read_log_id, _) = self
             .node
             .raft

@@ -18,7 +18,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::db::{cf, synced, CF_SNAPSHOT, CF_STATE};
+use super::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::shares::ShareVault;
 use crate::state::kv::SecretEntry;
@@ -332,7 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             self.write_applied(&mut batch, &st)?;
             self.db
-                .write_opt(batch, &synced())
+                .write_opt(batch, &state_write())
                 .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
             last_index = st.last_applied.map(|l| l.index).unwrap_or(0);
         }
