@@ -47,6 +47,18 @@ pub struct Client {
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
     /// Active signing keys' public state (group key, public key package, participants).
     pub(crate) keys: Arc<Mutex<HashMap<String, tessera_proto::KeyInfo>>>,
+    /// Preprocessed FROST commitments per (key, signer): nonce id, commitments, when fetched.
+    #[allow(clippy::type_complexity)]
+    pub(crate) commitments: Arc<
+        Mutex<
+            HashMap<
+                (String, u64),
+                std::collections::VecDeque<(String, Vec<u8>, std::time::Instant)>,
+            >,
+        >,
+    >,
+    /// Nonce pairs to ask each signer for at once (see `set_nonce_batch`).
+    pub(crate) nonce_batch: u32,
     /// Whether we presented a client certificate: without one every node closes the
     /// connection, and the error should say why.
     has_identity: bool,
@@ -123,6 +135,8 @@ impl Client {
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
             keys: Arc::new(Mutex::new(HashMap::new())),
+            commitments: Arc::new(Mutex::new(HashMap::new())),
+            nonce_batch: 1,
         })
     }
 

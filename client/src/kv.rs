@@ -70,9 +70,12 @@ impl Plan {
                 .collect::<Result<_, _>>()
                 .map_err(|_| Error::Other("the node sent malformed commitments".into()))?,
         );
-        commitments
-            .check(t)
-            .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
+        if commitments.threshold() != t {
+            return Err(Error::Other(format!(
+                "the node sent {} commitments for threshold {t}",
+                commitments.0.len()
+            )));
+        }
         let verifier = commitments
             .verifier()
             .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
@@ -108,6 +111,18 @@ impl Plan {
     fn commitment_bytes(&self) -> Vec<Vec<u8>> {
         self.commitments.0.iter().map(|c| c.to_vec()).collect()
     }
+
+    /// Whether another node's metadata describes the same version: same number, commitments
+    /// and holder order (which fixes each holder's share index).
+    fn same_version(&self, m: &KvVersionReply) -> bool {
+        m.version == self.version
+            && m.commitments == self.commitment_bytes()
+            && m.holders.len() == self.holders.len()
+            && m.holders
+                .iter()
+                .zip(&self.holders)
+                .all(|(a, b)| a.id == b.id)
+    }
 }
 
 /// One holder's answer in a one-round read: the version it released, its metadata, and the
@@ -116,6 +131,47 @@ type Answer = (
     Holder,
     Result<(u64, Option<KvVersionReply>, Result<Share, ReleaseError>), ReleaseError>,
 );
+
+/// Law 3: a share counts only if it is the holder's own (its index is the holder's position)
+/// and it verifies against the commitments.
+fn check_share(
+    position: Option<u16>,
+    verifier: &vss::Verifier,
+    share: Share,
+) -> Result<Share, ReleaseError> {
+    if Some(share.index) != position {
+        return Err(ReleaseError::Bad(format!(
+            "share index {} is not this holder's",
+            share.index
+        )));
+    }
+    verifier
+        .verify(&share)
+        .map_err(|e| ReleaseError::Bad(e.to_string()))?;
+    Ok(share)
+}
+
+/// Checks a share against the metadata it came with (done on arrival; the reader then only
+/// compares that metadata with the leader's).
+fn check_against(m: &KvVersionReply, node_id: u64, share: Share) -> Result<Share, ReleaseError> {
+    let bad = |e: String| ReleaseError::Bad(e);
+    let commitments = Commitments(
+        m.commitments
+            .iter()
+            .map(|c| <[u8; 32]>::try_from(c.as_slice()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("came with malformed commitments".into()))?,
+    );
+    let verifier = commitments
+        .verifier()
+        .map_err(|e| bad(format!("came with bad commitments: {e}")))?;
+    let position = m
+        .holders
+        .iter()
+        .position(|h| h.id == node_id)
+        .map(|i| (i + 1) as u16);
+    check_share(position, &verifier, share)
+}
 
 /// Opens the share a holder released to this reader's one-time key. The envelope is bound to
 /// the cluster, path, version, holder and purpose, so a share cannot be replayed from another
@@ -352,7 +408,11 @@ impl Client {
         let mut answers: Vec<Option<Answer>> = (0..asked.len()).map(|_| None).collect();
         while let Some((i, (h, res))) = inflight.next().await {
             let answer = res.map(|r| {
-                let share = open_share(reader, &topo.cluster_id, path, r.version, h.id, &r);
+                let share = open_share(reader, &topo.cluster_id, path, r.version, h.id, &r)
+                    .and_then(|s| match &r.metadata {
+                        Some(m) => check_against(m, h.id, s),
+                        None => Ok(s),
+                    });
                 (r.version, r.metadata, share)
             });
             answers[i] = Some((h, answer));
@@ -372,6 +432,15 @@ impl Client {
         };
         for (h, answer) in std::iter::once((lead, lead_answer)).chain(answers) {
             got.asked.insert(h.id);
+            // A share that came with metadata was checked against that metadata on arrival;
+            // that check stands if the metadata is the leader's.
+            let answer = match answer {
+                Ok((v, Some(m), share)) if v == plan.version && plan.same_version(&m) => {
+                    self.file(path, plan.version, &h, share, got).await;
+                    continue;
+                }
+                other => other,
+            };
             let share = answer.and_then(|(v, meta, share)| match meta {
                 Some(m) if v != plan.version || m.version != plan.version => {
                     Err(ReleaseError::Unavailable(format!(
@@ -462,17 +531,21 @@ impl Client {
         got: &mut Gathered,
     ) -> bool {
         let verdict = share.and_then(|share| {
-            if Some(&share.index) != plan.positions.get(&h.id) {
-                return Err(ReleaseError::Bad(format!(
-                    "share index {} is not this holder's",
-                    share.index
-                )));
-            }
-            plan.verifier
-                .verify(&share)
-                .map_err(|e| ReleaseError::Bad(e.to_string()))?;
-            Ok(share)
+            check_share(plan.positions.get(&h.id).copied(), &plan.verifier, share)
         });
+        self.file(path, plan.version, h, verdict, got).await
+    }
+
+    /// Files a checked share as good, bad (reported to the cluster) or unavailable. True if
+    /// the share is good.
+    async fn file(
+        &self,
+        path: &str,
+        version: u64,
+        h: &Holder,
+        verdict: Result<Share, ReleaseError>,
+        got: &mut Gathered,
+    ) -> bool {
         match verdict {
             Ok(share) => {
                 got.good.push(share);
@@ -481,7 +554,7 @@ impl Client {
             Err(ReleaseError::Bad(reason)) => {
                 let report = BadShareReport {
                     path: path.to_string(),
-                    version: plan.version,
+                    version,
                     node_id: h.id,
                     reason: reason.clone(),
                 };

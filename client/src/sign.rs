@@ -4,6 +4,7 @@
 //! returning it. A signer whose share does not verify is named, reported and replaced.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tessera_crypto::frost::{self, AggregateError};
@@ -86,7 +87,8 @@ impl Client {
         let mut excluded: BTreeSet<u64> = BTreeSet::new();
         let mut cheaters = Vec::new();
         let mut problems: Vec<String> = Vec::new();
-        for _attempt in 0..candidates.len() {
+        let mut refreshed: BTreeSet<u64> = BTreeSet::new();
+        for _attempt in 0..candidates.len() + 1 {
             let chosen: Vec<Holder> = candidates
                 .iter()
                 .filter(|h| !excluded.contains(&h.id))
@@ -96,13 +98,28 @@ impl Client {
             if chosen.len() < t {
                 break;
             }
+            // Round 1: commitments. Preprocessed ones first (FROST's preprocessing stage); a
+            // signer with none left is asked now, for a fresh batch of `nonce_batch`.
+            let mut commitments = BTreeMap::new();
+            let mut nonce_ids: BTreeMap<u64, String> = BTreeMap::new();
+            let mut need = Vec::new();
+            for h in &chosen {
+                match self.take_commitment(name, h.id) {
+                    Some((id, c)) => {
+                        nonce_ids.insert(h.id, id);
+                        commitments.insert(h.id, c);
+                    }
+                    None => need.push(h.clone()),
+                }
+            }
+            let batch = self.nonce_batch.clamp(1, MAX_NONCE_BATCH);
             let request_id = format!("{:032x}", u128::from_le_bytes(rand_bytes()));
-            // Round 1: commitments.
-            let r1 = join_all(chosen.iter().map(|h| {
+            let r1 = join_all(need.iter().map(|h| {
                 let c = self.node_client(h.id, &h.address);
                 let req = SignCommitRequest {
                     key: name.into(),
                     request_id: request_id.clone(),
+                    count: batch,
                 };
                 async move {
                     match c {
@@ -116,12 +133,32 @@ impl Client {
                 }
             }))
             .await;
-            let mut commitments = BTreeMap::new();
             let mut failed = false;
-            for (h, r) in chosen.iter().zip(r1) {
+            for (h, r) in need.iter().zip(r1) {
                 match r {
-                    Ok(r) if r.node_id == h.id => {
+                    Ok(r) if r.node_id == h.id && batch == 1 => {
+                        nonce_ids.insert(h.id, request_id.clone());
                         commitments.insert(h.id, r.commitments);
+                    }
+                    Ok(r) if r.node_id == h.id && r.batch.len() == batch as usize => {
+                        let mut fresh = r
+                            .batch
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, c)| (format!("{request_id}.{i}"), c));
+                        let (id, c) = fresh.next().expect("a batch has at least two");
+                        nonce_ids.insert(h.id, id);
+                        commitments.insert(h.id, c);
+                        self.keep_commitments(name, h.id, fresh);
+                    }
+                    Ok(r) if r.node_id == h.id => {
+                        problems.push(format!(
+                            "node {}: answered {} commitments, not {batch}",
+                            h.id,
+                            r.batch.len()
+                        ));
+                        excluded.insert(h.id);
+                        failed = true;
                     }
                     Ok(_) => {
                         problems.push(format!("node {}: answered for another node", h.id));
@@ -146,7 +183,7 @@ impl Client {
                 let c = self.node_client(h.id, &h.address);
                 let req = SignShareRequest {
                     key: name.into(),
-                    request_id: request_id.clone(),
+                    request_id: nonce_ids[&h.id].clone(),
                     request: request_json.clone(),
                     commitments: commitments.clone().into_iter().collect(),
                 };
@@ -178,8 +215,17 @@ impl Client {
                                 Error::Invalid(format!("node {}: {e}", h.id))
                             });
                         }
+                        if code == tonic::Code::FailedPrecondition
+                            && e.contains("no round-1 commitment")
+                            && refreshed.insert(h.id)
+                        {
+                            // Its preprocessed nonces are gone (expired, or the node
+                            // restarted): ask it for fresh ones on the next attempt.
+                            self.drop_commitments(name, h.id);
+                        } else {
+                            excluded.insert(h.id);
+                        }
                         problems.push(format!("node {}: {e}", h.id));
-                        excluded.insert(h.id);
                         failed = true;
                     }
                 }
@@ -222,6 +268,51 @@ impl Client {
             "{available} of {t} required signers available for key {name:?} ({})",
             problems.join("; ")
         )))
+    }
+}
+
+/// Most nonce pairs one request may commit to (the node's limit).
+pub const MAX_NONCE_BATCH: u32 = 64;
+/// Preprocessed commitments older than this are dropped unused: nodes forget unused nonces
+/// after five minutes.
+const NONCE_MAX_AGE: Duration = Duration::from_secs(240);
+
+impl Client {
+    /// Preprocessing: how many nonce pairs to ask each signer for at once. 1 (the default)
+    /// signs in two rounds and keeps nothing; more makes most signatures take one round, at the
+    /// price of commitments held by this client and nonces held by the signers (each unused
+    /// pair for up to five minutes, at most 1024 per identity per node). Worth it for a
+    /// long-lived client that signs often, not for a one-shot command.
+    pub fn set_nonce_batch(&mut self, n: u32) {
+        self.nonce_batch = n.clamp(1, MAX_NONCE_BATCH);
+    }
+
+    fn take_commitment(&self, key: &str, node: u64) -> Option<(String, Vec<u8>)> {
+        let mut all = self.commitments.lock().expect("commitments lock");
+        let queue = all.get_mut(&(key.to_string(), node))?;
+        while let Some((id, c, at)) = queue.pop_front() {
+            if at.elapsed() < NONCE_MAX_AGE {
+                return Some((id, c));
+            }
+        }
+        None
+    }
+
+    fn keep_commitments(
+        &self,
+        key: &str,
+        node: u64,
+        fresh: impl Iterator<Item = (String, Vec<u8>)>,
+    ) {
+        let now = Instant::now();
+        let mut all = self.commitments.lock().expect("commitments lock");
+        let queue = all.entry((key.to_string(), node)).or_default();
+        queue.extend(fresh.map(|(id, c)| (id, c, now)));
+    }
+
+    fn drop_commitments(&self, key: &str, node: u64) {
+        let mut all = self.commitments.lock().expect("commitments lock");
+        all.remove(&(key.to_string(), node));
     }
 }
 

@@ -155,6 +155,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
                 .sign_commit(tessera_client::proto::SignCommitRequest {
                     key: "k".into(),
                     request_id: "0123456789abcdef0123".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err()
@@ -537,4 +538,53 @@ fn no_private_key_material_is_on_any_disk_or_in_any_log() {
                 .iter()
                 .any(|f| f.to_string_lossy().contains("raft.db"))
     );
+}
+
+/// Audit lines of `operation` in node `id`'s log.
+fn audited(c: &Cluster, id: u64, operation: &str) -> usize {
+    let log = std::fs::read_to_string(c.node(id).data_dir.join("audit.log")).unwrap_or_default();
+    let needle = format!("\"operation\":\"{operation}\"");
+    log.lines().filter(|l| l.contains(&needle)).count()
+}
+
+/// FROST preprocessing: a client that asks each signer for a batch of nonce commitments signs
+/// every later message in one round. A signer that restarts has forgotten its unused nonces;
+/// the client notices, fetches fresh ones, and still signs. Every signature verifies.
+#[test]
+fn preprocessed_commitments_sign_in_one_round_and_survive_a_signer_restart() {
+    let mut c = Cluster::start(Opts::default());
+    create(&c, "pre", "raw");
+    let gk = VerifyingKey::from_bytes(&group_key(&c, 1, "pre")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut client = rt.block_on(c.sdk("admin", 1));
+    client.set_nonce_batch(8);
+    let sign = |client: &tessera_client::Client, i: u32| {
+        let message = format!("message {i}").into_bytes();
+        let req = tessera_client::crypto::sign_request::SignRequest::Raw {
+            message: message.clone(),
+        };
+        let signed = rt.block_on(client.sign("pre", &req)).unwrap();
+        gk.verify_strict(&message, &Signature::from_bytes(&signed.signature))
+            .expect("ed25519-dalek accepts the preprocessed signature");
+        signed.signers
+    };
+    let mut signers = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        signers.extend(sign(&client, i));
+    }
+    // t = 2 signers, each asked for commitments once (a batch of 8), then one share per message.
+    assert_eq!(signers.len(), 2, "{signers:?}");
+    let commits: usize = (1..=3).map(|id| audited(&c, id, "sign.commit")).sum();
+    let shares: usize = (1..=3).map(|id| audited(&c, id, "sign.share")).sum();
+    assert_eq!((commits, shares), (2, 10));
+
+    // A signer restarts and forgets the nonces behind the client's remaining commitments.
+    let restarted = *signers.iter().next().unwrap();
+    c.stop(restarted);
+    c.start_node(restarted);
+    c.wait_leader(Duration::from_secs(30));
+    c.wait_ready();
+    for i in 5..8 {
+        sign(&client, i);
+    }
 }

@@ -17,44 +17,87 @@ use crate::policy::Capability;
 use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
 use crate::state::Op;
 
-/// Round-1 nonces waiting for their round 2: in memory only, expiring, used once.
+/// Round-1 nonces waiting for their round 2: in memory only, expiring, used once. Each belongs
+/// to the identity that asked for it, so one caller can neither use nor burn another's, and
+/// each identity may hold only so many, so one caller cannot crowd out the rest.
 #[derive(Default)]
 pub struct NonceStore {
-    pending: Mutex<HashMap<String, (Instant, String, frost::SigningNonces)>>,
+    pending: Mutex<HashMap<String, Pending>>,
 }
 
-const NONCE_TTL: Duration = Duration::from_secs(60);
+struct Pending {
+    at: Instant,
+    identity: String,
+    key: String,
+    nonces: frost::SigningNonces,
+}
+
+/// How long a committed nonce pair waits for its round 2. Preprocessing clients keep their
+/// commitments for less than this (`tessera_client`'s `NONCE_MAX_AGE`).
+pub const NONCE_TTL: Duration = Duration::from_secs(300);
+/// Most pairs one request may commit to.
+pub const MAX_NONCE_BATCH: u32 = 64;
+const MAX_PENDING: usize = 10_000;
+const MAX_PENDING_PER_IDENTITY: usize = 1_024;
 
 impl NonceStore {
     fn put(
         &self,
-        request_id: String,
-        key: String,
-        nonces: frost::SigningNonces,
+        identity: &str,
+        key: &str,
+        batch: Vec<(String, frost::SigningNonces)>,
     ) -> Result<(), Status> {
         let mut p = self.pending.lock().expect("nonce lock");
-        p.retain(|_, (t, _, _)| t.elapsed() < NONCE_TTL);
-        if p.len() >= 10_000 {
-            return Err(Status::resource_exhausted(
-                "too many signatures in flight on this node",
-            ));
+        p.retain(|_, e| e.at.elapsed() < NONCE_TTL);
+        let mine = p.values().filter(|e| e.identity == identity).count();
+        if mine + batch.len() > MAX_PENDING_PER_IDENTITY || p.len() + batch.len() > MAX_PENDING {
+            return Err(Status::resource_exhausted(format!(
+                "too many signatures in flight on this node ({mine} unused commitments held for {identity:?}); unused ones expire after {} s",
+                NONCE_TTL.as_secs()
+            )));
         }
-        if p.contains_key(&request_id) {
+        if batch.iter().any(|(id, _)| p.contains_key(id)) {
             return Err(Status::already_exists("request id already used"));
         }
-        p.insert(request_id, (Instant::now(), key, nonces));
+        let at = Instant::now();
+        for (id, nonces) in batch {
+            let e = Pending {
+                at,
+                identity: identity.to_string(),
+                key: key.to_string(),
+                nonces,
+            };
+            p.insert(id, e);
+        }
         Ok(())
     }
 
-    fn take(&self, request_id: &str, key: &str) -> Result<frost::SigningNonces, Status> {
+    fn take(
+        &self,
+        identity: &str,
+        request_id: &str,
+        key: &str,
+    ) -> Result<frost::SigningNonces, Status> {
         let mut p = self.pending.lock().expect("nonce lock");
+        // Someone else's commitment is left untouched.
+        let mine = p
+            .get(request_id)
+            .is_some_and(|e| e.identity == identity && e.key == key);
         match p.remove(request_id) {
-            Some((t, k, n)) if k == key && t.elapsed() < NONCE_TTL => Ok(n),
-            _ => Err(Status::failed_precondition(
-                "no round-1 commitment from this node for that request (expired or already used)",
-            )),
+            Some(e) if mine && e.at.elapsed() < NONCE_TTL => Ok(e.nonces),
+            Some(e) if !mine => {
+                p.insert(request_id.to_string(), e);
+                Err(no_commitment())
+            }
+            _ => Err(no_commitment()),
         }
     }
+}
+
+fn no_commitment() -> Status {
+    Status::failed_precondition(
+        "no round-1 commitment from this node for that request (expired or already used)",
+    )
 }
 
 fn now_unix() -> u64 {
@@ -230,13 +273,38 @@ impl Api {
                     "request_id must be 16 to 64 characters",
                 ));
             }
+            if r.count > MAX_NONCE_BATCH {
+                return Err(Status::invalid_argument(format!(
+                    "count {} is more than the {MAX_NONCE_BATCH} commitments one request may take",
+                    r.count
+                )));
+            }
             let (_, share) = self.active_share(&r.key)?;
-            let (nonces, commitments) =
-                frost::round1_commit(&share).map_err(|e| Status::internal(e.to_string()))?;
-            self.node.nonces.put(r.request_id, r.key, nonces)?;
+            if r.count <= 1 {
+                let (nonces, commitments) =
+                    frost::round1_commit(&share).map_err(|e| Status::internal(e.to_string()))?;
+                self.node
+                    .nonces
+                    .put(&id, &r.key, vec![(r.request_id, nonces)])?;
+                return Ok(SignCommitReply {
+                    node_id: self.node.id,
+                    commitments,
+                    batch: Vec::new(),
+                });
+            }
+            let mut pairs = Vec::with_capacity(r.count as usize);
+            let mut batch = Vec::with_capacity(r.count as usize);
+            for i in 0..r.count {
+                let (nonces, commitments) =
+                    frost::round1_commit(&share).map_err(|e| Status::internal(e.to_string()))?;
+                pairs.push((format!("{}.{i}", r.request_id), nonces));
+                batch.push(commitments);
+            }
+            self.node.nonces.put(&id, &r.key, pairs)?;
             Ok(SignCommitReply {
                 node_id: self.node.id,
-                commitments,
+                commitments: Vec::new(),
+                batch,
             })
         })
         .await
@@ -272,7 +340,7 @@ impl Api {
                         r.key, k.threshold
                     )));
                 }
-                let nonces = self.node.nonces.take(&r.request_id, &r.key)?;
+                let nonces = self.node.nonces.take(&id, &r.request_id, &r.key)?;
                 let group_key = k.group_key.ok_or_else(|| Status::internal("active key without group key"))?;
                 let message = request.message(&group_key);
                 let mut share = frost::round2_sign(&message, &commitments, nonces, &share)

@@ -32,6 +32,10 @@ pub struct SignBench {
     /// Most operations per phase, whatever the duration.
     #[arg(long, default_value_t = 200_000)]
     max_ops: u64,
+    /// Nonce batches to compare: 1 signs in two rounds; more preprocesses commitments so
+    /// that most signatures take one round (phases named "... pre").
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    nonce_batch: Vec<u32>,
 }
 
 #[derive(Args)]
@@ -183,7 +187,15 @@ async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure
     let subject = tessera_client::crypto::ack::AckKey::generate().public();
     let dur = Duration::from_secs(a.duration.max(1));
     let (mut rows, mut results) = (Vec::new(), Vec::new());
-    for &conc in &a.concurrency {
+    for (&conc, &batch) in a
+        .concurrency
+        .iter()
+        .flat_map(|c| a.nonce_batch.iter().map(move |b| (c, b)))
+    {
+        let mut client = client.clone();
+        client.set_nonce_batch(batch);
+        let client = &client;
+        let suffix = if batch > 1 { " pre" } else { "" };
         let stats = phase(
             client,
             conc,
@@ -197,7 +209,13 @@ async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure
             },
         )
         .await;
-        record("sign raw", conc, &stats, &mut rows, &mut results);
+        record(
+            &format!("sign raw{suffix}"),
+            conc,
+            &stats,
+            &mut rows,
+            &mut results,
+        );
         let stats = phase(
             client,
             conc,
@@ -220,7 +238,13 @@ async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure
             },
         )
         .await;
-        record("sign ssh", conc, &stats, &mut rows, &mut results);
+        record(
+            &format!("sign ssh{suffix}"),
+            conc,
+            &stats,
+            &mut rows,
+            &mut results,
+        );
     }
     report(out, rows, results);
     Ok(())
