@@ -437,3 +437,25 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
     });
     assert_eq!(shares(&c).iter().filter(|s| s.1 == "bad/x").count(), 3);
 }
+
+/// The node that receives a write acknowledges its own share in the write itself (one Raft
+/// round fewer), and the write returns once `t + f` holders acknowledged. Every holder still
+/// confirms, once it has applied the write, that its share is sealed at rest, and its envelope
+/// then leaves the replicated state: soon no envelope is pending anywhere.
+#[test]
+fn every_holder_confirms_its_share_at_rest_and_no_envelope_stays() {
+    let c = Cluster::start(Opts::default());
+    for via in 1..=3 {
+        assert_eq!(put(&c, via, &format!("app/r{via}"), "k=v"), 1);
+    }
+    for via in 1..=3 {
+        let path = format!("app/r{via}");
+        wait_until("every holder confirmed", Duration::from_secs(15), || {
+            let m = c.json(via, &["kv", "metadata", "get", &path]);
+            let v = &m["versions"][0];
+            v["pending"].as_array().is_some_and(|p| p.is_empty())
+                && v["acks"].as_array().map(|a| a.len()) == Some(3)
+        });
+        assert_eq!(get(&c, 1 + via % 3, &path)["data"]["k"], "v");
+    }
+}

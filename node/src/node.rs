@@ -261,7 +261,12 @@ impl Node {
                     .iter()
                     .filter_map(|(path, version, complaint)| {
                         let v = st.model.secrets.get(path)?.versions.get(version)?;
-                        if v.acks.contains_key(&self.id) || v.complaints.contains_key(&self.id) {
+                        // Done once acknowledged and the envelope is gone; a holder that
+                        // acknowledged when it received the write still confirms that its
+                        // share is now at rest, which retires its envelope.
+                        let acked =
+                            v.acks.contains_key(&self.id) && !v.envelopes.contains_key(&self.id);
+                        if acked || v.complaints.contains_key(&self.id) {
                             return None;
                         }
                         Some(self.vault.ack_item(path, *version, v, complaint.clone()))

@@ -166,16 +166,18 @@ impl Api {
                 threshold: r.threshold,
                 holders: r.holders,
                 envelopes,
+                receiver_ack: None,
             };
             let version = put.version;
-            let cmd = Command {
+            let mut cmd = Command {
                 by: id,
                 op: Op::KvPut(Box::new(put)),
             };
             self.node.linearizable().await?;
             self.validate(&cmd)?;
-            // This node can check its own envelope before anything is stored.
-            if let Op::KvPut(p) = &cmd.op {
+            // This node can check its own envelope before anything is stored, and having
+            // checked it, acknowledges it in the same command (see `KvPut::receiver_ack`).
+            if let Op::KvPut(p) = &mut cmd.op {
                 if let Some(pos) = p.holders.iter().position(|h| *h == self.node.id) {
                     let v = VersionEntry {
                         commitments: p.commitments.clone(),
@@ -193,6 +195,8 @@ impl Api {
                                 self.node.id
                             ))
                         })?;
+                    let ack = self.node.vault.ack_item(&p.path, p.version, &v, None);
+                    p.receiver_ack = Some((self.node.id, ack.signature));
                 }
             }
             let started = Instant::now();
@@ -276,6 +280,7 @@ impl Api {
                         threshold: v.threshold,
                         valid: v.is_valid(),
                         complaints: v.complaints.keys().copied().collect(),
+                        pending: v.envelopes.keys().copied().collect(),
                     })
                     .collect(),
             })

@@ -233,6 +233,7 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
                             "deletion_time": v.deletion_time, "destroyed": v.destroyed,
                             "acks": v.acks, "holders": v.holders, "threshold": v.threshold,
                             "valid": v.valid, "complaints": v.complaints,
+                            "pending": v.pending,
                         })
                     })
                     .collect();

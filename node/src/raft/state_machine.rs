@@ -159,7 +159,7 @@ impl StateMachine {
             for (version, v) in &e.versions {
                 if v.destroyed
                     || v.share_index(me).is_none()
-                    || v.acks.contains_key(&me)
+                    || (v.acks.contains_key(&me) && !v.envelopes.contains_key(&me))
                     || v.complaints.contains_key(&me)
                 {
                     continue;

@@ -196,7 +196,13 @@ impl Model {
                     }
                 }
             }
-            Op::KvPut(p) => kv::validate_put(&self.secrets, members, self.settings.threshold, p)?,
+            Op::KvPut(p) => kv::validate_put(
+                &self.secrets,
+                members,
+                cluster_id,
+                self.settings.threshold,
+                p,
+            )?,
             Op::KvAcks { node, acks } => {
                 kv::validate_acks(&self.secrets, members, cluster_id, *node, acks)?
             }
