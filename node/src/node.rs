@@ -21,6 +21,7 @@ use crate::raft::state_machine::{Outgoing, SharedState, StateMachine};
 use crate::raft::{db, log_store::LogStore, NodeId, NodeInfo, Raft};
 use crate::shares::keys::{self, FileKeyProvider};
 use crate::shares::ShareVault;
+use crate::state::kv::AckItem;
 use crate::state::{Command, Op};
 use crate::tls::TlsMaterial;
 
@@ -33,6 +34,9 @@ pub enum LeaderOp {
     AddVoter { id: NodeId },
     Remove { id: NodeId },
 }
+
+/// An acknowledgement to send: path, version, and a complaint if the share did not verify.
+type PendingAck = (String, u64, Option<String>);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LeaderReply {
@@ -236,9 +240,27 @@ impl Node {
 
     /// Signs and submits this node's acknowledgements (and complaints) through Raft, in batches.
     /// A failed submission is retried; an acknowledgement for a version that is gone is dropped.
+    /// Confirmations (a share this node acknowledged on receiving the write is now at rest) are
+    /// not urgent: they wait up to `CONFIRM_DELAY` and ride with the next batch, so that they
+    /// do not hold up the Raft round another holder's acknowledgement is waiting for.
     async fn send_acks(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
-        while let Some(first) = rx.recv().await {
-            let mut items_in = vec![first];
+        const CONFIRM_DELAY: Duration = Duration::from_millis(50);
+        let mut confirmations: Vec<PendingAck> = Vec::new();
+        loop {
+            let first = if confirmations.is_empty() {
+                match rx.recv().await {
+                    Some(x) => Some(x),
+                    None => return,
+                }
+            } else {
+                match tokio::time::timeout(CONFIRM_DELAY, rx.recv()).await {
+                    Ok(Some(x)) => Some(x),
+                    Ok(None) => return,
+                    Err(_) => None,
+                }
+            };
+            let flush = first.is_none();
+            let mut items_in: Vec<Outgoing> = first.into_iter().collect();
             while items_in.len() < 512 {
                 match rx.try_recv() {
                     Ok(p) => items_in.push(p),
@@ -255,24 +277,18 @@ impl Node {
                     }
                 }
             }
-            let items: Vec<_> = {
-                let st = self.state.read().expect("state lock");
-                batch
-                    .iter()
-                    .filter_map(|(path, version, complaint)| {
-                        let v = st.model.secrets.get(path)?.versions.get(version)?;
-                        // Done once acknowledged and the envelope is gone; a holder that
-                        // acknowledged when it received the write still confirms that its
-                        // share is now at rest, which retires its envelope.
-                        let acked =
-                            v.acks.contains_key(&self.id) && !v.envelopes.contains_key(&self.id);
-                        if acked || v.complaints.contains_key(&self.id) {
-                            return None;
-                        }
-                        Some(self.vault.ack_item(path, *version, v, complaint.clone()))
-                    })
-                    .collect()
-            };
+            let (urgent, later) = self.sort_acks(batch);
+            confirmations.extend(later);
+            if urgent.is_empty() && !flush {
+                continue;
+            }
+            let (mut items, still_later) = self.sort_acks(std::mem::take(&mut confirmations));
+            items.extend(urgent);
+            items.extend(
+                still_later.iter().filter_map(|(path, version, complaint)| {
+                    self.ack_now(path, *version, complaint)
+                }),
+            );
             if items.is_empty() {
                 continue;
             }
@@ -283,6 +299,46 @@ impl Node {
                 })
                 .await;
         }
+    }
+
+    /// Splits pending acknowledgements into ones to send now (signed) and confirmations that
+    /// can wait; drops what is already done or gone.
+    fn sort_acks(&self, batch: Vec<PendingAck>) -> (Vec<AckItem>, Vec<PendingAck>) {
+        let st = self.state.read().expect("state lock");
+        let mut now = Vec::new();
+        let mut later = Vec::new();
+        for (path, version, complaint) in batch {
+            let Some(v) = st
+                .model
+                .secrets
+                .get(&path)
+                .and_then(|e| e.versions.get(&version))
+            else {
+                continue;
+            };
+            let acked = v.acks.contains_key(&self.id);
+            let pending = v.envelopes.contains_key(&self.id);
+            if (acked && !pending) || v.complaints.contains_key(&self.id) {
+                continue;
+            }
+            if acked && complaint.is_none() {
+                later.push((path, version, complaint));
+            } else {
+                now.push(self.vault.ack_item(&path, version, v, complaint));
+            }
+        }
+        (now, later)
+    }
+
+    /// The signed acknowledgement for a version, if it is still to be sent.
+    fn ack_now(&self, path: &str, version: u64, complaint: &Option<String>) -> Option<AckItem> {
+        let st = self.state.read().expect("state lock");
+        let v = st.model.secrets.get(path)?.versions.get(&version)?;
+        let done = v.acks.contains_key(&self.id) && !v.envelopes.contains_key(&self.id);
+        if done || v.complaints.contains_key(&self.id) {
+            return None;
+        }
+        Some(self.vault.ack_item(path, version, v, complaint.clone()))
     }
 
     /// Submits one of this node's own commands (acknowledgements, DKG messages), retrying while
