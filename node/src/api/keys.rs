@@ -158,7 +158,7 @@ impl Api {
     ) -> Result<Response<KeyInfo>, Status> {
         let path = format!("keys/{}", req.get_ref().name);
         self.run(req, "key.create", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Create)?;
+            self.authorize(&id, &path, Capability::Create).await?;
             let purpose = KeyPurpose::parse(&r.purpose).map_err(Status::invalid_argument)?;
             let timeout = Duration::from_secs(u64::from(r.timeout_seconds.clamp(5, 600)));
             // A cluster that has just formed writes its threshold through its first leader.
@@ -209,8 +209,8 @@ impl Api {
         let path = format!("keys/{}", req.get_ref().name);
         self.run(req, "key.read", path.clone(), |id, r| async move {
             // Public keys are public; reading them still takes read (or sign) on the key.
-            if self.authorize(&id, &path, Capability::Read).is_err() {
-                self.authorize(&id, &path, Capability::Sign)?;
+            if self.authorize(&id, &path, Capability::Read).await.is_err() {
+                self.authorize(&id, &path, Capability::Sign).await?;
             }
             // An active key's public state never changes: without a quorum this node answers
             // from what it has applied, so signing survives as long as t signers do.
@@ -228,7 +228,7 @@ impl Api {
         req: Request<Empty>,
     ) -> Result<Response<KeyListReply>, Status> {
         self.run(req, "key.list", "keys/".into(), |id, _| async move {
-            self.authorize(&id, "keys/", Capability::List)?;
+            self.authorize(&id, "keys/", Capability::List).await?;
             self.node.linearizable().await?;
             let keys = self
                 .node
@@ -267,7 +267,7 @@ impl Api {
     ) -> Result<Response<SignCommitReply>, Status> {
         let path = format!("keys/{}", req.get_ref().key);
         self.run(req, "sign.commit", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Sign)?;
+            self.authorize(&id, &path, Capability::Sign).await?;
             if r.request_id.len() < 16 || r.request_id.len() > 64 {
                 return Err(Status::invalid_argument(
                     "request_id must be 16 to 64 characters",
@@ -319,7 +319,7 @@ impl Api {
         let res = self
             .run(req, "sign.share", path.clone(), |id, r| async move {
                 // Law 2: this signer checks the caller and the request itself.
-                self.authorize(&id, &path, Capability::Sign)?;
+                self.authorize(&id, &path, Capability::Sign).await?;
                 let (k, share) = self.active_share(&r.key)?;
                 let request: SignRequest = serde_json::from_slice(&r.request)
                     .map_err(|e| Status::invalid_argument(format!("malformed sign request: {e}")))?;
@@ -386,7 +386,7 @@ impl Api {
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("keys/{}", req.get_ref().key);
         self.run(req, "ssh.role_write", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Update)?;
+            self.authorize(&id, &path, Capability::Update).await?;
             let role = crate::state::keys::SshRole {
                 allowed_principals: r.allowed_principals,
                 allowed_extensions: r.allowed_extensions,
@@ -408,7 +408,7 @@ impl Api {
         );
         let node = req.get_ref().node_id;
         self.run_detailed(req, "sign.cheater_report", path.clone(), Some(detail), |id, r| async move {
-            self.authorize(&id, &path, Capability::Sign)?;
+            self.authorize(&id, &path, Capability::Sign).await?;
             tracing::warn!(node = r.node_id, key = %r.key, reporter = %id, "a coordinator reports a cheating signer");
             self.node.metrics.cheaters.with_label_values(&[&node.to_string()]).inc();
             Ok(Empty {})

@@ -125,7 +125,7 @@ impl Api {
             } else {
                 Capability::Create
             };
-            self.authorize(&id, &r.path, cap)?;
+            self.authorize(&id, &r.path, cap).await?;
             let nonce: [u8; 12] = r
                 .nonce
                 .as_slice()
@@ -256,7 +256,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, "kv.metadata", path.clone(), |id, r| async move {
             path_arg(&r.path)?;
-            self.authorize(&id, &r.path, Capability::Read)?;
+            self.authorize(&id, &r.path, Capability::Read).await?;
             self.node.linearizable().await?;
             self.with_secret(&r.path, |e| KvMetadataReply {
                 path: r.path.clone(),
@@ -332,7 +332,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, "kv.version", path.clone(), |id, r| async move {
             path_arg(&r.path)?;
-            self.authorize(&id, &r.path, Capability::Read)?;
+            self.authorize(&id, &r.path, Capability::Read).await?;
             // A version, once written, never changes its value: without a quorum this node may
             // still serve what it has applied (flagged as stale), so reads survive as long as
             // t holders do. Each holder still checks everything itself before releasing.
@@ -389,7 +389,7 @@ impl Api {
             .run(req, "kv.release_share", path.clone(), |id, r| async move {
                 path_arg(&r.path)?;
                 // Law 2: this node checks identity and policy itself...
-                self.authorize(&id, &r.path, Capability::Read)?;
+                self.authorize(&id, &r.path, Capability::Read).await?;
                 let reader =
                     SealingPublicKey::from_slice(&r.reader_key).map_err(|e| bad(e.to_string()))?;
                 if r.version == 0 && !r.with_metadata {
@@ -453,7 +453,7 @@ impl Api {
             prefix.push('/');
         }
         self.run(req, "kv.list", prefix.clone(), |id, _| async move {
-            self.authorize(&id, &prefix, Capability::List)?;
+            self.authorize(&id, &prefix, Capability::List).await?;
             self.node.linearizable().await?;
             let st = self.node.state.read().expect("state lock");
             let names: BTreeSet<String> = st
@@ -486,7 +486,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, operation, path, |id, r| async move {
             path_arg(&r.path)?;
-            self.authorize(&id, &r.path, cap)?;
+            self.authorize(&id, &r.path, cap).await?;
             let mut versions = r.versions;
             if versions.is_empty() && operation == "kv.delete" {
                 if let Some(current) = self.with_secret(&r.path, |e| e.current_version) {
@@ -544,7 +544,7 @@ impl Api {
             } else {
                 Capability::Create
             };
-            self.authorize(&id, &r.path, cap)?;
+            self.authorize(&id, &r.path, cap).await?;
             let custom = if r.replace_custom_metadata || !r.custom_metadata.is_empty() {
                 Some(r.custom_metadata.into_iter().collect())
             } else {
@@ -572,7 +572,7 @@ impl Api {
         let path = req.get_ref().path.clone();
         self.run(req, "kv.metadata_delete", path, |id, r| async move {
             path_arg(&r.path)?;
-            self.authorize(&id, &r.path, Capability::Delete)?;
+            self.authorize(&id, &r.path, Capability::Delete).await?;
             self.submit(id, Op::KvMetadataDelete { path: r.path }).await
         })
         .await
@@ -589,7 +589,7 @@ impl Api {
             req.get_ref().version
         );
         self.run_detailed(req, "kv.bad_share_report", path, Some(detail), |id, r| async move {
-            self.authorize(&id, &r.path, Capability::Read)?;
+            self.authorize(&id, &r.path, Capability::Read).await?;
             tracing::warn!(node = r.node_id, path = %r.path, version = r.version, reason = %r.reason, reporter = %id, "a reader reports a share that does not verify");
             self.node
                 .metrics
@@ -606,7 +606,7 @@ impl Api {
         req: Request<ConfigSetRequest>,
     ) -> Result<Response<WriteReply>, Status> {
         self.run(req, "config.set", "sys/config".into(), |id, r| async move {
-            self.authorize(&id, "sys/config", Capability::Admin)?;
+            self.authorize(&id, "sys/config", Capability::Admin).await?;
             if r.threshold.is_none()
                 && r.ack_fault_tolerance.is_none()
                 && r.allow_unsafe_topology.is_none()
@@ -632,7 +632,7 @@ impl Api {
             "shares.list",
             "sys/shares".into(),
             |id, _| async move {
-                self.authorize(&id, "sys/shares", Capability::Admin)?;
+                self.authorize(&id, "sys/shares", Capability::Admin).await?;
                 let st = self.node.state.read().expect("state lock");
                 let shares = self
                     .node

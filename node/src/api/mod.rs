@@ -104,8 +104,17 @@ impl Api {
         result.map(Response::new)
     }
 
-    fn authorize(&self, identity: &str, path: &str, cap: Capability) -> Result<(), Status> {
-        authorize(&self.node, identity, path, cap)
+    /// Law 2, on this node's own replicated copy of the policies. A grant is answered at once;
+    /// a denial is decided again after catching up with the leader, so that a policy change
+    /// acknowledged before the request is honoured by every node, not only by the leader.
+    async fn authorize(&self, identity: &str, path: &str, cap: Capability) -> Result<(), Status> {
+        match authorize(&self.node, identity, path, cap) {
+            Ok(()) => Ok(()),
+            Err(denied) => match self.node.linearizable().await {
+                Ok(()) => authorize(&self.node, identity, path, cap),
+                Err(_) => Err(denied),
+            },
+        }
     }
 
     /// The small part of the model (groups, policies, settings), without secrets.
@@ -187,7 +196,7 @@ fn name_arg(kind: &str, name: &str) -> Result<(), Status> {
 impl Tessera for Api {
     async fn status(&self, req: Request<Empty>) -> Result<Response<StatusReply>, Status> {
         self.run(req, "status", "sys/status".into(), |id, _| async move {
-            self.authorize(&id, "sys/status", Capability::Read)?;
+            self.authorize(&id, "sys/status", Capability::Read).await?;
             let me = self.node.local_status().await;
             let mut nodes = self.members();
             let probes = nodes.iter().map(|n| {
@@ -255,7 +264,7 @@ impl Tessera for Api {
             "members.list",
             "sys/members".into(),
             |id, _| async move {
-                self.authorize(&id, "sys/members", Capability::Read)?;
+                self.authorize(&id, "sys/members", Capability::Read).await?;
                 self.node.linearizable().await?;
                 Ok(MembersReply {
                     members: self.members(),
@@ -274,7 +283,8 @@ impl Tessera for Api {
             "members.add",
             "sys/members".into(),
             |id, r| async move {
-                self.authorize(&id, "sys/members", Capability::Admin)?;
+                self.authorize(&id, "sys/members", Capability::Admin)
+                    .await?;
                 if r.id == 0 {
                     return Err(Status::invalid_argument("--id must be 1 or more"));
                 }
@@ -354,7 +364,8 @@ impl Tessera for Api {
             "members.remove",
             "sys/members".into(),
             |id, r| async move {
-                self.authorize(&id, "sys/members", Capability::Admin)?;
+                self.authorize(&id, "sys/members", Capability::Admin)
+                    .await?;
                 if !self.members().iter().any(|m| m.id == r.id) {
                     return Err(Status::not_found(format!("node {} is not a member", r.id)));
                 }
@@ -385,7 +396,7 @@ impl Tessera for Api {
             } else {
                 Capability::Create
             };
-            self.authorize(&id, &path, cap)?;
+            self.authorize(&id, &path, cap).await?;
             let op = Op::PutGroup {
                 name: r.name,
                 members: r.members.into_iter().collect(),
@@ -398,7 +409,7 @@ impl Tessera for Api {
     async fn read_group(&self, req: Request<NameRequest>) -> Result<Response<Group>, Status> {
         let path = format!("sys/groups/{}", req.get_ref().name);
         self.run(req, "group.read", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Read)?;
+            self.authorize(&id, &path, Capability::Read).await?;
             self.node.linearizable().await?;
             let model = self.model();
             let members = model
@@ -420,7 +431,7 @@ impl Tessera for Api {
 
     async fn list_groups(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
         self.run(req, "group.list", "sys/groups".into(), |id, _| async move {
-            self.authorize(&id, "sys/groups", Capability::List)?;
+            self.authorize(&id, "sys/groups", Capability::List).await?;
             self.node.linearizable().await?;
             Ok(ListReply {
                 names: self.model().groups.keys().cloned().collect(),
@@ -435,7 +446,7 @@ impl Tessera for Api {
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("sys/groups/{}", req.get_ref().name);
         self.run(req, "group.delete", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Delete)?;
+            self.authorize(&id, &path, Capability::Delete).await?;
             self.submit(id, Op::DeleteGroup { name: r.name }).await
         })
         .await
@@ -454,7 +465,7 @@ impl Tessera for Api {
             } else {
                 Capability::Create
             };
-            self.authorize(&id, &path, cap)?;
+            self.authorize(&id, &path, cap).await?;
             Policy::parse(&r.text)
                 .map_err(|e| Status::invalid_argument(format!("policy {:?}: {e}", r.name)))?;
             self.submit(
@@ -475,7 +486,7 @@ impl Tessera for Api {
     ) -> Result<Response<PolicyReply>, Status> {
         let path = format!("sys/policies/{}", req.get_ref().name);
         self.run(req, "policy.read", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Read)?;
+            self.authorize(&id, &path, Capability::Read).await?;
             self.node.linearizable().await?;
             let text = if r.name == crate::state::ROOT_POLICY {
                 "# built in: every capability on every path\npath \"*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"]\n}\n".to_string()
@@ -497,7 +508,8 @@ impl Tessera for Api {
             "policy.list",
             "sys/policies".into(),
             |id, _| async move {
-                self.authorize(&id, "sys/policies", Capability::List)?;
+                self.authorize(&id, "sys/policies", Capability::List)
+                    .await?;
                 self.node.linearizable().await?;
                 let mut names = vec![crate::state::ROOT_POLICY.to_string()];
                 names.extend(self.model().policies.keys().cloned());
@@ -513,7 +525,7 @@ impl Tessera for Api {
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("sys/policies/{}", req.get_ref().name);
         self.run(req, "policy.delete", path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Delete)?;
+            self.authorize(&id, &path, Capability::Delete).await?;
             self.submit(id, Op::DeletePolicy { name: r.name }).await
         })
         .await
@@ -526,7 +538,7 @@ impl Tessera for Api {
         let path = format!("sys/policies/{}", req.get_ref().policy);
         self.run(req, "policy.attach", path.clone(), |id, r| async move {
             // Granting a policy is granting its power: it takes `admin` on the policy.
-            self.authorize(&id, &path, Capability::Admin)?;
+            self.authorize(&id, &path, Capability::Admin).await?;
             let target = match (r.group.is_empty(), r.identity.is_empty()) {
                 (false, true) => AttachTarget::Group(r.group),
                 (true, false) => AttachTarget::Identity(r.identity),
@@ -681,7 +693,8 @@ impl Tessera for Api {
             "snapshot.save",
             "sys/snapshot".into(),
             |id, _| async move {
-                self.authorize(&id, "sys/snapshot", Capability::Admin)?;
+                self.authorize(&id, "sys/snapshot", Capability::Admin)
+                    .await?;
                 self.node.linearizable().await?;
                 let data = serde_json::to_vec_pretty(&SnapshotFile {
                     format: SNAPSHOT_FORMAT.into(),
@@ -704,7 +717,8 @@ impl Tessera for Api {
             "snapshot.restore",
             "sys/snapshot".into(),
             |id, r| async move {
-                self.authorize(&id, "sys/snapshot", Capability::Admin)?;
+                self.authorize(&id, "sys/snapshot", Capability::Admin)
+                    .await?;
                 let file: SnapshotFile = serde_json::from_slice(&r.data).map_err(|e| {
                     Status::invalid_argument(format!("not a Tessera snapshot file: {e}"))
                 })?;
