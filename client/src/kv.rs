@@ -155,6 +155,13 @@ fn check_share(
 /// compares that metadata with the leader's).
 fn check_against(m: &KvVersionReply, node_id: u64, share: Share) -> Result<Share, ReleaseError> {
     let bad = |e: String| ReleaseError::Bad(e);
+    if m.threshold < 2 || m.commitments.len() != m.threshold as usize + 1 {
+        return Err(bad(format!(
+            "came with {} commitments for threshold {}",
+            m.commitments.len(),
+            m.threshold
+        )));
+    }
     let commitments = Commitments(
         m.commitments
             .iter()

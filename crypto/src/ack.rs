@@ -23,6 +23,29 @@ pub fn statement_digest(parts: &[&[u8]], numbers: &[u64]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// What a holder signs when it receives a write and has verified its own share, before the
+/// share is stored (it counts towards the write's acknowledgements). A separate statement from
+/// `ack_message`, which says "stored at rest" and retires the holder's envelope: a receipt,
+/// public in the log, can never be replayed as that.
+pub fn receipt_message(
+    cluster_id: &str,
+    path: &str,
+    version: u64,
+    node_id: u64,
+    commitments: &Commitments,
+) -> Vec<u8> {
+    let points: Vec<u8> = commitments.0.concat();
+    statement_digest(
+        &[
+            b"tessera/receipt/v1",
+            cluster_id.as_bytes(),
+            path.as_bytes(),
+            &points,
+        ],
+        &[version, node_id],
+    )
+}
+
 /// What an acknowledgement signs.
 pub fn ack_message(
     cluster_id: &str,
@@ -120,5 +143,16 @@ mod tests {
         verify_ack(&k.public(), &m, &sig).unwrap();
         assert!(verify_ack(&k.public(), &ack_message("c", "p", 2, 2, &c), &sig).is_err());
         assert!(verify_ack(&AckKey::generate().public(), &m, &sig).is_err());
+    }
+
+    #[test]
+    fn a_receipt_is_not_a_stored_at_rest_acknowledgement() {
+        // The receipt sits in the Raft log for anyone to copy; it must not pass as the
+        // acknowledgement that retires the holder's envelope.
+        let k = AckKey::generate();
+        let c = Commitments(vec![[1; 32]]);
+        let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c));
+        verify_ack(&k.public(), &receipt_message("c", "p", 1, 2, &c), &receipt).unwrap();
+        assert!(verify_ack(&k.public(), &ack_message("c", "p", 1, 2, &c), &receipt).is_err());
     }
 }

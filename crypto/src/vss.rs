@@ -121,6 +121,12 @@ impl Commitments {
     /// shares against the same commitments, and decompressing a point costs about as much as
     /// the check itself.
     pub fn verifier(&self) -> Result<Verifier, CryptoError> {
+        if self.0.len() < 3 {
+            return Err(invalid(
+                "commitments",
+                format!("{} points; a threshold of at least 2 takes 3", self.0.len()),
+            ));
+        }
         let points = self.points()?.into_iter().map(|p| p.0 .0).collect();
         Ok(Verifier { points })
     }

@@ -246,6 +246,9 @@ impl Node {
     async fn send_acks(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
         const CONFIRM_DELAY: Duration = Duration::from_millis(50);
         let mut confirmations: Vec<PendingAck> = Vec::new();
+        // When the oldest waiting confirmation was queued: the wait is counted from it, so a
+        // steady stream of work cannot hold confirmations back.
+        let mut oldest: Option<Instant> = None;
         loop {
             let first = if confirmations.is_empty() {
                 match rx.recv().await {
@@ -253,13 +256,17 @@ impl Node {
                     None => return,
                 }
             } else {
-                match tokio::time::timeout(CONFIRM_DELAY, rx.recv()).await {
+                let left =
+                    CONFIRM_DELAY.saturating_sub(oldest.map_or(CONFIRM_DELAY, |t| t.elapsed()));
+                match tokio::time::timeout(left, rx.recv()).await {
                     Ok(Some(x)) => Some(x),
                     Ok(None) => return,
                     Err(_) => None,
                 }
             };
-            let flush = first.is_none();
+            let flush = first.is_none()
+                || confirmations.len() >= 512
+                || oldest.is_some_and(|t| t.elapsed() >= CONFIRM_DELAY);
             let mut items_in: Vec<Outgoing> = first.into_iter().collect();
             while items_in.len() < 512 {
                 match rx.try_recv() {
@@ -278,10 +285,14 @@ impl Node {
                 }
             }
             let (urgent, later) = self.sort_acks(batch);
+            if confirmations.is_empty() && !later.is_empty() {
+                oldest = Some(Instant::now());
+            }
             confirmations.extend(later);
             if urgent.is_empty() && !flush {
                 continue;
             }
+            oldest = None;
             let (mut items, still_later) = self.sort_acks(std::mem::take(&mut confirmations));
             items.extend(urgent);
             items.extend(

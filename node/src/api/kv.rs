@@ -195,8 +195,8 @@ impl Api {
                                 self.node.id
                             ))
                         })?;
-                    let ack = self.node.vault.ack_item(&p.path, p.version, &v, None);
-                    p.receiver_ack = Some((self.node.id, ack.signature));
+                    let receipt = self.node.vault.receipt(&p.path, p.version, &p.commitments);
+                    p.receiver_ack = Some((self.node.id, receipt));
                 }
             }
             let started = Instant::now();

@@ -56,7 +56,8 @@ pub fn synced() -> WriteOptions {
 /// deterministic, and the applied index is written in the same batch as the state). RocksDB
 /// keeps one ordered write-ahead log, so the next synced write (a log append, a purge, a
 /// snapshot) makes every earlier state write durable: the log is never purged past state that
-/// could still be lost. This takes one fsync off every commit's critical path.
+/// could still be lost. This takes one fsync off every commit's critical path. (A batch whose
+/// effects cannot be recomputed from the log, a key-generation step, is synced.)
 pub fn state_write() -> WriteOptions {
     WriteOptions::default()
 }

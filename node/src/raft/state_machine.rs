@@ -300,6 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let mut pending = Vec::new();
         let mut batch = WriteBatch::default();
+        let mut sync_now = false;
         let last_index;
         {
             // Holding the write lock until the batch is durable: readers never see state that a
@@ -317,6 +318,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             index: entry.log_id.index,
                         };
                         let (res, fx) = st.model.apply(&cmd, &ctx);
+                        // A key-generation step keeps results that exist nowhere else (this
+                        // node's key package); the log cannot recreate them.
+                        sync_now |= fx.dkg.is_some();
                         for path in &fx.secrets {
                             self.write_secret(&mut batch, &st.model, path)?;
                         }
@@ -331,8 +335,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             self.write_applied(&mut batch, &st)?;
+            let opts = if sync_now { synced() } else { state_write() };
             self.db
-                .write_opt(batch, &state_write())
+                .write_opt(batch, &opts)
                 .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
             last_index = st.last_applied.map(|l| l.index).unwrap_or(0);
         }

@@ -12,7 +12,7 @@ pub mod keys;
 use std::sync::Arc;
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
-use tessera_crypto::ack::{ack_message, complaint_message};
+use tessera_crypto::ack::{ack_message, complaint_message, receipt_message};
 use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingPublicKey};
 use tessera_crypto::vss::{self, Share};
 
@@ -187,6 +187,13 @@ impl ShareVault {
             .filter_map(|r| r.ok())
             .filter_map(|(k, _)| parse_share_key(&k))
             .collect()
+    }
+
+    /// The signed receipt for a version this node received and whose share it verified (see
+    /// `KvPut::receiver_ack`).
+    pub fn receipt(&self, path: &str, version: u64, commitments: &vss::Commitments) -> Vec<u8> {
+        let msg = receipt_message(&self.cluster_id, path, version, self.node_id, commitments);
+        self.keys.ack.sign(&msg).to_vec()
     }
 
     /// The signed acknowledgement (or complaint) for a version.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tessera_crypto::ack::{ack_message, complaint_message, verify_ack};
+use tessera_crypto::ack::{ack_message, complaint_message, receipt_message, verify_ack};
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
@@ -91,7 +91,7 @@ pub struct KvPut {
     pub holders: Vec<NodeId>,
     pub envelopes: Vec<Envelope>,
     /// The acknowledgement of the holder that received the write, which opened and verified
-    /// its own share before submitting it: (node, signature over `ack_message`). It counts at
+    /// its own share before submitting it: (node, signature over `receipt_message`). It counts at
     /// once, saving a Raft round on every write; that holder's envelope stays in the state
     /// until the holder has applied the write and stored its share at rest, and says so with
     /// a second acknowledgement.
@@ -224,7 +224,7 @@ pub(super) fn validate_put(
             ));
         }
         let key = ack_key(members, *node)?;
-        let msg = ack_message(cluster_id, &p.path, p.version, *node, &p.commitments);
+        let msg = receipt_message(cluster_id, &p.path, p.version, *node, &p.commitments);
         verify_ack(&key, &msg, signature).map_err(|e| {
             format!(
                 "acknowledgement of {}@{} by node {node}: {e}",
