@@ -34,15 +34,13 @@ pub fn receipt_message(
     node_id: u64,
     commitments: &Commitments,
 ) -> Vec<u8> {
-    let points: Vec<u8> = commitments.0.concat();
-    statement_digest(
-        &[
-            b"tessera/receipt/v1",
-            cluster_id.as_bytes(),
-            path.as_bytes(),
-            &points,
-        ],
-        &[version, node_id],
+    share_statement(
+        b"tessera/receipt/v1",
+        cluster_id,
+        path,
+        version,
+        node_id,
+        commitments,
     )
 }
 
@@ -54,14 +52,28 @@ pub fn ack_message(
     node_id: u64,
     commitments: &Commitments,
 ) -> Vec<u8> {
+    share_statement(
+        b"tessera/ack/v1",
+        cluster_id,
+        path,
+        version,
+        node_id,
+        commitments,
+    )
+}
+
+/// A holder's statement about its share of one version; the label says which statement.
+fn share_statement(
+    label: &[u8],
+    cluster_id: &str,
+    path: &str,
+    version: u64,
+    node_id: u64,
+    commitments: &Commitments,
+) -> Vec<u8> {
     let points: Vec<u8> = commitments.0.concat();
     statement_digest(
-        &[
-            b"tessera/ack/v1",
-            cluster_id.as_bytes(),
-            path.as_bytes(),
-            &points,
-        ],
+        &[label, cluster_id.as_bytes(), path.as_bytes(), &points],
         &[version, node_id],
     )
 }
