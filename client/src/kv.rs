@@ -306,7 +306,7 @@ impl Client {
     /// (see `ReleaseShareReply::metadata`). When that cannot be used (leader changed, no lease,
     /// an error) the read takes two rounds: metadata from the connected node, then shares.
     pub async fn kv_get(&self, path: &str, version: Option<u64>) -> Result<KvValue, Error> {
-        let reader = SealingKey::generate();
+        let reader = std::sync::Arc::new(SealingKey::generate());
         let mut got = Gathered::default();
         let plan = match self.one_round(path, version, &reader, &mut got).await? {
             Some(plan) => plan,
@@ -366,7 +366,7 @@ impl Client {
         &self,
         path: &str,
         version: Option<u64>,
-        reader: &SealingKey,
+        reader: &std::sync::Arc<SealingKey>,
         got: &mut Gathered,
     ) -> Result<Option<Plan>, Error> {
         let cached = self.topology.lock().expect("topology lock").clone();
@@ -395,7 +395,10 @@ impl Client {
             .chain(others.into_iter().take(t - 1))
             .collect();
         let reader_pub = reader.public();
-        let mut inflight: FuturesUnordered<_> = asked
+        // Each holder's answer is opened and checked on its own task as it arrives (its
+        // envelope is bound to the version it names), so that the reader's work on one share
+        // overlaps the wait for, and the work on, the others.
+        let tasks: Vec<_> = asked
             .iter()
             .enumerate()
             .map(|(i, h)| {
@@ -407,24 +410,35 @@ impl Client {
                     with_metadata: true,
                     with_ciphertext: i == 0,
                 };
-                async move { (i, self.release_from(h, req).await) }
+                let (me, h) = (self.clone(), (*h).clone());
+                let (reader, cluster_id, path) =
+                    (reader.clone(), topo.cluster_id.clone(), path.to_string());
+                tokio::spawn(async move {
+                    let (h, res) = me.release_from(&h, req).await;
+                    let answer = res.map(|r| {
+                        let share = open_share(&reader, &cluster_id, &path, r.version, h.id, &r)
+                            .and_then(|s| match &r.metadata {
+                                Some(m) => check_against(m, h.id, s),
+                                None => Ok(s),
+                            });
+                        (r.version, r.metadata, share)
+                    });
+                    (h, answer)
+                })
             })
             .collect();
-        // Each answer is opened as it arrives (its envelope is bound to the version it names),
-        // so the reader's work overlaps the wait for the slower holders.
-        let mut answers: Vec<Option<Answer>> = (0..asked.len()).map(|_| None).collect();
-        while let Some((i, (h, res))) = inflight.next().await {
-            let answer = res.map(|r| {
-                let share = open_share(reader, &topo.cluster_id, path, r.version, h.id, &r)
-                    .and_then(|s| match &r.metadata {
-                        Some(m) => check_against(m, h.id, s),
-                        None => Ok(s),
-                    });
-                (r.version, r.metadata, share)
-            });
-            answers[i] = Some((h, answer));
+        let mut answers: Vec<Answer> = Vec::with_capacity(tasks.len());
+        for (task, h) in tasks.into_iter().zip(&asked) {
+            answers.push(task.await.unwrap_or_else(|e| {
+                (
+                    (*h).clone(),
+                    Err(ReleaseError::Unavailable(format!(
+                        "reader task failed: {e}"
+                    ))),
+                )
+            }));
         }
-        let mut answers = answers.into_iter().flatten();
+        let mut answers = answers.into_iter();
         let (lead, lead_answer) = answers.next().expect("the leader was asked");
         let plan = match &lead_answer {
             Ok((v, Some(m), _)) if !m.stale && *v == m.version => Plan::new(m.clone())?,

@@ -341,8 +341,8 @@ fn versions_delete_undelete_destroy_and_metadata() {
 
 #[test]
 fn malformed_writes_get_clear_errors_and_store_nothing() {
-    use tessera_client::proto::Envelope;
-    let c = Cluster::start(Opts::default());
+    use tessera_client::proto::{ConfigSetRequest, Envelope};
+    let mut c = Cluster::start(Opts::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = c.sdk("admin", 1).await;
@@ -401,15 +401,35 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             Err(tessera_client::Error::NotFound(_))
         ));
 
-        // A bad envelope for another holder cannot be seen by the serving node; that holder
-        // finds out on apply, files a complaint, and the version is marked invalid.
+        // A bad envelope for another holder: that holder checks its share before the write is
+        // submitted, and refuses it.
         let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
         let other = r.holders.iter().position(|h| *h != 1).unwrap();
         let victim = r.holders[other];
         r.envelopes[other].ciphertext[5] ^= 0x55;
-        // The write may already count t + f acknowledgements from the others; either way the
-        // victim's complaint lands and the version is marked invalid.
-        let _ = client.raw().kv_put(r).await;
+        let s = client.raw().kv_put(r.clone()).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        let needle = format!("node {victim} refused its share of this write");
+        assert!(s.message().contains(&needle), "{:?}", s.message());
+        assert!(s.message().contains("nothing was stored"), "{s:?}");
+        assert!(matches!(
+            client.kv_metadata("bad/y").await,
+            Err(tessera_client::Error::NotFound(_))
+        ));
+
+        // The same write while that holder is down, with the cluster content with `t`
+        // acknowledgements: it is stored. The holder finds out when it applies the write,
+        // files a complaint, and the version is marked invalid.
+        client
+            .config_set(ConfigSetRequest {
+                ack_fault_tolerance: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        c.stop(victim);
+        client.raw().kv_put(r).await.unwrap();
+        c.start_node(victim);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let m = loop {
             let m = client.kv_metadata("bad/y").await.unwrap();
@@ -430,6 +450,13 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             other => panic!("an invalid version was served: {other:?}"),
         }
         // And a good one still works.
+        client
+            .config_set(ConfigSetRequest {
+                ack_fault_tolerance: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         client
             .kv_put("bad/x", b"fine", &Default::default())
             .await

@@ -6,6 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::seal::Envelope;
 use crate::vss::Commitments;
 use crate::{invalid, CryptoError, SecretBytes};
 
@@ -23,24 +24,30 @@ pub fn statement_digest(parts: &[&[u8]], numbers: &[u64]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// What a holder signs when it receives a write and has verified its own share, before the
-/// share is stored (it counts towards the write's acknowledgements). A separate statement from
-/// `ack_message`, which says "stored at rest" and retires the holder's envelope: a receipt,
-/// public in the log, can never be replayed as that.
+/// What a holder signs when it has opened and verified its share of a write that is about to
+/// be submitted (it counts towards the write's acknowledgements). It names the exact envelope:
+/// the node that gathers receipts cannot pair one with a different envelope in the write it
+/// submits. A separate statement from `ack_message`, which says "stored at rest" and retires the
+/// holder's envelope: a receipt, public in the log, can never be replayed as that.
 pub fn receipt_message(
     cluster_id: &str,
     path: &str,
     version: u64,
     node_id: u64,
     commitments: &Commitments,
+    envelope: &Envelope,
 ) -> Vec<u8> {
-    share_statement(
-        b"tessera/receipt/v1",
-        cluster_id,
-        path,
-        version,
-        node_id,
-        commitments,
+    let points: Vec<u8> = commitments.0.concat();
+    statement_digest(
+        &[
+            b"tessera/receipt/v2",
+            cluster_id.as_bytes(),
+            path.as_bytes(),
+            &points,
+            &envelope.enc,
+            &envelope.ciphertext,
+        ],
+        &[version, node_id],
     )
 }
 
@@ -163,8 +170,38 @@ mod tests {
         // acknowledgement that retires the holder's envelope.
         let k = AckKey::generate();
         let c = Commitments(vec![[1; 32]]);
-        let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c));
-        verify_ack(&k.public(), &receipt_message("c", "p", 1, 2, &c), &receipt).unwrap();
+        let env = Envelope {
+            enc: [9; 32],
+            ciphertext: vec![7; 48],
+        };
+        let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c, &env));
+        verify_ack(
+            &k.public(),
+            &receipt_message("c", "p", 1, 2, &c, &env),
+            &receipt,
+        )
+        .unwrap();
         assert!(verify_ack(&k.public(), &ack_message("c", "p", 1, 2, &c), &receipt).is_err());
+    }
+
+    #[test]
+    fn a_receipt_names_the_envelope_it_was_given() {
+        // A receipt gathered for one envelope must not vouch for a different one put in its
+        // place in the submitted write.
+        let k = AckKey::generate();
+        let c = Commitments(vec![[1; 32]]);
+        let env = Envelope {
+            enc: [9; 32],
+            ciphertext: vec![7; 48],
+        };
+        let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c, &env));
+        let mut other = env.clone();
+        other.ciphertext[0] ^= 1;
+        let msg = receipt_message("c", "p", 1, 2, &c, &other);
+        assert!(verify_ack(&k.public(), &msg, &receipt).is_err());
+        other = env.clone();
+        other.enc[0] ^= 1;
+        let msg = receipt_message("c", "p", 1, 2, &c, &other);
+        assert!(verify_ack(&k.public(), &msg, &receipt).is_err());
     }
 }

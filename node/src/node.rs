@@ -725,16 +725,30 @@ impl Node {
     /// Appends the audit line for a request (blocking fsync off the async threads). A failure is
     /// counted and returned: the caller must then refuse the request.
     pub async fn audit(&self, record: AuditRecord) -> Result<(), Status> {
+        self.audit_started(record).await
+    }
+
+    /// Starts writing an audit line at once, on a blocking thread, so the caller can work
+    /// while it is synced; the returned future says whether the line is durable.
+    pub fn audit_started(
+        &self,
+        record: AuditRecord,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + '_ {
         let audit = self.audit.clone();
-        let res = tokio::task::spawn_blocking(move || audit.append(&record))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        res.map_err(|e| {
-            self.metrics.audit_failures.inc();
-            tracing::error!("audit log write failed, refusing request: {e}");
-            Status::unavailable("the node cannot write its audit log, so it refuses the request")
-        })
+        let task = tokio::task::spawn_blocking(move || audit.append(&record));
+        async move {
+            let res = task
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            res.map_err(|e| {
+                self.metrics.audit_failures.inc();
+                tracing::error!("audit log write failed, refusing request: {e}");
+                Status::unavailable(
+                    "the node cannot write its audit log, so it refuses the request",
+                )
+            })
+        }
     }
 }
 

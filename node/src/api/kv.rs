@@ -25,6 +25,10 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
+/// How long a write waits for the other holders' receipts before it is submitted without the
+/// missing ones (those holders then acknowledge through Raft once they apply it).
+const RECEIPT_WAIT: Duration = Duration::from_millis(500);
+
 fn bad(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
 }
@@ -166,40 +170,27 @@ impl Api {
                 threshold: r.threshold,
                 holders: r.holders,
                 envelopes,
-                receiver_ack: None,
+                receipts: Vec::new(),
             };
             let version = put.version;
             let mut cmd = Command {
                 by: id,
                 op: Op::KvPut(Box::new(put)),
             };
-            self.node.linearizable().await?;
-            self.validate(&cmd)?;
-            // This node can check its own envelope before anything is stored, and having
-            // checked it, acknowledges it in the same command (see `KvPut::receiver_ack`).
-            if let Op::KvPut(p) = &mut cmd.op {
-                if let Some(pos) = p.holders.iter().position(|h| *h == self.node.id) {
-                    let v = VersionEntry {
-                        commitments: p.commitments.clone(),
-                        holders: p.holders.clone(),
-                        envelopes: [(self.node.id, p.envelopes[pos].clone())].into(),
-                        ..VersionEntry::default()
-                    };
-                    let mut scratch = rocksdb::WriteBatch::default();
-                    self.node
-                        .vault
-                        .accept(&mut scratch, &p.path, p.version, &v)
-                        .map_err(|e| {
-                            bad(format!(
-                                "envelope for node {} (this node): {e}",
-                                self.node.id
-                            ))
-                        })?;
-                    let receipt = self.node.vault.receipt(&p.path, p.version, &p.commitments);
-                    p.receiver_ack = Some((self.node.id, receipt));
-                }
+            // Checked here for a clear, early error; the state machine checks again when it
+            // applies the write, against the state every node agrees on. A refusal may come
+            // from a copy that lags (the client dealt for a version this node has not seen
+            // yet), so it is decided again after catching up.
+            if self.validate(&cmd).is_err() {
+                self.node.linearizable().await?;
+                self.validate(&cmd)?;
             }
             let started = Instant::now();
+            // The holders check their shares before anything is stored, and their receipts ride
+            // in the write: it needs no second Raft round for acknowledgements.
+            if let Op::KvPut(p) = &mut cmd.op {
+                p.receipts = self.gather_receipts(p).await?;
+            }
             let path = r.path.clone();
             self.node.on_leader(LeaderOp::Command(cmd)).await?;
             let acks = self.wait_for_acks(&path, version).await?;
@@ -210,6 +201,82 @@ impl Api {
             Ok(KvPutReply { version, acks })
         })
         .await
+    }
+
+    /// Receipts for a write about to be submitted: this node's own and those of the other
+    /// holders, asked at once. A holder that finds its share bad refuses the write here, before
+    /// anything is stored. One that cannot be reached in time is left out: it acknowledges
+    /// through Raft when it applies the write, as a holder that was down does.
+    async fn gather_receipts(&self, p: &KvPutCmd) -> Result<Vec<(u64, Vec<u8>)>, Status> {
+        let need = {
+            let st = self.node.state.read().expect("state lock");
+            st.model.settings.acks_required(p.holders.len())
+        };
+        let members = self.members_now();
+        let commitments: Vec<Vec<u8>> = p.commitments.0.iter().map(|c| c.to_vec()).collect();
+        let mut asks = tokio::task::JoinSet::new();
+        for (h, env) in p.holders.iter().zip(&p.envelopes) {
+            if *h == self.node.id {
+                continue;
+            }
+            let (Some(info), id) = (members.all.get(h), *h) else {
+                continue;
+            };
+            let Ok(mut peer) = self.node.peers.client(id, &info.addr) else {
+                continue;
+            };
+            let req = ReceiptRequest {
+                path: p.path.clone(),
+                version: p.version,
+                commitments: commitments.clone(),
+                holders: p.holders.clone(),
+                envelope: Some(Envelope {
+                    enc: env.enc.to_vec(),
+                    ciphertext: env.ciphertext.clone(),
+                }),
+            };
+            asks.spawn(async move { (id, peer.receipt(req).await) });
+        }
+        let mut receipts = Vec::with_capacity(p.holders.len());
+        if let Some(pos) = p.holders.iter().position(|h| *h == self.node.id) {
+            let own = self
+                .node
+                .vault
+                .receipt(
+                    &p.path,
+                    p.version,
+                    &p.commitments,
+                    &p.holders,
+                    &p.envelopes[pos],
+                )
+                .map_err(|e| {
+                    bad(format!(
+                        "envelope for node {} (this node): {e}",
+                        self.node.id
+                    ))
+                })?;
+            receipts.push((self.node.id, own));
+        }
+        let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
+        while receipts.len() < need {
+            match tokio::time::timeout_at(deadline, asks.join_next()).await {
+                Ok(Some(Ok((id, Ok(reply))))) => {
+                    receipts.push((id, reply.into_inner().signature));
+                }
+                Ok(Some(Ok((id, Err(s))))) if s.code() == tonic::Code::InvalidArgument => {
+                    return Err(bad(format!(
+                        "node {id} refused its share of this write: {}; nothing was stored",
+                        s.message()
+                    )));
+                }
+                Ok(Some(Ok((id, Err(s))))) => {
+                    tracing::debug!(node = id, error = %s.message(), "no receipt from holder");
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(receipts)
     }
 
     /// Waits until `t + f` holders acknowledged the version, or a holder complained.
@@ -386,7 +453,7 @@ impl Api {
     ) -> Result<Response<ReleaseShareReply>, Status> {
         let path = req.get_ref().path.clone();
         let res = self
-            .run(req, "kv.release_share", path.clone(), |id, r| async move {
+            .run_release(req, "kv.release_share", path.clone(), |id, r| async move {
                 path_arg(&r.path)?;
                 // Law 2: this node checks identity and policy itself...
                 self.authorize(&id, &r.path, Capability::Read).await?;
@@ -411,23 +478,26 @@ impl Api {
                         self.node.id, r.path
                     )));
                 }
-                let (index, env) = self
-                    .node
-                    .vault
-                    .release(&r.path, n, &reader)
-                    .map_err(Status::unavailable)?;
-                let metadata = r
-                    .with_metadata
-                    .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
-                Ok(ReleaseShareReply {
-                    node_id: self.node.id,
-                    share_index: index as u32,
-                    envelope: Some(Envelope {
-                        enc: env.enc.to_vec(),
-                        ciphertext: env.ciphertext,
-                    }),
-                    version: n,
-                    metadata,
+                // Decided: the share is sealed while the audit line is synced.
+                Ok(move || {
+                    let (index, env) = self
+                        .node
+                        .vault
+                        .release(&r.path, n, &reader)
+                        .map_err(Status::unavailable)?;
+                    let metadata = r
+                        .with_metadata
+                        .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
+                    Ok(ReleaseShareReply {
+                        node_id: self.node.id,
+                        share_index: index as u32,
+                        envelope: Some(Envelope {
+                            enc: env.enc.to_vec(),
+                            ciphertext: env.ciphertext,
+                        }),
+                        version: n,
+                        metadata,
+                    })
                 })
             })
             .await;
@@ -633,6 +703,11 @@ impl Api {
             "sys/shares".into(),
             |id, _| async move {
                 self.authorize(&id, "sys/shares", Capability::Admin).await?;
+                // Report at least every acknowledged write: a holder stores its share when it
+                // applies a write, which can follow the write's answer by a round trip. A node
+                // cut off from the leader reports what it holds now.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), self.node.linearizable()).await;
                 let st = self.node.state.read().expect("state lock");
                 let shares = self
                     .node

@@ -28,6 +28,58 @@ pub struct Api {
     node: Arc<Node>,
 }
 
+/// Who called, as the audit log names them.
+struct Caller {
+    identity: String,
+    remote_addr: String,
+}
+
+impl Caller {
+    /// The caller of a request, and its identity from the verified certificate (or why it has
+    /// none that counts).
+    fn of<T>(req: &Request<T>) -> (Caller, Result<String, Status>) {
+        let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = peer_identity(req).map(|p| p.common_name);
+        let identity = peer.as_ref().cloned().unwrap_or_default();
+        (
+            Caller {
+                identity,
+                remote_addr,
+            },
+            peer,
+        )
+    }
+
+    fn record(
+        &self,
+        operation: &'static str,
+        path: String,
+        error: Option<&Status>,
+        detail: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: String::new(),
+            request_id: format!("{:032x}", rand08::random::<u128>()),
+            identity: self.identity.clone(),
+            operation: operation.to_string(),
+            path,
+            outcome: outcome_of(error).to_string(),
+            remote_addr: self.remote_addr.clone(),
+            error: error.map(|s| s.message().to_string()),
+            detail,
+        }
+    }
+}
+
+/// The audit outcome of a request that failed with `error` (or succeeded).
+fn outcome_of(error: Option<&Status>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => "denied",
+        Some(_) => "error",
+    }
+}
+
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
@@ -63,45 +115,85 @@ impl Api {
         Fut: Future<Output = Result<R, Status>>,
     {
         let started = Instant::now();
-        let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let peer = peer_identity(&req);
-        let identity = peer
-            .as_ref()
-            .map(|p| p.common_name.clone())
-            .unwrap_or_default();
-        let result = match peer {
-            Ok(p) => handler(p.common_name, req.into_inner()).await,
+        let (caller, result) = Caller::of(&req);
+        let result = match result {
+            Ok(identity) => handler(identity, req.into_inner()).await,
             Err(e) => Err(e),
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {
-                "denied"
-            }
-            Err(_) => "error",
-        };
-        let record = AuditRecord {
-            time: String::new(),
-            request_id: format!("{:032x}", rand08::random::<u128>()),
-            identity,
-            operation: operation.to_string(),
-            path,
-            outcome: outcome.to_string(),
-            remote_addr,
-            error: result.as_ref().err().map(|s| s.message().to_string()),
-            detail,
-        };
+        let record = caller.record(operation, path, result.as_ref().err(), detail);
         let audited = self.node.audit(record).await;
-        let outcome = if audited.is_err() {
-            "audit_failed"
-        } else {
-            outcome
+        self.observe(operation, result.as_ref().err(), &audited, started);
+        audited?;
+        result.map(Response::new)
+    }
+
+    /// `run` for releasing a share. The handler decides (identity, policy, version) and returns
+    /// the step that seals the share; the audit line for the decision is made durable while
+    /// that step runs, and the sealed share leaves only once its line is on disk (law 4). If
+    /// sealing fails after the decision, a second line with the same request id says so, so the
+    /// log never shows a release that did not happen without saying it did not.
+    async fn run_release<T, R, F, Fut, S>(
+        &self,
+        req: Request<T>,
+        operation: &'static str,
+        path: String,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(String, T) -> Fut,
+        Fut: Future<Output = Result<S, Status>>,
+        S: FnOnce() -> Result<R, Status>,
+    {
+        let started = Instant::now();
+        let (caller, result) = Caller::of(&req);
+        let decided = match result {
+            Ok(identity) => handler(identity, req.into_inner()).await,
+            Err(e) => Err(e),
+        };
+        let seal = match decided {
+            Ok(seal) => seal,
+            Err(e) => {
+                let audited = self
+                    .node
+                    .audit(caller.record(operation, path, Some(&e), None))
+                    .await;
+                self.observe(operation, Some(&e), &audited, started);
+                audited?;
+                return Err(e);
+            }
+        };
+        let record = caller.record(operation, path, None, None);
+        let audit = self.node.audit_started(record.clone());
+        let sealed = seal();
+        let mut audited = audit.await;
+        if let (Ok(()), Err(e)) = (&audited, &sealed) {
+            let failed = AuditRecord {
+                time: String::new(),
+                outcome: "error".into(),
+                error: Some(e.message().to_string()),
+                ..record
+            };
+            audited = self.node.audit(failed).await;
+        }
+        self.observe(operation, sealed.as_ref().err(), &audited, started);
+        audited?;
+        sealed.map(Response::new)
+    }
+
+    fn observe(
+        &self,
+        operation: &'static str,
+        error: Option<&Status>,
+        audited: &Result<(), Status>,
+        started: Instant,
+    ) {
+        let outcome = match (audited, error) {
+            (Err(_), _) => "audit_failed",
+            (Ok(()), e) => outcome_of(e),
         };
         self.node
             .metrics
             .observe(operation, outcome, started.elapsed());
-        audited?;
-        result.map(Response::new)
     }
 
     /// Law 2, on this node's own replicated copy of the policies. A grant is answered at once;

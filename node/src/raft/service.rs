@@ -5,8 +5,12 @@
 use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tessera_crypto::seal::Envelope;
+use tessera_crypto::vss::Commitments;
 use tessera_proto::raft_server::Raft as RaftRpc;
-use tessera_proto::{Empty, NodeStatusReply, RaftPayload, ReadIndexReply};
+use tessera_proto::{
+    Empty, NodeStatusReply, RaftPayload, ReadIndexReply, ReceiptReply, ReceiptRequest,
+};
 use tonic::{Request, Response, Status};
 
 use super::{NodeId, TypeConfig};
@@ -113,6 +117,41 @@ impl RaftRpc for RaftService {
         Ok(Response::new(ReadIndexReply {
             read_index: read_log_id.map(|l| l.index).unwrap_or(0),
         }))
+    }
+
+    /// Checks this node's share of a write another node is about to submit. Nothing is stored
+    /// and nothing secret leaves: the answer is a signature over public facts.
+    async fn receipt(
+        &self,
+        req: Request<ReceiptRequest>,
+    ) -> Result<Response<ReceiptReply>, Status> {
+        calling_node(&req)?;
+        let r = req.into_inner();
+        let bad = |m: String| Status::invalid_argument(m);
+        let mut points = Vec::with_capacity(r.commitments.len());
+        for (i, c) in r.commitments.iter().enumerate() {
+            points.push(
+                <[u8; 32]>::try_from(c.as_slice()).map_err(|_| {
+                    bad(format!("commitment {i} is {} bytes, expected 32", c.len()))
+                })?,
+            );
+        }
+        let env = r.envelope.ok_or_else(|| bad("no envelope".into()))?;
+        let env = Envelope {
+            enc: env
+                .enc
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad("the encapsulated key is not 32 bytes".into()))?,
+            ciphertext: env.ciphertext,
+        };
+        env.check(64).map_err(|e| bad(e.to_string()))?;
+        let signature = self
+            .node
+            .vault
+            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
+            .map_err(bad)?;
+        Ok(Response::new(ReceiptReply { signature }))
     }
 
     async fn node_status(&self, req: Request<Empty>) -> Result<Response<NodeStatusReply>, Status> {

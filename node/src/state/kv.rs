@@ -90,13 +90,14 @@ pub struct KvPut {
     pub threshold: u32,
     pub holders: Vec<NodeId>,
     pub envelopes: Vec<Envelope>,
-    /// The acknowledgement of the holder that received the write, which opened and verified
-    /// its own share before submitting it: (node, signature over `receipt_message`). It counts at
-    /// once, saving a Raft round on every write; that holder's envelope stays in the state
-    /// until the holder has applied the write and stored its share at rest, and says so with
-    /// a second acknowledgement.
+    /// Receipts of the holders that opened and verified their own share before the write was
+    /// submitted: (node, signature over `receipt_message`, which names the node's envelope).
+    /// They count as acknowledgements at once, so a write commits in one Raft round instead of
+    /// waiting for a second round of acknowledgements. Each such holder's envelope stays in
+    /// the state until the holder has applied the write and stored its share at rest, and says
+    /// so with a second, distinct acknowledgement.
     #[serde(default)]
-    pub receiver_ack: Option<(NodeId, Vec<u8>)>,
+    pub receipts: Vec<(NodeId, Vec<u8>)>,
 }
 
 /// A holder's verdict on its share of one version, signed with its acknowledgement key.
@@ -217,20 +218,27 @@ pub(super) fn validate_put(
     if p.ciphertext.ciphertext.len() < 16 {
         return Err("the value ciphertext is shorter than its tag".into());
     }
-    if let Some((node, signature)) = &p.receiver_ack {
-        if !p.holders.contains(node) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (node, signature) in &p.receipts {
+        let Some(pos) = p.holders.iter().position(|h| h == node) else {
             return Err(format!(
-                "acknowledgement from node {node}, which is not a holder of this write"
+                "receipt from node {node}, which is not a holder of this write"
             ));
+        };
+        if !seen.insert(*node) {
+            return Err(format!("two receipts from node {node}"));
         }
         let key = ack_key(members, *node)?;
-        let msg = receipt_message(cluster_id, &p.path, p.version, *node, &p.commitments);
-        verify_ack(&key, &msg, signature).map_err(|e| {
-            format!(
-                "acknowledgement of {}@{} by node {node}: {e}",
-                p.path, p.version
-            )
-        })?;
+        let msg = receipt_message(
+            cluster_id,
+            &p.path,
+            p.version,
+            *node,
+            &p.commitments,
+            &p.envelopes[pos],
+        );
+        verify_ack(&key, &msg, signature)
+            .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))?;
     }
     Ok(())
 }
@@ -278,7 +286,7 @@ pub(super) fn apply_put(
                 .copied()
                 .zip(p.envelopes.iter().cloned())
                 .collect(),
-            acks: p.receiver_ack.iter().cloned().collect(),
+            acks: p.receipts.iter().cloned().collect(),
             complaints: BTreeMap::new(),
         },
     );
