@@ -452,6 +452,13 @@ impl Client {
             }
         };
         for (h, answer) in std::iter::once((lead, lead_answer)).chain(answers) {
+            // A holder that answered for another version has not applied the leader's latest
+            // yet: it is left for `gather`, which asks it again for that exact version and has
+            // it wait until it has caught up (`min_index`).
+            if matches!(&answer, Ok((v, Some(m), _)) if *v != plan.version || m.version != plan.version)
+            {
+                continue;
+            }
             got.asked.insert(h.id);
             // A share that came with metadata was checked against that metadata on arrival;
             // that check stands if the metadata is the leader's.
@@ -462,13 +469,7 @@ impl Client {
                 }
                 other => other,
             };
-            let share = answer.and_then(|(v, meta, share)| match meta {
-                Some(m) if v != plan.version || m.version != plan.version => {
-                    Err(ReleaseError::Unavailable(format!(
-                        "answered for version {v} while the leader's latest is {} (it lags)",
-                        plan.version
-                    )))
-                }
+            let share = answer.and_then(|(_, meta, share)| match meta {
                 Some(m) if m.commitments != plan.commitment_bytes() => Err(ReleaseError::Bad(
                     "came with commitments that differ from the leader's".into(),
                 )),

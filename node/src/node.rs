@@ -188,7 +188,7 @@ impl Node {
             tokio::spawn(self.clone().send_acks(rx));
         }
         tokio::spawn(self.clone().seed_settings());
-        tokio::spawn(self.clone().watch_lease());
+        self.watch_lease_on_own_thread();
         tokio::spawn(self.clone().abort_stale_dkgs());
 
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -587,6 +587,22 @@ impl Node {
     /// is taken as "now minus age" when the update is seen here, which can only make it later
     /// than the truth by the notification delay, a margin `lease_read_index` leaves room for.
     /// If Raft stalls, no update comes and the lease simply runs out.
+    ///
+    /// It runs on its own OS thread, not on the runtime: a runtime busy with requests could
+    /// otherwise see an update late and take the acknowledgement for younger than it is. The
+    /// remaining assumption is the usual one of leases: no thread is descheduled for longer than
+    /// the margin (half an election timeout).
+    fn watch_lease_on_own_thread(self: &Arc<Self>) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tessera-lease".into())
+            .spawn(move || futures::executor::block_on(me.watch_lease()));
+        if let Err(e) = spawned {
+            // Without the watcher there is no lease: reads confirm with a quorum instead.
+            tracing::warn!("cannot start the lease watcher thread ({e}); reads will confirm leadership with a quorum");
+        }
+    }
+
     async fn watch_lease(self: Arc<Self>) {
         let mut rx = self.raft.metrics();
         loop {
