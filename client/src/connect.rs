@@ -46,7 +46,19 @@ pub struct Client {
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
     /// Active signing keys' public state (group key, public key package, participants).
-    pub(crate) keys: Arc<Mutex<HashMap<String, tessera_proto::KeyInfo>>>,
+    /// With each, its public key package parsed once (parsing checks every point).
+    #[allow(clippy::type_complexity)]
+    pub(crate) keys: Arc<
+        Mutex<
+            HashMap<
+                String,
+                (
+                    tessera_proto::KeyInfo,
+                    Arc<tessera_crypto::frost::PublicKeys>,
+                ),
+            >,
+        >,
+    >,
     /// Preprocessed FROST commitments per (key, signer): nonce id, commitments, when fetched.
     #[allow(clippy::type_complexity)]
     pub(crate) commitments: Arc<

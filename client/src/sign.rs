@@ -56,22 +56,23 @@ impl Client {
     pub async fn sign(&self, name: &str, request: &SignRequest) -> Result<Signed, Error> {
         // An active key's public state never changes: look it up once per client.
         let cached = self.keys.lock().expect("keys lock").get(name).cloned();
-        let info = match cached {
+        let (info, public_keys) = match cached {
             Some(i) => i,
             None => {
                 let i = self.key_read(name).await?;
-                if i.status == "active" {
-                    self.keys
-                        .lock()
-                        .expect("keys lock")
-                        .insert(name.to_string(), i.clone());
+                if i.status != "active" {
+                    return Err(Error::Invalid(format!("key {name:?} is {}", i.status)));
                 }
-                i
+                let pk = frost::PublicKeys::parse(&i.public_key_package)
+                    .map_err(|e| Error::Other(format!("key {name:?}: {e}")))?;
+                let entry = (i, std::sync::Arc::new(pk));
+                self.keys
+                    .lock()
+                    .expect("keys lock")
+                    .insert(name.to_string(), entry.clone());
+                entry
             }
         };
-        if info.status != "active" {
-            return Err(Error::Invalid(format!("key {name:?} is {}", info.status)));
-        }
         let group_key: [u8; 32] = info
             .group_key
             .as_slice()
@@ -233,7 +234,7 @@ impl Client {
             if failed {
                 continue;
             }
-            match frost::aggregate(&message, &commitments, &shares, &info.public_key_package) {
+            match frost::aggregate(&message, &commitments, &shares, &public_keys) {
                 Ok(signature) => {
                     return Ok(Signed {
                         signature,

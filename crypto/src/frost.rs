@@ -157,28 +157,71 @@ impl std::fmt::Debug for SigningNonces {
     }
 }
 
-/// Round 1: fresh nonces and their public commitments.
-pub fn round1_commit(key_package: &SecretBytes) -> Result<(SigningNonces, Vec<u8>), CryptoError> {
-    let kp =
-        frost::keys::KeyPackage::deserialize(key_package.expose()).map_err(fe("key package"))?;
-    let (nonces, commitments) = frost::round1::commit(kp.signing_share(), &mut crate::rng());
+/// A participant's key package (its signing share), parsed once: parsing checks every point in
+/// it, which costs more than a signature share, so a signer keeps it parsed. Zeroized on drop
+/// (frost's `KeyPackage` is), never printed.
+pub struct KeyShare(frost::keys::KeyPackage);
+
+impl std::fmt::Debug for KeyShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyShare(<redacted>)")
+    }
+}
+
+impl KeyShare {
+    pub fn parse(key_package: &SecretBytes) -> Result<KeyShare, CryptoError> {
+        frost::keys::KeyPackage::deserialize(key_package.expose())
+            .map(KeyShare)
+            .map_err(fe("key package"))
+    }
+}
+
+/// The group's public key package, parsed once (it is public; parsing checks every point).
+pub struct PublicKeys(frost::keys::PublicKeyPackage);
+
+impl PublicKeys {
+    pub fn parse(public_key_package: &[u8]) -> Result<PublicKeys, CryptoError> {
+        frost::keys::PublicKeyPackage::deserialize(public_key_package)
+            .map(PublicKeys)
+            .map_err(fe("public key package"))
+    }
+}
+
+/// Round 1: fresh nonces (kept by the caller, used once) and their public commitments.
+pub fn round1_commit(share: &KeyShare) -> Result<(SigningNonces, Vec<u8>), CryptoError> {
+    let (nonces, commitments) = frost::round1::commit(share.0.signing_share(), &mut crate::rng());
     Ok((
         SigningNonces(nonces),
         commitments.serialize().map_err(fe("commitments"))?,
     ))
 }
 
+/// The signing package. `own` is a signer's own commitments, already parsed: parsing checks
+/// each point's order, the costliest step of a signature share, and the signer made these.
 fn signing_package(
     message: &[u8],
     commitments: &BTreeMap<u64, Vec<u8>>,
+    own: Option<(frost::Identifier, &frost::round1::SigningCommitments)>,
 ) -> Result<frost::SigningPackage, CryptoError> {
     let mut c = BTreeMap::new();
     for (node, bytes) in commitments {
-        c.insert(
-            id(*node)?,
-            frost::round1::SigningCommitments::deserialize(bytes)
+        let who = id(*node)?;
+        let parsed = match own {
+            // Only if the caller sent exactly what this signer committed to; otherwise the
+            // signer would sign over a package the aggregator does not have.
+            Some((me, mine)) if me == who => {
+                if mine.serialize().map_err(fe("commitments"))? != *bytes {
+                    return Err(invalid(
+                        "commitments",
+                        format!("node {node}: not the ones this signer committed to"),
+                    ));
+                }
+                *mine
+            }
+            _ => frost::round1::SigningCommitments::deserialize(bytes)
                 .map_err(|e| invalid("commitments", format!("node {node}: {e}")))?,
-        );
+        };
+        c.insert(who, parsed);
     }
     Ok(frost::SigningPackage::new(c, message))
 }
@@ -188,12 +231,11 @@ pub fn round2_sign(
     message: &[u8],
     commitments: &BTreeMap<u64, Vec<u8>>,
     nonces: SigningNonces,
-    key_package: &SecretBytes,
+    key_share: &KeyShare,
 ) -> Result<Vec<u8>, CryptoError> {
-    let kp =
-        frost::keys::KeyPackage::deserialize(key_package.expose()).map_err(fe("key package"))?;
-    let pkg = signing_package(message, commitments)?;
-    let share = frost::round2::sign(&pkg, &nonces.0, &kp).map_err(fe("signing"))?;
+    let own = (*key_share.0.identifier(), nonces.0.commitments());
+    let pkg = signing_package(message, commitments, Some(own))?;
+    let share = frost::round2::sign(&pkg, &nonces.0, &key_share.0).map_err(fe("signing"))?;
     Ok(share.serialize())
 }
 
@@ -205,17 +247,17 @@ pub enum AggregateError {
     Other(String),
 }
 
-/// Aggregates the shares and verifies the group signature; names the cheaters if any.
+/// Aggregates the shares and verifies the group signature (frost's `aggregate` does, and
+/// checks each share only when it fails, to name the cheaters).
 pub fn aggregate(
     message: &[u8],
     commitments: &BTreeMap<u64, Vec<u8>>,
     shares: &BTreeMap<u64, Vec<u8>>,
-    public_key_package: &[u8],
+    public_keys: &PublicKeys,
 ) -> Result<[u8; 64], AggregateError> {
     let other = |e: CryptoError| AggregateError::Other(e.to_string());
-    let pkg = signing_package(message, commitments).map_err(other)?;
-    let pkp = frost::keys::PublicKeyPackage::deserialize(public_key_package)
-        .map_err(|e| AggregateError::Other(e.to_string()))?;
+    let pkg = signing_package(message, commitments, None).map_err(other)?;
+    let pkp = &public_keys.0;
     let nodes: Vec<u64> = commitments.keys().copied().collect();
     let mut s = BTreeMap::new();
     for (node, bytes) in shares {
@@ -226,15 +268,12 @@ pub fn aggregate(
             Err(_) => return Err(AggregateError::Cheaters(vec![*node])),
         }
     }
-    let sig = frost::aggregate(&pkg, &s, &pkp).map_err(|e| match &e {
+    let sig = frost::aggregate(&pkg, &s, pkp).map_err(|e| match &e {
         frost::Error::InvalidSignatureShare { culprits } => {
             AggregateError::Cheaters(culprits.iter().filter_map(|c| node_of(c, &nodes)).collect())
         }
         _ => AggregateError::Other(e.to_string()),
     })?;
-    pkp.verifying_key()
-        .verify(message, &sig)
-        .map_err(|e| AggregateError::Other(e.to_string()))?;
     let bytes = sig
         .serialize()
         .map_err(|e| AggregateError::Other(e.to_string()))?;
@@ -295,7 +334,7 @@ mod tests {
         let mut nonces = BTreeMap::new();
         let mut commitments = BTreeMap::new();
         for s in signers {
-            let (n, c) = round1_commit(&out[&s].key_package).unwrap();
+            let (n, c) = round1_commit(&KeyShare::parse(&out[&s].key_package).unwrap()).unwrap();
             nonces.insert(s, n);
             commitments.insert(s, c);
         }
@@ -304,10 +343,22 @@ mod tests {
             let n = nonces.remove(&s).unwrap();
             shares.insert(
                 s,
-                round2_sign(msg, &commitments, n, &out[&s].key_package).unwrap(),
+                round2_sign(
+                    msg,
+                    &commitments,
+                    n,
+                    &KeyShare::parse(&out[&s].key_package).unwrap(),
+                )
+                .unwrap(),
             );
         }
-        let sig = aggregate(msg, &commitments, &shares, &out[&1].public_key_package).unwrap();
+        let sig = aggregate(
+            msg,
+            &commitments,
+            &shares,
+            &PublicKeys::parse(&out[&1].public_key_package).unwrap(),
+        )
+        .unwrap();
         VerifyingKey::from_bytes(&gk)
             .unwrap()
             .verify_strict(msg, &Signature::from_bytes(&sig))
@@ -316,7 +367,12 @@ mod tests {
         let mut bad = shares.clone();
         bad.insert(4, corrupt_share(&shares[&4]));
         assert_eq!(
-            aggregate(msg, &commitments, &bad, &out[&1].public_key_package),
+            aggregate(
+                msg,
+                &commitments,
+                &bad,
+                &PublicKeys::parse(&out[&1].public_key_package).unwrap()
+            ),
             Err(AggregateError::Cheaters(vec![4]))
         );
         assert!(!format!("{:?}", out[&1])

@@ -51,6 +51,8 @@ pub struct Node {
     pub state: SharedState,
     pub peers: Arc<Peers>,
     pub audit: Arc<AuditLog>,
+    /// Audit appends under way; see `audit_started`.
+    audits_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Metrics,
     pub snapshot_installs: Arc<AtomicU64>,
     pub vault: Arc<ShareVault>,
@@ -130,6 +132,7 @@ impl Node {
             state,
             peers,
             audit,
+            audits_in_flight: Arc::default(),
             metrics,
             snapshot_installs,
             vault,
@@ -744,16 +747,32 @@ impl Node {
         self.audit_started(record).await
     }
 
-    /// Starts writing an audit line at once, on a blocking thread, so the caller can work
-    /// while it is synced; the returned future says whether the line is durable.
+    /// Starts writing an audit line; the returned future says whether the line is durable.
+    ///
+    /// When no other append is under way the line is written and synced here, on the calling
+    /// thread, before this returns: handing a lone fsync to another thread and back costs more
+    /// than the fsync blocks this one. Concurrent appends go to blocking threads, where they
+    /// share fsyncs (group commit) without holding up the runtime.
     pub fn audit_started(
         &self,
         record: AuditRecord,
     ) -> impl std::future::Future<Output = Result<(), Status>> + '_ {
-        let audit = self.audit.clone();
-        let task = tokio::task::spawn_blocking(move || audit.append(&record));
+        use std::sync::atomic::Ordering;
+        let busy = self.audits_in_flight.clone();
+        let job = if busy.fetch_add(1, Ordering::AcqRel) == 0 {
+            let done = self.audit.append(&record);
+            busy.fetch_sub(1, Ordering::AcqRel);
+            futures::future::Either::Left(std::future::ready(Ok(done)))
+        } else {
+            let audit = self.audit.clone();
+            futures::future::Either::Right(tokio::task::spawn_blocking(move || {
+                let done = audit.append(&record);
+                busy.fetch_sub(1, Ordering::AcqRel);
+                done
+            }))
+        };
         async move {
-            let res = task
+            let res = job
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));

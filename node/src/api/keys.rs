@@ -272,7 +272,10 @@ impl Api {
         .await
     }
 
-    fn active_share(&self, name: &str) -> Result<(KeyEntry, tessera_crypto::SecretBytes), Status> {
+    fn active_share(
+        &self,
+        name: &str,
+    ) -> Result<(KeyEntry, std::sync::Arc<frost::KeyShare>), Status> {
         let k = self.key(name)?;
         if k.status != KeyStatus::Active {
             return Err(Status::failed_precondition(format!(
@@ -283,7 +286,7 @@ impl Api {
         let share = self
             .node
             .vault
-            .key_package(name, k.attempt)
+            .key_share(name, k.attempt)
             .map_err(Status::failed_precondition)?;
         Ok((k, share))
     }
@@ -449,8 +452,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A key package from a 2-of-2 DKG run in memory.
-    fn key_package() -> tessera_crypto::SecretBytes {
+    /// A key share from a 2-of-2 DKG run in memory.
+    fn key_share() -> frost::KeyShare {
         let (s1a, p1a) = frost::dkg_part1(1, 2, 2).unwrap();
         let (s1b, p1b) = frost::dkg_part1(2, 2, 2).unwrap();
         let r1: BTreeMap<u64, Vec<u8>> = [(1, p1a), (2, p1b)].into();
@@ -461,14 +464,11 @@ mod tests {
             .filter(|(to, _)| *to == 1)
             .map(|(_, p)| (2, p))
             .collect();
-        frost::dkg_part3(&s2a, &r1, &inbox, 1).unwrap().key_package
+        let package = frost::dkg_part3(&s2a, &r1, &inbox, 1).unwrap().key_package;
+        frost::KeyShare::parse(&package).unwrap()
     }
 
-    fn batch(
-        share: &tessera_crypto::SecretBytes,
-        who: &str,
-        n: usize,
-    ) -> Vec<(String, frost::SigningNonces)> {
+    fn batch(share: &frost::KeyShare, who: &str, n: usize) -> Vec<(String, frost::SigningNonces)> {
         (0..n)
             .map(|i| {
                 let (nonces, _) = frost::round1_commit(share).unwrap();
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_full_node_still_serves_a_new_caller_at_the_busiest_callers_expense() {
-        let share = key_package();
+        let share = key_share();
         let store = NonceStore::default();
         let fill = |who: &str, chunks: usize| {
             for chunk in 0..chunks {

@@ -5,7 +5,7 @@
 //! package. DKG secrets live only in memory: a node that restarts mid-DKG lets it time out.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rocksdb::WriteBatch;
 use tessera_crypto::frost;
@@ -203,8 +203,29 @@ impl ShareVault {
         out
     }
 
+    /// This node's signing share of key `name`, parsed (attempt must match the replicated one).
+    /// It is opened and parsed once per generation and then kept in memory, as every signature
+    /// needs it; parsing checks its points and costs more than computing a signature share.
+    pub fn key_share(&self, name: &str, attempt: u64) -> Result<Arc<frost::KeyShare>, String> {
+        if let Some((a, share)) = self.key_shares.lock().expect("key shares lock").get(name) {
+            if *a == attempt {
+                return Ok(share.clone());
+            }
+        }
+        let package = self.key_package(name, attempt)?;
+        let share = Arc::new(
+            frost::KeyShare::parse(&package)
+                .map_err(|e| format!("stored key share does not parse: {e}"))?,
+        );
+        self.key_shares
+            .lock()
+            .expect("key shares lock")
+            .insert(name.to_string(), (attempt, share.clone()));
+        Ok(share)
+    }
+
     /// This node's signing share of key `name` (attempt must match the replicated one).
-    pub fn key_package(&self, name: &str, attempt: u64) -> Result<SecretBytes, String> {
+    fn key_package(&self, name: &str, attempt: u64) -> Result<SecretBytes, String> {
         let raw = self
             .db
             .get_cf(cf(&self.db, CF_SHARES), key_share_key(name))

@@ -9,10 +9,12 @@
 pub mod dkg;
 pub mod keys;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use tessera_crypto::ack::{ack_message, complaint_message, receipt_message};
+use tessera_crypto::frost;
 use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingPublicKey};
 use tessera_crypto::vss::{self, Share};
 
@@ -29,6 +31,8 @@ pub struct ShareVault {
     /// Test builds only: release a corrupted share (a Byzantine holder).
     corrupt_releases: bool,
     dkg: dkg::DkgRunner,
+    /// Signing shares already opened and parsed, by key name, with their generation.
+    key_shares: std::sync::Mutex<HashMap<String, (u64, Arc<frost::KeyShare>)>>,
 }
 
 impl std::fmt::Debug for ShareVault {
@@ -75,6 +79,7 @@ impl ShareVault {
             cluster_id,
             corrupt_releases,
             dkg: dkg::DkgRunner::default(),
+            key_shares: Default::default(),
         }
     }
 
