@@ -45,6 +45,9 @@ pub struct Client {
     pub(crate) timeout: Duration,
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
+    /// The one-time key for the next read, made while the previous read waited on the
+    /// network. Taken (never reused) by the read that uses it; zeroized on drop.
+    pub(crate) next_reader: Arc<Mutex<Option<tessera_crypto::seal::SealingKey>>>,
     /// Active signing keys' public state (group key, public key package, participants).
     /// With each, its public key package parsed once (parsing checks every point).
     #[allow(clippy::type_complexity)]
@@ -146,6 +149,7 @@ impl Client {
             pool: Arc::new(Mutex::new(HashMap::new())),
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
+            next_reader: Arc::new(Mutex::new(None)),
             keys: Arc::new(Mutex::new(HashMap::new())),
             commitments: Arc::new(Mutex::new(HashMap::new())),
             nonce_batch: 1,

@@ -306,7 +306,7 @@ impl Client {
     /// (see `ReleaseShareReply::metadata`). When that cannot be used (leader changed, no lease,
     /// an error) the read takes two rounds: metadata from the connected node, then shares.
     pub async fn kv_get(&self, path: &str, version: Option<u64>) -> Result<KvValue, Error> {
-        let reader = std::sync::Arc::new(SealingKey::generate());
+        let reader = std::sync::Arc::new(self.reader_key());
         let mut got = Gathered::default();
         let plan = match self.one_round(path, version, &reader, &mut got).await? {
             Some(plan) => plan,
@@ -359,6 +359,18 @@ impl Client {
             unavailable: got.unavailable,
             stale: plan.stale,
         })
+    }
+
+    /// A fresh one-time key for a read: the one made during the previous read if there is one
+    /// (each is used once), and a new one is made for the next read off this one's path.
+    fn reader_key(&self) -> SealingKey {
+        let ready = self.next_reader.lock().expect("reader key lock").take();
+        let slot = self.next_reader.clone();
+        tokio::spawn(async move {
+            let key = SealingKey::generate();
+            slot.lock().expect("reader key lock").get_or_insert(key);
+        });
+        ready.unwrap_or_else(SealingKey::generate)
     }
 
     /// The one-round read: `None` when the leader's answer cannot fix the version.

@@ -139,9 +139,29 @@ impl AckKey {
     }
 }
 
-pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+/// Parsed acknowledgement keys. Parsing (point decompression) is about a quarter of a
+/// verification, and the same few members' keys verify every acknowledgement in the log.
+static PARSED_KEYS: std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], VerifyingKey>>> =
+    std::sync::Mutex::new(None);
+
+fn verifying_key(public: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
+    let mut cache = PARSED_KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some(vk) = cache.get(public) {
+        return Ok(*vk);
+    }
     let vk = VerifyingKey::from_bytes(public)
         .map_err(|_| invalid("acknowledgement key", "not an Ed25519 public key"))?;
+    // Members' keys only, so this stays small; a bound all the same.
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(*public, vk);
+    Ok(vk)
+}
+
+pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let vk = verifying_key(public)?;
     let sig: [u8; 64] = sig
         .try_into()
         .map_err(|_| invalid("acknowledgement", "signature is not 64 bytes"))?;
