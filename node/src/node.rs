@@ -306,10 +306,12 @@ impl Node {
             if items.is_empty() {
                 continue;
             }
+            let signature = self.vault.sign_acks(&items);
             self.clone()
                 .submit_own(Op::KvAcks {
                     node: self.id,
                     acks: items,
+                    signature,
                 })
                 .await;
         }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
-use tessera_crypto::ack::{ack_message, complaint_message, receipt_message};
+use tessera_crypto::ack::{ack_message, batch_message, complaint_message, receipt_message};
 use tessera_crypto::frost;
 use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingPublicKey};
 use tessera_crypto::vss::{self, Share};
@@ -239,7 +239,7 @@ impl ShareVault {
             .collect()
     }
 
-    /// The signed acknowledgement (or complaint) for a version.
+    /// The acknowledgement (or complaint) for a version, to be signed with its batch.
     pub fn ack_item(
         &self,
         path: &str,
@@ -263,8 +263,15 @@ impl ShareVault {
             path: path.to_string(),
             version,
             complaint,
-            signature: self.keys.ack.sign(&msg).to_vec(),
+            statement: msg,
         }
+    }
+
+    /// This node's signature over a batch of its acknowledgements (`batch_message`).
+    pub fn sign_acks(&self, items: &[AckItem]) -> Vec<u8> {
+        let statements: Vec<&[u8]> = items.iter().map(|a| a.statement.as_slice()).collect();
+        let msg = batch_message(&self.cluster_id, self.node_id, &statements);
+        self.keys.ack.sign(&msg).to_vec()
     }
 }
 

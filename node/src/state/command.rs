@@ -66,6 +66,8 @@ pub enum Op {
     KvAcks {
         node: NodeId,
         acks: Vec<AckItem>,
+        /// The node's signature over the batch's statements (`batch_message`).
+        signature: Vec<u8>,
     },
     KvDelete {
         path: String,

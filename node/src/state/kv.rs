@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tessera_crypto::ack::{ack_message, complaint_message, receipt_message, verify_ack};
+use tessera_crypto::ack::{
+    ack_message, batch_message, complaint_message, receipt_message, verify_ack,
+};
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
@@ -100,14 +102,16 @@ pub struct KvPut {
     pub receipts: Vec<(NodeId, Vec<u8>)>,
 }
 
-/// A holder's verdict on its share of one version, signed with its acknowledgement key.
+/// A holder's verdict on its share of one version. Its statement (`ack_message` or
+/// `complaint_message`) is signed with the others of its batch (`Op::KvAcks::signature`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckItem {
     pub path: String,
     pub version: u64,
     /// `None`: the share verified (an acknowledgement). `Some(reason)`: a complaint.
     pub complaint: Option<String>,
-    pub signature: Vec<u8>,
+    /// The signed statement; every node recomputes it from its own state and compares.
+    pub statement: Vec<u8>,
 }
 
 /// Secret paths: like Vault's, `a/b/c`, with no empty, `.` or `..` segment, and not under the
@@ -309,8 +313,16 @@ pub(super) fn validate_acks(
     cluster_id: &str,
     node: NodeId,
     acks: &[AckItem],
+    signature: &[u8],
 ) -> Result<(), String> {
     let key = ack_key(members, node)?;
+    let statements: Vec<&[u8]> = acks.iter().map(|a| a.statement.as_slice()).collect();
+    verify_ack(
+        &key,
+        &batch_message(cluster_id, node, &statements),
+        signature,
+    )
+    .map_err(|e| format!("acknowledgements by node {node}: {e}"))?;
     for a in acks {
         // A version pruned or destroyed meanwhile is simply skipped on apply.
         let Some(v) = secrets
@@ -329,12 +341,12 @@ pub(super) fn validate_acks(
             None => ack_message(cluster_id, &a.path, a.version, node, &v.commitments),
             Some(reason) => complaint_message(cluster_id, &a.path, a.version, node, reason),
         };
-        verify_ack(&key, &msg, &a.signature).map_err(|e| {
-            format!(
-                "acknowledgement of {}@{} by node {node}: {e}",
+        if msg != a.statement {
+            return Err(format!(
+                "acknowledgement of {}@{} by node {node} does not state this version",
                 a.path, a.version
-            )
-        })?;
+            ));
+        }
     }
     Ok(())
 }
@@ -343,6 +355,7 @@ pub(super) fn apply_acks(
     secrets: &mut BTreeMap<String, SecretEntry>,
     node: NodeId,
     acks: &[AckItem],
+    signature: &[u8],
 ) -> Vec<String> {
     let mut touched = Vec::new();
     for a in acks {
@@ -355,7 +368,7 @@ pub(super) fn apply_acks(
         v.envelopes.remove(&node);
         match &a.complaint {
             None => {
-                v.acks.insert(node, a.signature.clone());
+                v.acks.insert(node, signature.to_vec());
             }
             Some(reason) => {
                 v.complaints.insert(node, reason.clone());

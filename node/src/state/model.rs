@@ -203,9 +203,11 @@ impl Model {
                 self.settings.threshold,
                 p,
             )?,
-            Op::KvAcks { node, acks } => {
-                kv::validate_acks(&self.secrets, members, cluster_id, *node, acks)?
-            }
+            Op::KvAcks {
+                node,
+                acks,
+                signature,
+            } => kv::validate_acks(&self.secrets, members, cluster_id, *node, acks, signature)?,
             Op::KvDelete { path, versions, .. } | Op::KvDestroy { path, versions } => {
                 kv::check_versions(&self.secrets, path, versions)?;
             }
@@ -406,8 +408,12 @@ impl Model {
                 fx.secrets.push(p.path.clone());
                 fx.created = Some((p.path.clone(), p.version));
             }
-            Op::KvAcks { node, acks } => {
-                fx.secrets = kv::apply_acks(&mut self.secrets, *node, acks);
+            Op::KvAcks {
+                node,
+                acks,
+                signature,
+            } => {
+                fx.secrets = kv::apply_acks(&mut self.secrets, *node, acks, signature);
                 fx.secrets.dedup();
             }
             Op::KvDelete {
@@ -639,6 +645,94 @@ mod tests {
             },
         )
         .0
+    }
+
+    #[test]
+    fn a_batch_of_acknowledgements_counts_only_with_its_signature_and_true_statements() {
+        use crate::raft::NodeInfo;
+        use crate::state::kv::{AckItem, SecretEntry, VersionEntry};
+        use tessera_crypto::ack::{ack_message, batch_message, AckKey};
+        use tessera_crypto::seal::Envelope;
+        use tessera_crypto::vss::Commitments;
+
+        let key = AckKey::generate();
+        let mut members = Members::default();
+        members.all.insert(
+            2,
+            NodeInfo {
+                addr: "127.0.0.1:1".into(),
+                region: "a".into(),
+                sealing_key: String::new(),
+                ack_key: hex::encode(key.public()),
+            },
+        );
+        let commitments = Commitments(vec![[7; 32], [8; 32], [9; 32]]);
+        let version = VersionEntry {
+            commitments: commitments.clone(),
+            holders: vec![1, 2],
+            envelopes: [(
+                2,
+                Envelope {
+                    enc: [1; 32],
+                    ciphertext: vec![2; 48],
+                },
+            )]
+            .into(),
+            ..VersionEntry::default()
+        };
+        let mut m = Model::default();
+        m.secrets.insert(
+            "p".into(),
+            SecretEntry {
+                versions: [(1, version)].into(),
+                ..SecretEntry::default()
+            },
+        );
+        let ctx = ApplyCtx {
+            members: &members,
+            cluster_id: "c",
+            index: 5,
+        };
+        let item = |statement: Vec<u8>| AckItem {
+            path: "p".into(),
+            version: 1,
+            complaint: None,
+            statement,
+        };
+        let acks = |items: Vec<AckItem>, signature: Vec<u8>| {
+            cmd(KvAcks {
+                node: 2,
+                acks: items,
+                signature,
+            })
+        };
+        let sign = |statements: &[&[u8]]| key.sign(&batch_message("c", 2, statements)).to_vec();
+        let before = m.clone();
+
+        // A statement about other commitments, even when signed, does not count.
+        let wrong = ack_message("c", "p", 1, 2, &Commitments(vec![[6; 32]; 3]));
+        let r = m
+            .apply(&acks(vec![item(wrong.clone())], sign(&[&wrong])), &ctx)
+            .0;
+        assert!(r.error.unwrap().contains("does not state this version"));
+        assert_eq!(m, before);
+
+        // The true statement with a signature over something else does not count either.
+        let right = ack_message("c", "p", 1, 2, &commitments);
+        let r = m
+            .apply(&acks(vec![item(right.clone())], sign(&[&wrong])), &ctx)
+            .0;
+        assert!(r.error.unwrap().contains("bad signature"));
+        assert_eq!(m, before);
+
+        // Signed as a batch, it counts, and the holder's envelope leaves the state.
+        let r = m
+            .apply(&acks(vec![item(right.clone())], sign(&[&right])), &ctx)
+            .0;
+        assert!(r.error.is_none(), "{r:?}");
+        let v = &m.secrets["p"].versions[&1];
+        assert!(v.acks.contains_key(&2));
+        assert!(v.envelopes.is_empty());
     }
 
     #[test]
