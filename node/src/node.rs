@@ -745,47 +745,37 @@ impl Node {
 
     /// Appends the audit line for a request (blocking fsync off the async threads). A failure is
     /// counted and returned: the caller must then refuse the request.
-    pub async fn audit(&self, record: AuditRecord) -> Result<(), Status> {
-        self.audit_started(record).await
-    }
-
-    /// Starts writing an audit line; the returned future says whether the line is durable.
+    /// Appends an audit line and returns once it is durable (or why it is not).
     ///
-    /// When no other append is under way the line is written and synced here, on the calling
-    /// thread, before this returns: handing a lone fsync to another thread and back costs more
-    /// than the fsync blocks this one. Concurrent appends go to blocking threads, where they
-    /// share fsyncs (group commit) without holding up the runtime.
-    pub fn audit_started(
-        &self,
-        record: AuditRecord,
-    ) -> impl std::future::Future<Output = Result<(), Status>> + '_ {
+    /// When no other append is under way the line is written and synced on the calling thread:
+    /// handing a lone fsync to another thread and back costs more than the fsync blocks this
+    /// one. Concurrent appends go to blocking threads, where they share fsyncs (group commit)
+    /// without holding up the runtime.
+    pub async fn audit(&self, record: AuditRecord) -> Result<(), Status> {
         use std::sync::atomic::Ordering;
         let busy = self.audits_in_flight.clone();
-        let job = if busy.fetch_add(1, Ordering::AcqRel) == 0 {
+        let res = if busy.fetch_add(1, Ordering::AcqRel) == 0 {
             let done = self.audit.append(&record);
             busy.fetch_sub(1, Ordering::AcqRel);
-            futures::future::Either::Left(std::future::ready(Ok(done)))
+            done.map_err(|e| e.to_string())
         } else {
             let audit = self.audit.clone();
-            futures::future::Either::Right(tokio::task::spawn_blocking(move || {
+            // The counter is released by the blocking task itself, even if this request is
+            // dropped while it runs.
+            tokio::task::spawn_blocking(move || {
                 let done = audit.append(&record);
                 busy.fetch_sub(1, Ordering::AcqRel);
                 done
-            }))
-        };
-        async move {
-            let res = job
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            res.map_err(|e| {
-                self.metrics.audit_failures.inc();
-                tracing::error!("audit log write failed, refusing request: {e}");
-                Status::unavailable(
-                    "the node cannot write its audit log, so it refuses the request",
-                )
             })
-        }
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        res.map_err(|e| {
+            self.metrics.audit_failures.inc();
+            tracing::error!("audit log write failed, refusing request: {e}");
+            Status::unavailable("the node cannot write its audit log, so it refuses the request")
+        })
     }
 }
 

@@ -453,7 +453,7 @@ impl Api {
     ) -> Result<Response<ReleaseShareReply>, Status> {
         let path = req.get_ref().path.clone();
         let res = self
-            .run_release(req, "kv.release_share", path.clone(), |id, r| async move {
+            .run(req, "kv.release_share", path.clone(), |id, r| async move {
                 path_arg(&r.path)?;
                 // Law 2: this node checks identity and policy itself...
                 self.authorize(&id, &r.path, Capability::Read).await?;
@@ -478,26 +478,23 @@ impl Api {
                         self.node.id, r.path
                     )));
                 }
-                // Decided: the share is sealed while the audit line is synced.
-                Ok(move || {
-                    let (index, env) = self
-                        .node
-                        .vault
-                        .release(&r.path, n, &reader)
-                        .map_err(Status::unavailable)?;
-                    let metadata = r
-                        .with_metadata
-                        .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
-                    Ok(ReleaseShareReply {
-                        node_id: self.node.id,
-                        share_index: index as u32,
-                        envelope: Some(Envelope {
-                            enc: env.enc.to_vec(),
-                            ciphertext: env.ciphertext,
-                        }),
-                        version: n,
-                        metadata,
-                    })
+                let (index, env) = self
+                    .node
+                    .vault
+                    .release(&r.path, n, &reader)
+                    .map_err(Status::unavailable)?;
+                let metadata = r
+                    .with_metadata
+                    .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
+                Ok(ReleaseShareReply {
+                    node_id: self.node.id,
+                    share_index: index as u32,
+                    envelope: Some(Envelope {
+                        enc: env.enc.to_vec(),
+                        ciphertext: env.ciphertext,
+                    }),
+                    version: n,
+                    metadata,
                 })
             })
             .await;

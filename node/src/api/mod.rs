@@ -127,59 +127,6 @@ impl Api {
         result.map(Response::new)
     }
 
-    /// `run` for releasing a share. The handler decides (identity, policy, version) and returns
-    /// the step that seals the share; the audit line for the decision is made durable while
-    /// that step runs, and the sealed share leaves only once its line is on disk (law 4). If
-    /// sealing fails after the decision, a second line with the same request id says so, so the
-    /// log never shows a release that did not happen without saying it did not.
-    async fn run_release<T, R, F, Fut, S>(
-        &self,
-        req: Request<T>,
-        operation: &'static str,
-        path: String,
-        handler: F,
-    ) -> Result<Response<R>, Status>
-    where
-        F: FnOnce(String, T) -> Fut,
-        Fut: Future<Output = Result<S, Status>>,
-        S: FnOnce() -> Result<R, Status>,
-    {
-        let started = Instant::now();
-        let (caller, result) = Caller::of(&req);
-        let decided = match result {
-            Ok(identity) => handler(identity, req.into_inner()).await,
-            Err(e) => Err(e),
-        };
-        let seal = match decided {
-            Ok(seal) => seal,
-            Err(e) => {
-                let audited = self
-                    .node
-                    .audit(caller.record(operation, path, Some(&e), None))
-                    .await;
-                self.observe(operation, Some(&e), &audited, started);
-                audited?;
-                return Err(e);
-            }
-        };
-        let record = caller.record(operation, path, None, None);
-        let audit = self.node.audit_started(record.clone());
-        let sealed = seal();
-        let mut audited = audit.await;
-        if let (Ok(()), Err(e)) = (&audited, &sealed) {
-            let failed = AuditRecord {
-                time: String::new(),
-                outcome: "error".into(),
-                error: Some(e.message().to_string()),
-                ..record
-            };
-            audited = self.node.audit(failed).await;
-        }
-        self.observe(operation, sealed.as_ref().err(), &audited, started);
-        audited?;
-        sealed.map(Response::new)
-    }
-
     fn observe(
         &self,
         operation: &'static str,
