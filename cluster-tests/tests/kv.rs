@@ -486,3 +486,70 @@ fn every_holder_confirms_its_share_at_rest_and_no_envelope_stays() {
         assert_eq!(get(&c, 1 + via % 3, &path)["data"]["k"], "v");
     }
 }
+
+/// A holder that has not applied the latest version yet when a one-round read reaches it is
+/// asked again for that version and waits until it has caught up. Written off instead, it would
+/// fail the read here, where the only other holder is down.
+#[test]
+fn a_lagging_holder_is_asked_again_and_the_read_waits_for_it() {
+    use tessera_client::proto::ConfigSetRequest;
+    let mut c = Cluster::start(Opts::default());
+    let leader = c.wait_leader(Duration::from_secs(20));
+    // A reader asks the leader and the first other holder (every region differs here).
+    let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    let (lagging, down) = (others[0], others[1]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = c.sdk("admin", leader).await;
+        client
+            .kv_put("lag/x", b"one", &Default::default())
+            .await
+            .unwrap();
+        // With one holder down, a write is content with `t` acknowledgements.
+        client
+            .config_set(ConfigSetRequest {
+                ack_fault_tolerance: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    c.stop(down);
+    c.stop(lagging);
+    c.start_node_with_env(lagging, &[("TESSERA_TEST_SLOW_PUTS_MS", "1500")]);
+    c.wait_listening(lagging);
+    wait_until(
+        "the restarted holder to catch up",
+        Duration::from_secs(30),
+        || {
+            c.status(leader).is_some_and(|s| {
+                let committed = s["commit_index"].as_u64().unwrap_or(u64::MAX);
+                s["nodes"].as_array().is_some_and(|nodes| {
+                    nodes.iter().any(|n| {
+                        n["id"] == lagging
+                            && n["last_applied"].as_u64().is_some_and(|a| a >= committed)
+                    })
+                })
+            })
+        },
+    );
+    assert_eq!(c.wait_leader(Duration::from_secs(10)), leader);
+    rt.block_on(async {
+        let client = c.sdk("admin", leader).await;
+        let w = client
+            .kv_put("lag/x", b"two", &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(w.version, 2);
+        // At once: the leader names version 2 while the other holder still applies it.
+        let started = Instant::now();
+        let v = client.kv_get("lag/x", None).await.unwrap();
+        assert_eq!(v.version, 2);
+        assert_eq!(v.value.expose(), b"two");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "the read did not meet a lagging holder ({:?}); the test proves nothing",
+            started.elapsed()
+        );
+    });
+}

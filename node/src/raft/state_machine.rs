@@ -23,7 +23,7 @@ use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Typ
 use crate::shares::ShareVault;
 use crate::state::kv::SecretEntry;
 use crate::state::model::ApplyCtx;
-use crate::state::{CommandResult, Effects, Members, Model};
+use crate::state::{CommandResult, Effects, Members, Model, Op};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const SECRET_PREFIX: &[u8] = b"secret/";
@@ -73,6 +73,22 @@ pub struct StateMachine {
     snapshot_seq: Arc<AtomicU64>,
     /// Counts snapshots installed from a leader (exported as a metric).
     pub installs: Arc<AtomicU64>,
+    /// Test builds only: wait this long before applying a new version (a lagging holder).
+    slow_puts: Option<std::time::Duration>,
+}
+
+/// Test builds only (`byzantine-test`): `TESSERA_TEST_SLOW_PUTS_MS` makes this node apply each
+/// new version that late, so tests can meet a holder that lags behind the leader.
+fn slow_puts() -> Option<std::time::Duration> {
+    if !cfg!(feature = "byzantine-test") {
+        return None;
+    }
+    let ms: u64 = std::env::var("TESSERA_TEST_SLOW_PUTS_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!(ms, "TEST BUILD: this node applies new versions late");
+    Some(std::time::Duration::from_millis(ms))
 }
 
 fn secret_key(path: &str) -> Vec<u8> {
@@ -119,6 +135,7 @@ impl StateMachine {
             applied_tx: Arc::new(watch::channel(index).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             installs: Arc::new(AtomicU64::new(0)),
+            slow_puts: slow_puts(),
         };
         sm.reconcile_shares()
             .map_err(|e| anyhow::anyhow!("cannot reconcile this node's shares: {e}"))?;
@@ -297,6 +314,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(delay) = self.slow_puts {
+            let put = |e: &Entry| matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, Op::KvPut(_)));
+            if entries.iter().any(put) {
+                tokio::time::sleep(delay).await;
+            }
+        }
         let mut results = Vec::new();
         let mut pending = Vec::new();
         let mut batch = WriteBatch::default();
