@@ -402,7 +402,15 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         ));
 
         // A bad envelope for another holder: that holder checks its share before the write is
-        // submitted, and refuses it.
+        // submitted, and refuses it. (Asking for every holder's acknowledgement makes the
+        // write wait for that holder's verdict; see below for a write that does not.)
+        client
+            .config_set(ConfigSetRequest {
+                ack_fault_tolerance: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
         let other = r.holders.iter().position(|h| *h != 1).unwrap();
         let victim = r.holders[other];

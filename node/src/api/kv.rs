@@ -28,6 +28,8 @@ fn now() -> String {
 /// How long a write waits for the other holders' receipts before it is submitted without the
 /// missing ones (those holders then acknowledge through Raft once they apply it).
 const RECEIPT_WAIT: Duration = Duration::from_millis(500);
+/// How much longer the other holders get once enough receipts are in.
+const RECEIPT_GRACE: Duration = Duration::from_millis(100);
 
 fn bad(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
@@ -258,8 +260,15 @@ impl Api {
             receipts.push((self.node.id, own));
         }
         let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
-        while receipts.len() < need {
-            match tokio::time::timeout_at(deadline, asks.join_next()).await {
+        // Once enough receipts are in, the others get a little longer: a holder's refusal then
+        // still stops a bad write before anything is stored, and a late receipt saves that
+        // holder an acknowledgement round through Raft.
+        let mut until = deadline;
+        loop {
+            if receipts.len() >= need && until == deadline {
+                until = deadline.min(tokio::time::Instant::now() + RECEIPT_GRACE);
+            }
+            match tokio::time::timeout_at(until, asks.join_next()).await {
                 Ok(Some(Ok((id, Ok(reply))))) => {
                     receipts.push((id, reply.into_inner().signature));
                 }
