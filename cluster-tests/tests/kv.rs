@@ -50,6 +50,15 @@ fn shares(c: &Cluster) -> Vec<(u64, String, u64, u64)> {
     out
 }
 
+/// Sets how many holders a write's acknowledgements must be able to spare (`f`).
+async fn set_ack_fault_tolerance(client: &tessera_client::Client, f: u32) {
+    let req = tessera_client::proto::ConfigSetRequest {
+        ack_fault_tolerance: Some(f),
+        ..Default::default()
+    };
+    client.config_set(req).await.unwrap();
+}
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -341,7 +350,7 @@ fn versions_delete_undelete_destroy_and_metadata() {
 
 #[test]
 fn malformed_writes_get_clear_errors_and_store_nothing() {
-    use tessera_client::proto::{ConfigSetRequest, Envelope};
+    use tessera_client::proto::Envelope;
     let mut c = Cluster::start(Opts::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -404,13 +413,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // A bad envelope for another holder: that holder checks its share before the write is
         // submitted, and refuses it. (Asking for every holder's acknowledgement makes the
         // write wait for that holder's verdict; see below for a write that does not.)
-        client
-            .config_set(ConfigSetRequest {
-                ack_fault_tolerance: Some(1),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        set_ack_fault_tolerance(&client, 1).await;
         let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
         let other = r.holders.iter().position(|h| *h != 1).unwrap();
         let victim = r.holders[other];
@@ -428,13 +431,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // The same write while that holder is down, with the cluster content with `t`
         // acknowledgements: it is stored. The holder finds out when it applies the write,
         // files a complaint, and the version is marked invalid.
-        client
-            .config_set(ConfigSetRequest {
-                ack_fault_tolerance: Some(0),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        set_ack_fault_tolerance(&client, 0).await;
         c.stop(victim);
         client.raw().kv_put(r).await.unwrap();
         c.start_node(victim);
@@ -458,13 +455,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             other => panic!("an invalid version was served: {other:?}"),
         }
         // And a good one still works.
-        client
-            .config_set(ConfigSetRequest {
-                ack_fault_tolerance: Some(1),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        set_ack_fault_tolerance(&client, 1).await;
         client
             .kv_put("bad/x", b"fine", &Default::default())
             .await
@@ -500,7 +491,6 @@ fn every_holder_confirms_its_share_at_rest_and_no_envelope_stays() {
 /// fail the read here, where the only other holder is down.
 #[test]
 fn a_lagging_holder_is_asked_again_and_the_read_waits_for_it() {
-    use tessera_client::proto::ConfigSetRequest;
     let mut c = Cluster::start(Opts::default());
     let leader = c.wait_leader(Duration::from_secs(20));
     // A reader asks the leader and the first other holder (every region differs here).
@@ -514,13 +504,7 @@ fn a_lagging_holder_is_asked_again_and_the_read_waits_for_it() {
             .await
             .unwrap();
         // With one holder down, a write is content with `t` acknowledgements.
-        client
-            .config_set(ConfigSetRequest {
-                ack_fault_tolerance: Some(0),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        set_ack_fault_tolerance(&client, 0).await;
     });
     c.stop(down);
     c.stop(lagging);

@@ -184,6 +184,13 @@ pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), Crypt
 mod tests {
     use super::*;
 
+    fn envelope() -> Envelope {
+        Envelope {
+            enc: [9; 32],
+            ciphertext: vec![7; 48],
+        }
+    }
+
     #[test]
     fn acks_verify_only_for_their_node_and_version() {
         let k = AckKey::generate();
@@ -201,10 +208,7 @@ mod tests {
         // acknowledgement that retires the holder's envelope.
         let k = AckKey::generate();
         let c = Commitments(vec![[1; 32]]);
-        let env = Envelope {
-            enc: [9; 32],
-            ciphertext: vec![7; 48],
-        };
+        let env = envelope();
         let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c, &env));
         verify_ack(
             &k.public(),
@@ -241,10 +245,7 @@ mod tests {
         // place in the submitted write.
         let k = AckKey::generate();
         let c = Commitments(vec![[1; 32]]);
-        let env = Envelope {
-            enc: [9; 32],
-            ciphertext: vec![7; 48],
-        };
+        let env = envelope();
         let receipt = k.sign(&receipt_message("c", "p", 1, 2, &c, &env));
         let mut other = env.clone();
         other.ciphertext[0] ^= 1;
