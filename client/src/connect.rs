@@ -45,9 +45,11 @@ pub struct Client {
     pub(crate) timeout: Duration,
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
-    /// The one-time key for the next read, made while the previous read waited on the
-    /// network. Taken (never reused) by the read that uses it; zeroized on drop.
-    pub(crate) next_reader: Arc<Mutex<Option<tessera_crypto::seal::SealingKey>>>,
+    /// Each holder's release queue (see `release`), by node id and cluster id.
+    pub(crate) releasers: Arc<Mutex<HashMap<(u64, String), crate::release::Releaser>>>,
+    /// Verifiers of the versions read lately, by their commitments (see `kv::verifier`).
+    #[allow(clippy::type_complexity)]
+    pub(crate) verifiers: Arc<Mutex<HashMap<Vec<u8>, Arc<tessera_crypto::vss::Verifier>>>>,
     /// Active signing keys' public state (group key, public key package, participants).
     /// With each, its public key package parsed once (parsing checks every point).
     #[allow(clippy::type_complexity)]
@@ -149,7 +151,8 @@ impl Client {
             pool: Arc::new(Mutex::new(HashMap::new())),
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
-            next_reader: Arc::new(Mutex::new(None)),
+            releasers: Arc::new(Mutex::new(HashMap::new())),
+            verifiers: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(Mutex::new(HashMap::new())),
             commitments: Arc::new(Mutex::new(HashMap::new())),
             nonce_batch: 1,
@@ -175,6 +178,30 @@ impl Client {
             .max_encoding_message_size(64 * 1024 * 1024);
         pool.insert(id, c.clone());
         Ok(c)
+    }
+
+    /// The release queue to node `id` at `addr`, started on first use and reused.
+    pub(crate) fn releaser(
+        &self,
+        id: u64,
+        addr: &str,
+        cluster_id: &str,
+    ) -> Result<crate::release::Releaser, Error> {
+        let key = (id, cluster_id.to_string());
+        if let Some(r) = self.releasers.lock().expect("releasers lock").get(&key) {
+            // Its task ends with the runtime that started it.
+            if !r.is_closed() {
+                return Ok(r.clone());
+            }
+        }
+        let rpc = self.node_client(id, addr)?;
+        let mut all = self.releasers.lock().expect("releasers lock");
+        let r = match all.get(&key) {
+            Some(r) if !r.is_closed() => r.clone(),
+            _ => crate::release::Releaser::start(rpc, id, addr, cluster_id),
+        };
+        all.insert(key, r.clone());
+        Ok(r)
     }
 
     /// The generated gRPC client, for calls the SDK does not wrap (and for tests that send

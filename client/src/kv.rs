@@ -5,15 +5,20 @@
 //! decrypts, and zeroizes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingKey, SealingPublicKey};
+use tessera_crypto::seal::{self, Context, Purpose, SealingPublicKey};
 use tessera_crypto::value::{self, ValueCiphertext};
 use tessera_crypto::vss::{self, Commitments, Share};
 use tessera_crypto::SecretBytes;
 use tessera_proto::*;
 
+use crate::release::{ReleaseError, Released};
 use crate::{Client, Error};
+
+/// Verifiers a client keeps (a few hundred bytes each) before it starts over.
+const VERIFIER_CACHE: usize = 4096;
 
 /// A value read back, with what the read had to route around.
 #[derive(Debug)]
@@ -34,22 +39,12 @@ pub struct PutOptions {
     pub cas: Option<u64>,
 }
 
-/// What one holder's answer to a release came to.
-enum ReleaseError {
-    /// It released something that does not verify: reported, and named to the caller.
-    Bad(String),
-    /// It refused by policy.
-    Denied(String),
-    /// It could not be reached, refused for another reason, or lags.
-    Unavailable(String),
-}
-
 /// The public facts of the version being read, as the reader trusts them.
 struct Plan {
     version: u64,
     threshold: usize,
     commitments: Commitments,
-    verifier: vss::Verifier,
+    verifier: Arc<vss::Verifier>,
     holders: Vec<Holder>,
     /// Each holder's share index (its position in the holder list, from 1).
     positions: HashMap<u64, u16>,
@@ -61,7 +56,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(v: KvVersionReply) -> Result<Plan, Error> {
+    fn new(client: &Client, v: KvVersionReply) -> Result<Plan, Error> {
         let t = v.threshold as usize;
         let commitments = Commitments(
             v.commitments
@@ -76,8 +71,8 @@ impl Plan {
                 commitments.0.len()
             )));
         }
-        let verifier = commitments
-            .verifier()
+        let verifier = client
+            .verifier(&commitments, v.holders.len())
             .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
         let positions = v
             .holders
@@ -153,7 +148,12 @@ fn check_share(
 
 /// Checks a share against the metadata it came with (done on arrival; the reader then only
 /// compares that metadata with the leader's).
-fn check_against(m: &KvVersionReply, node_id: u64, share: Share) -> Result<Share, ReleaseError> {
+fn check_against(
+    client: &Client,
+    m: &KvVersionReply,
+    node_id: u64,
+    share: Share,
+) -> Result<Share, ReleaseError> {
     let bad = |e: String| ReleaseError::Bad(e);
     if m.threshold < 2 || m.commitments.len() != m.threshold as usize + 1 {
         return Err(bad(format!(
@@ -169,8 +169,8 @@ fn check_against(m: &KvVersionReply, node_id: u64, share: Share) -> Result<Share
             .collect::<Result<_, _>>()
             .map_err(|_| bad("came with malformed commitments".into()))?,
     );
-    let verifier = commitments
-        .verifier()
+    let verifier = client
+        .verifier(&commitments, m.holders.len())
         .map_err(|e| bad(format!("came with bad commitments: {e}")))?;
     let position = m
         .holders
@@ -178,41 +178,6 @@ fn check_against(m: &KvVersionReply, node_id: u64, share: Share) -> Result<Share
         .position(|h| h.id == node_id)
         .map(|i| (i + 1) as u16);
     check_share(position, &verifier, share)
-}
-
-/// Opens the share a holder released to this reader's one-time key. The envelope is bound to
-/// the cluster, path, version, holder and purpose, so a share cannot be replayed from another
-/// read context.
-fn open_share(
-    reader: &SealingKey,
-    cluster_id: &str,
-    path: &str,
-    version: u64,
-    node_id: u64,
-    r: &ReleaseShareReply,
-) -> Result<Share, ReleaseError> {
-    let bad = |e: String| ReleaseError::Bad(e);
-    let env = r
-        .envelope
-        .as_ref()
-        .ok_or_else(|| bad("came without an envelope".into()))?;
-    let env = Envelope {
-        enc: env
-            .enc
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad("came in a malformed envelope".into()))?,
-        ciphertext: env.ciphertext.clone(),
-    };
-    let ctx = Context {
-        cluster_id,
-        path,
-        version,
-        node_id,
-        purpose: Purpose::Release,
-    };
-    let plain = seal::open(reader, &ctx, &env).map_err(|e| bad(e.to_string()))?;
-    Share::from_bytes(plain.expose()).map_err(|e| bad(e.to_string()))
 }
 
 /// Shares collected so far, and who could not give one.
@@ -303,12 +268,11 @@ impl Client {
     ///
     /// Usually one round: the leader and the `t - 1` nearest other holders are asked for their
     /// shares at once, and the leader also answers which version is the latest, from its lease
-    /// (see `ReleaseShareReply::metadata`). When that cannot be used (leader changed, no lease,
+    /// (see `ReleasedShare::metadata`). When that cannot be used (leader changed, no lease,
     /// an error) the read takes two rounds: metadata from the connected node, then shares.
     pub async fn kv_get(&self, path: &str, version: Option<u64>) -> Result<KvValue, Error> {
-        let reader = std::sync::Arc::new(self.reader_key());
         let mut got = Gathered::default();
-        let plan = match self.one_round(path, version, &reader, &mut got).await? {
+        let plan = match self.one_round(path, version, &mut got).await? {
             Some(plan) => plan,
             None => {
                 got = Gathered::default();
@@ -321,10 +285,10 @@ impl Client {
                     .await
                     .map_err(|s| self.status_err(s))?
                     .into_inner();
-                Plan::new(v)?
+                Plan::new(self, v)?
             }
         };
-        self.gather(path, &plan, &reader, &mut got).await;
+        self.gather(path, &plan, &mut got).await;
         let t = plan.threshold;
         if got.good.len() < t {
             let mut why: Vec<String> = got
@@ -361,16 +325,25 @@ impl Client {
         })
     }
 
-    /// A fresh one-time key for a read: the one made during the previous read if there is one
-    /// (each is used once), and a new one is made for the next read off this one's path.
-    fn reader_key(&self) -> SealingKey {
-        let ready = self.next_reader.lock().expect("reader key lock").take();
-        let slot = self.next_reader.clone();
-        tokio::spawn(async move {
-            let key = SealingKey::generate();
-            slot.lock().expect("reader key lock").get_or_insert(key);
-        });
-        ready.unwrap_or_else(SealingKey::generate)
+    /// The verifier for a version's commitments, from the cache when this client read the
+    /// version lately (each holder's public share worked out once; see
+    /// `Commitments::verifier_for`).
+    fn verifier(
+        &self,
+        commitments: &Commitments,
+        holders: usize,
+    ) -> Result<Arc<vss::Verifier>, tessera_crypto::CryptoError> {
+        let key: Vec<u8> = commitments.0.concat();
+        if let Some(v) = self.verifiers.lock().expect("verifier cache").get(&key) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(commitments.verifier_for(holders)?);
+        let mut cache = self.verifiers.lock().expect("verifier cache");
+        if cache.len() >= VERIFIER_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, v.clone());
+        Ok(v)
     }
 
     /// The one-round read: `None` when the leader's answer cannot fix the version.
@@ -378,7 +351,6 @@ impl Client {
         &self,
         path: &str,
         version: Option<u64>,
-        reader: &std::sync::Arc<SealingKey>,
         got: &mut Gathered,
     ) -> Result<Option<Plan>, Error> {
         let cached = self.topology.lock().expect("topology lock").clone();
@@ -406,54 +378,34 @@ impl Client {
         let asked: Vec<&Holder> = std::iter::once(leader)
             .chain(others.into_iter().take(t - 1))
             .collect();
-        let reader_pub = reader.public();
-        // Each holder's answer is opened and checked on its own task as it arrives (its
-        // envelope is bound to the version it names), so that the reader's work on one share
-        // overlaps the wait for, and the work on, the others.
-        let tasks: Vec<_> = asked
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let req = ReleaseShareRequest {
-                    path: path.to_string(),
-                    version: version.unwrap_or(0),
-                    reader_key: reader_pub.0.to_vec(),
-                    min_index: 0,
-                    with_metadata: true,
-                    with_ciphertext: i == 0,
-                };
-                let (me, h) = (self.clone(), (*h).clone());
-                let (reader, cluster_id, path) =
-                    (reader.clone(), topo.cluster_id.clone(), path.to_string());
-                tokio::spawn(async move {
-                    let (h, res) = me.release_from(&h, req).await;
-                    let answer = res.map(|r| {
-                        let share = open_share(&reader, &cluster_id, &path, r.version, h.id, &r)
-                            .and_then(|s| match &r.metadata {
-                                Some(m) => check_against(m, h.id, s),
-                                None => Ok(s),
-                            });
-                        (r.version, r.metadata, share)
+        // Every holder is asked at once; each share is checked against the metadata it came
+        // with as it arrives (its sealing is bound to the version it names).
+        let asks = asked.iter().enumerate().map(|(i, h)| {
+            let item = ReleaseItem {
+                path: path.to_string(),
+                version: version.unwrap_or(0),
+                min_index: 0,
+                with_metadata: true,
+                with_ciphertext: i == 0,
+            };
+            let cluster_id = topo.cluster_id.as_str();
+            async move {
+                let (h, res) = self.release_from(h, cluster_id, item).await;
+                let answer = res.map(|r| {
+                    let share = r.share.and_then(|s| match &r.metadata {
+                        Some(m) => check_against(self, m, h.id, s),
+                        None => Ok(s),
                     });
-                    (h, answer)
-                })
-            })
-            .collect();
-        let mut answers: Vec<Answer> = Vec::with_capacity(tasks.len());
-        for (task, h) in tasks.into_iter().zip(&asked) {
-            answers.push(task.await.unwrap_or_else(|e| {
-                (
-                    (*h).clone(),
-                    Err(ReleaseError::Unavailable(format!(
-                        "reader task failed: {e}"
-                    ))),
-                )
-            }));
-        }
+                    (r.version, r.metadata, share)
+                });
+                (h, answer)
+            }
+        });
+        let answers: Vec<Answer> = futures::future::join_all(asks).await;
         let mut answers = answers.into_iter();
         let (lead, lead_answer) = answers.next().expect("the leader was asked");
         let plan = match &lead_answer {
-            Ok((v, Some(m), _)) if !m.stale && *v == m.version => Plan::new(m.clone())?,
+            Ok((v, Some(m), _)) if !m.stale && *v == m.version => Plan::new(self, m.clone())?,
             // The leader's own policy check refused: that is the answer.
             Err(ReleaseError::Denied(e)) => return Err(Error::Denied(e.clone())),
             // The node we took for the leader is not (or has no lease), or it could not
@@ -494,7 +446,7 @@ impl Client {
 
     /// Asks more of the version's holders, nearest first, until `t` valid shares are in or
     /// every holder was asked.
-    async fn gather(&self, path: &str, plan: &Plan, reader: &SealingKey, got: &mut Gathered) {
+    async fn gather(&self, path: &str, plan: &Plan, got: &mut Gathered) {
         let t = plan.threshold;
         let mut order: Vec<(usize, &Holder)> = plan
             .holders
@@ -503,18 +455,17 @@ impl Client {
             .filter(|(_, h)| !got.asked.contains(&h.id))
             .collect();
         order.sort_by_key(|(i, h)| (h.region != plan.region, *i));
-        let reader_pub = reader.public();
-        let mut next = order.into_iter().map(|(_, h)| h.clone());
-        let ask = |h: Holder| {
-            let req = ReleaseShareRequest {
+        let mut next = order.into_iter().map(|(_, h)| h);
+        let ask = |h: &Holder| {
+            let item = ReleaseItem {
                 path: path.to_string(),
                 version: plan.version,
-                reader_key: reader_pub.0.to_vec(),
                 min_index: plan.index,
                 with_metadata: false,
                 with_ciphertext: false,
             };
-            async move { self.release_from(&h, req).await }
+            let h = h.clone();
+            async move { self.release_from(&h, &plan.cluster_id, item).await }
         };
         let mut inflight = FuturesUnordered::new();
         for h in next.by_ref().take(t.saturating_sub(got.good.len())) {
@@ -522,8 +473,16 @@ impl Client {
         }
         while let Some((h, res)) = inflight.next().await {
             got.asked.insert(h.id);
-            let share = res
-                .and_then(|r| open_share(reader, &plan.cluster_id, path, plan.version, h.id, &r));
+            let share = res.and_then(|r| {
+                if r.version == plan.version {
+                    r.share
+                } else {
+                    Err(ReleaseError::Bad(format!(
+                        "released version {} when version {} was asked for",
+                        r.version, plan.version
+                    )))
+                }
+            });
             if !self.judge(path, plan, &h, share, got).await {
                 if let Some(n) = next.next() {
                     inflight.push(ask(n));
@@ -535,20 +494,15 @@ impl Client {
         }
     }
 
+    /// Asks one holder for one item, through its release queue.
     async fn release_from(
         &self,
         h: &Holder,
-        req: ReleaseShareRequest,
-    ) -> (Holder, Result<ReleaseShareReply, ReleaseError>) {
-        let res = match self.node_client(h.id, &h.address) {
-            Ok(mut c) => c
-                .release_share(req)
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| match Error::from_status(&h.address, s) {
-                    Error::Denied(m) => ReleaseError::Denied(m),
-                    e => ReleaseError::Unavailable(e.to_string()),
-                }),
+        cluster_id: &str,
+        item: ReleaseItem,
+    ) -> (Holder, Result<Released, ReleaseError>) {
+        let res = match self.releaser(h.id, &h.address, cluster_id) {
+            Ok(r) => r.release(item).await,
             Err(e) => Err(ReleaseError::Unavailable(e.to_string())),
         };
         (h.clone(), res)

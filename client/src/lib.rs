@@ -6,6 +6,7 @@
 mod connect;
 mod error;
 mod kv;
+mod release;
 mod sign;
 
 pub use connect::{Client, ClientConfig};

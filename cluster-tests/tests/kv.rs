@@ -235,27 +235,43 @@ fn policy_is_enforced_by_every_holder_itself() {
     let err = fails(&c.cli_as("app", 2, &["kv", "get", "prod/db/x"]));
     assert!(err.contains("permission denied"), "{err}");
 
-    // Straight to a follower's ReleaseShare, skipping every other check: that follower
-    // refuses on its own, and audits the refusal.
+    // Straight to a follower's ReleaseShares, skipping every other check: that follower
+    // refuses on its own, item by item (the allowed item beside it is released), and audits
+    // the refusal.
     let leader = c.status(1).unwrap()["leader"].as_u64().unwrap();
     let follower = (1..=3).find(|i| *i != leader).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
+    let reply = rt.block_on(async {
         let client = c.sdk("app", follower).await;
         let reader = tessera_crypto::seal::SealingKey::generate();
+        let item = |path: &str| tessera_client::proto::ReleaseItem {
+            path: path.into(),
+            version: 1,
+            ..Default::default()
+        };
         client
             .raw()
-            .release_share(tessera_client::proto::ReleaseShareRequest {
-                path: "prod/db/x".into(),
-                version: 1,
+            .release_shares(tessera_client::proto::ReleaseSharesRequest {
                 reader_key: reader.public().0.to_vec(),
-                min_index: 0,
-                ..Default::default()
+                items: vec![item("prod/db/x"), item("prod/app/x")],
             })
             .await
-            .unwrap_err()
+            .unwrap()
+            .into_inner()
     });
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let (denied, allowed) = (&reply.items[0], &reply.items[1]);
+    assert_eq!(
+        denied.error_code,
+        tonic::Code::PermissionDenied as u32,
+        "{denied:?}"
+    );
+    assert!(
+        denied.sealed_share.is_empty(),
+        "a refused item carries no share"
+    );
+    assert!(denied.error.contains("prod/db/x"), "{}", denied.error);
+    assert_eq!(allowed.error_code, 0, "{allowed:?}");
+    assert!(!allowed.sealed_share.is_empty());
     let audit = std::fs::read_to_string(c.node(follower).data_dir.join("audit.log")).unwrap();
     let refused = audit.lines().any(|l| {
         l.contains("\"operation\":\"kv.release_share\"")

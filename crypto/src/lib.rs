@@ -7,6 +7,7 @@
 //!   public commitments anyone can check a share against; `t` shares recombine it.
 //! - [`seal`]: each share travels sealed to one node's X25519 key (HPKE, RFC 9180 base mode),
 //!   with the cluster, path, version, node and purpose bound into the context.
+//! - [`release`]: a holder releases shares to a reader's one-time key, one HPKE context per reply.
 //! - [`at_rest`]: a node keeps its share sealed under its key-encryption key.
 //! - [`ack`]: a node signs (Ed25519) that it holds a verified share.
 //!
@@ -16,6 +17,7 @@ pub mod ack;
 pub mod at_rest;
 pub mod frost;
 pub mod jwt;
+pub mod release;
 pub mod seal;
 pub mod secret;
 pub mod sign_request;

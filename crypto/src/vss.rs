@@ -128,7 +128,21 @@ impl Commitments {
             ));
         }
         let points = self.points()?.into_iter().map(|p| p.0 .0).collect();
-        Ok(Verifier { points })
+        Ok(Verifier {
+            points,
+            expected: Vec::new(),
+        })
+    }
+
+    /// A verifier that has also worked out each of the `holders` holders' public share
+    /// `Σ A_j·i^j` (public values only): a reader that keeps it for a version it reads often
+    /// then checks a share with one fixed-base multiplication.
+    pub fn verifier_for(&self, holders: usize) -> Result<Verifier, CryptoError> {
+        let mut v = self.verifier()?;
+        v.expected = (1..=holders.min(MAX_SHARES))
+            .map(|i| v.public_share(i as u16))
+            .collect();
+        Ok(v)
     }
 
     fn points(&self) -> Result<Vec<VVerifier>, CryptoError> {
@@ -213,21 +227,32 @@ pub fn deal(threshold: usize, holders: usize) -> Result<Dealing, CryptoError> {
 /// Decompressed commitments `[G, A_0, .., A_{t-1}]` (see `Commitments::verifier`).
 pub struct Verifier {
     points: Vec<RistrettoPoint>,
+    /// Holder `i`'s public share at `expected[i - 1]`, when worked out ahead
+    /// (`Commitments::verifier_for`).
+    expected: Vec<RistrettoPoint>,
 }
 
 impl Verifier {
-    /// Feldman's check `f(i)·G = Σ A_j·i^j`. The left side takes the share, so it is computed
-    /// in constant time (fixed-base tables); the right side holds only public values (the
-    /// index and the commitments), so one variable-time multiscalar product is safe there.
-    pub fn verify(&self, share: &Share) -> Result<(), CryptoError> {
-        let x = Scalar::from(u64::from(share.index));
+    /// `Σ A_j·i^j`: what share `i` times the generator must be. Only public values go in
+    /// (the index and the commitments), so one variable-time multiscalar product is safe.
+    fn public_share(&self, index: u16) -> RistrettoPoint {
+        let x = Scalar::from(u64::from(index));
         let mut power = Scalar::ONE;
         let mut powers = Vec::with_capacity(self.points.len() - 1);
         for _ in 1..self.points.len() {
             powers.push(power);
             power *= x;
         }
-        let expected = RistrettoPoint::vartime_multiscalar_mul(&powers, &self.points[1..]);
+        RistrettoPoint::vartime_multiscalar_mul(&powers, &self.points[1..])
+    }
+
+    /// Feldman's check `f(i)·G = Σ A_j·i^j`. The left side takes the share, so it is computed
+    /// in constant time (fixed-base tables).
+    pub fn verify(&self, share: &Share) -> Result<(), CryptoError> {
+        let expected = match self.expected.get(usize::from(share.index).wrapping_sub(1)) {
+            Some(p) => *p,
+            None => self.public_share(share.index),
+        };
         let value = Zeroizing::new(share.scalar());
         if RistrettoPoint::mul_base(&value) == expected {
             Ok(())
@@ -247,19 +272,47 @@ pub fn verify(share: &Share, commitments: &Commitments) -> Result<(), CryptoErro
 }
 
 /// Recombines the data key from at least `threshold` shares (verify each one first).
+///
+/// Lagrange interpolation at 0 over the first `threshold` shares: `s = Σ λ_i·f(x_i)` with
+/// `λ_i = Π_{j≠i} x_j / (x_j - x_i)`. The denominators are public (share indices), and are
+/// inverted together (one inversion for all), which is most of the cost of a combine.
 pub fn combine(shares: &[Share], threshold: usize) -> Result<DataKey, CryptoError> {
-    if shares.len() < threshold {
+    if shares.len() < threshold || threshold == 0 {
         return Err(CryptoError::NotEnoughShares {
-            need: threshold,
+            need: threshold.max(1),
             have: shares.len(),
         });
     }
-    let v: Vec<VShare> = shares[..threshold].iter().map(Share::to_vsss).collect();
-    let secret = v
-        .combine()
-        .map_err(|e| invalid("shares", format!("cannot combine: {e:?}")))?;
-    let scalar = Zeroizing::new(secret.0 .0);
-    Ok(derive_key(&scalar))
+    let pick = &shares[..threshold];
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(s) = pick.iter().find(|s| !seen.insert(s.index)) {
+        return Err(invalid(
+            "shares",
+            format!("cannot combine: index {} appears twice", s.index),
+        ));
+    }
+    let xs: Vec<Scalar> = pick
+        .iter()
+        .map(|s| Scalar::from(u64::from(s.index)))
+        .collect();
+    let mut numerators = vec![Scalar::ONE; threshold];
+    let mut denominators = vec![Scalar::ONE; threshold];
+    for (i, xi) in xs.iter().enumerate() {
+        for (j, xj) in xs.iter().enumerate() {
+            if i != j {
+                numerators[i] *= xj;
+                denominators[i] *= xj - xi;
+            }
+        }
+    }
+    // Indices are distinct and non-zero, so no denominator is zero.
+    Scalar::batch_invert(&mut denominators);
+    let mut secret = Zeroizing::new(Scalar::ZERO);
+    for ((share, n), d) in pick.iter().zip(&numerators).zip(&denominators) {
+        let value = Zeroizing::new(share.scalar());
+        *secret += *value * (n * d);
+    }
+    Ok(derive_key(&secret))
 }
 
 #[cfg(test)]
@@ -340,18 +393,42 @@ mod tests {
         }
 
         #[test]
+        fn combine_agrees_with_vsss_rs(t in 2usize..6, extra in 0usize..4, start in 0usize..8) {
+            let d = deal(t, t + extra).unwrap();
+            let n = t + extra;
+            let pick: Vec<Share> = (0..t).map(|k| d.shares[(start + k) % n].clone()).collect();
+            let theirs: Vec<VShare> = pick.iter().map(Share::to_vsss).collect();
+            let secret = theirs.combine().unwrap();
+            let want = derive_key(&secret.0 .0);
+            prop_assert_eq!(key_bytes(&combine(&pick, t).unwrap()), key_bytes(&want));
+        }
+
+        #[test]
+        fn combine_refuses_a_repeated_index(t in 2usize..5) {
+            let d = deal(t, t + 1).unwrap();
+            let mut pick: Vec<Share> = d.shares[..t].to_vec();
+            pick[1] = pick[0].clone();
+            prop_assert!(combine(&pick, t).is_err());
+        }
+
+        #[test]
         fn the_reader_check_agrees_with_vsss_rs(t in 2usize..6, extra in 0usize..4) {
             let d = deal(t, t + extra).unwrap();
             let verifier = d.commitments.verifier().unwrap();
+            // Worked out ahead for fewer holders than there are, so both paths run.
+            let ahead = d.commitments.verifier_for(t + extra - 1).unwrap();
             for s in &d.shares {
                 prop_assert!(verifier.verify(s).is_ok());
+                prop_assert!(ahead.verify(s).is_ok());
                 prop_assert!(verify(s, &d.commitments).is_ok());
                 let bad = s.corrupted();
                 prop_assert!(verifier.verify(&bad).is_err());
+                prop_assert!(ahead.verify(&bad).is_err());
                 prop_assert!(verify(&bad, &d.commitments).is_err());
                 // A true value presented as another holder's share.
                 let moved = Share { index: s.index % (t + extra) as u16 + 1, value: s.value.clone() };
                 prop_assert!(verifier.verify(&moved).is_err());
+                prop_assert!(ahead.verify(&moved).is_err());
                 prop_assert!(verify(&moved, &d.commitments).is_err());
             }
         }

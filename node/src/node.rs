@@ -752,10 +752,16 @@ impl Node {
     /// one. Concurrent appends go to blocking threads, where they share fsyncs (group commit)
     /// without holding up the runtime.
     pub async fn audit(&self, record: AuditRecord) -> Result<(), Status> {
+        self.audit_all(vec![record]).await
+    }
+
+    /// `audit` for several requests answered together: their lines are written together and
+    /// made durable with one sync; an error refuses all of them.
+    pub async fn audit_all(&self, records: Vec<AuditRecord>) -> Result<(), Status> {
         use std::sync::atomic::Ordering;
         let busy = self.audits_in_flight.clone();
         let res = if busy.fetch_add(1, Ordering::AcqRel) == 0 {
-            let done = self.audit.append(&record);
+            let done = self.audit.append_all(&records);
             busy.fetch_sub(1, Ordering::AcqRel);
             done.map_err(|e| e.to_string())
         } else {
@@ -763,7 +769,7 @@ impl Node {
             // The counter is released by the blocking task itself, even if this request is
             // dropped while it runs.
             tokio::task::spawn_blocking(move || {
-                let done = audit.append(&record);
+                let done = audit.append_all(&records);
                 busy.fetch_sub(1, Ordering::AcqRel);
                 done
             })

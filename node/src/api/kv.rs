@@ -1,19 +1,21 @@
-//! The secrets API: topology, writes of dealt versions, metadata, and `ReleaseShare`, through
-//! which a holder hands its share (sealed to the reader's one-time key) to an authorized reader.
+//! The secrets API: topology, writes of dealt versions, metadata, and `ReleaseShares`, through
+//! which a holder hands its shares (sealed to the reader's one-time key) to an authorized reader.
 //!
 //! Every handler authorizes on this node from its own replicated copy (law 2); the audit line is
-//! written by `Api::run` before any answer, and so before any share, leaves the node (law 4).
+//! written by `Api::run` (or, for the several items of a release, by `do_release_shares`, one
+//! line each) before any answer, and so before any share, leaves the node (law 4).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use tessera_crypto::release;
 use tessera_crypto::seal::{Envelope as SealedEnvelope, SealingPublicKey};
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
 use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
-use super::Api;
+use super::{Api, Caller};
 use crate::node::LeaderOp;
 use crate::policy::Capability;
 use crate::state::kv::{self as model_kv, KvPut as KvPutCmd, SecretEntry, VersionEntry};
@@ -30,6 +32,8 @@ fn now() -> String {
 const RECEIPT_WAIT: Duration = Duration::from_millis(500);
 /// How much longer the other holders get once enough receipts are in.
 const RECEIPT_GRACE: Duration = Duration::from_millis(100);
+/// Most items one `ReleaseShares` call may carry.
+const MAX_RELEASE_ITEMS: usize = 256;
 
 fn bad(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg.into())
@@ -456,68 +460,155 @@ impl Api {
         }
     }
 
-    pub(super) async fn do_release_share(
+    /// Releases to one reader, item by item. Each item is authorized, checked and audited on
+    /// its own, exactly as a lone release would be (laws 2 and 4): one audit line per item,
+    /// all made durable before the reply leaves. What the items share is the caller's
+    /// identity, one audit sync and one HPKE context to the reader's one-time key.
+    pub(super) async fn do_release_shares(
         &self,
-        req: Request<ReleaseShareRequest>,
-    ) -> Result<Response<ReleaseShareReply>, Status> {
-        let path = req.get_ref().path.clone();
-        let res = self
-            .run(req, "kv.release_share", path.clone(), |id, r| async move {
-                path_arg(&r.path)?;
-                // Law 2: this node checks identity and policy itself...
-                self.authorize(&id, &r.path, Capability::Read).await?;
-                let reader =
-                    SealingPublicKey::from_slice(&r.reader_key).map_err(|e| bad(e.to_string()))?;
-                if r.version == 0 && !r.with_metadata {
-                    return Err(bad(
-                        "name the version to release (the reader learns it from the metadata)",
-                    ));
-                }
-                // A one-round read trusts the leader's answer for "which version is the latest",
-                // and only while its lease holds (then it has applied everything committed).
-                let confirmed = r.with_metadata && self.node.leader_lease_barrier().await;
-                // ...at an applied index no older than the version.
-                self.node
-                    .wait_applied(r.min_index, Duration::from_secs(5))
-                    .await?;
-                let (n, v) = self.readable(&r.path, r.version)?;
-                if v.share_index(self.node.id).is_none() {
-                    return Err(Status::failed_precondition(format!(
-                        "node {} holds no share of version {n} of {:?}",
-                        self.node.id, r.path
-                    )));
-                }
-                let (index, env) = self
-                    .node
-                    .vault
-                    .release(&r.path, n, &reader)
-                    .map_err(Status::unavailable)?;
-                let metadata = r
-                    .with_metadata
-                    .then(|| self.version_reply(r.path, n, v, r.with_ciphertext, !confirmed));
-                Ok(ReleaseShareReply {
-                    node_id: self.node.id,
-                    share_index: index as u32,
-                    envelope: Some(Envelope {
-                        enc: env.enc.to_vec(),
-                        ciphertext: env.ciphertext,
-                    }),
-                    version: n,
-                    metadata,
-                })
-            })
-            .await;
-        let outcome = match &res {
-            Ok(_) => "released",
-            Err(s) if s.code() == tonic::Code::PermissionDenied => "denied",
-            Err(_) => "refused",
+        req: Request<ReleaseSharesRequest>,
+    ) -> Result<Response<ReleaseSharesReply>, Status> {
+        let started = Instant::now();
+        let (caller, identity) = Caller::of(&req);
+        let r = req.into_inner();
+        let setup = identity.and_then(|id| {
+            if r.items.is_empty() || r.items.len() > MAX_RELEASE_ITEMS {
+                return Err(bad(format!(
+                    "items: {} given; a release takes 1 to {MAX_RELEASE_ITEMS}",
+                    r.items.len()
+                )));
+            }
+            let reader = SealingPublicKey::from_slice(&r.reader_key)
+                .map_err(|e| bad(format!("reader_key: {e}")))?;
+            let reply = release::Reply {
+                cluster_id: &self.node.config.cluster_id,
+                node_id: self.node.id,
+            };
+            let sealer = release::Sealer::new(&reader, &reply)
+                .map_err(|e| bad(format!("reader_key: {e}")))?;
+            Ok((id, sealer))
+        });
+        let (identity, sealer) = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing is released: one line for the whole call.
+                let record = caller.record("kv.release_shares", String::new(), Some(&e), None);
+                let audited = self.node.audit(record).await;
+                self.observe("kv.release_shares", Some(&e), &audited, started);
+                audited?;
+                return Err(e);
+            }
         };
+        // A one-round read trusts the leader's answer for "which version is the latest", and
+        // only while its lease holds (then it has applied everything committed).
+        let confirmed =
+            r.items.iter().any(|i| i.with_metadata) && self.node.leader_lease_barrier().await;
+        let mut items = Vec::with_capacity(r.items.len());
+        let mut records = Vec::with_capacity(r.items.len());
+        let mut errors = Vec::with_capacity(r.items.len());
+        for (position, item) in r.items.iter().enumerate() {
+            let res = self
+                .release_item(&identity, &sealer, position as u32, item, confirmed)
+                .await;
+            records.push(caller.record(
+                "kv.release_share",
+                item.path.clone(),
+                res.as_ref().err(),
+                None,
+            ));
+            items.push(match res {
+                Ok(released) => {
+                    errors.push(None);
+                    released
+                }
+                Err(s) => {
+                    let refused = ReleasedShare {
+                        version: item.version,
+                        error_code: s.code() as u32,
+                        error: s.message().to_string(),
+                        ..Default::default()
+                    };
+                    errors.push(Some(s));
+                    refused
+                }
+            });
+        }
+        let audited = self.node.audit_all(records).await;
+        for e in &errors {
+            self.observe("kv.release_share", e.as_ref(), &audited, started);
+            let outcome = match (&audited, e) {
+                (Err(_), _) => "refused",
+                (Ok(()), None) => "released",
+                (Ok(()), Some(s)) if s.code() == tonic::Code::PermissionDenied => "denied",
+                (Ok(()), Some(_)) => "refused",
+            };
+            self.node
+                .metrics
+                .share_releases
+                .with_label_values(&[outcome])
+                .inc();
+        }
+        // Law 4: no audit, no share.
+        audited?;
+        Ok(Response::new(ReleaseSharesReply {
+            node_id: self.node.id,
+            enc: sealer.enc().to_vec(),
+            items,
+        }))
+    }
+
+    /// One item of a release: law 2 on this node, then its share sealed for this item.
+    async fn release_item(
+        &self,
+        identity: &str,
+        sealer: &release::Sealer,
+        position: u32,
+        r: &ReleaseItem,
+        confirmed: bool,
+    ) -> Result<ReleasedShare, Status> {
+        path_arg(&r.path)?;
+        // Law 2: this node checks identity and policy itself...
+        self.authorize(identity, &r.path, Capability::Read).await?;
+        if r.version == 0 && !r.with_metadata {
+            return Err(bad(
+                "name the version to release (the reader learns it from the metadata)",
+            ));
+        }
+        // ...at an applied index no older than the version.
         self.node
-            .metrics
-            .share_releases
-            .with_label_values(&[outcome])
-            .inc();
-        res
+            .wait_applied(r.min_index, Duration::from_secs(5))
+            .await?;
+        let (n, v) = self.readable(&r.path, r.version)?;
+        if v.share_index(self.node.id).is_none() {
+            return Err(Status::failed_precondition(format!(
+                "node {} holds no share of version {n} of {:?}",
+                self.node.id, r.path
+            )));
+        }
+        let share = self
+            .node
+            .vault
+            .share_for_release(&r.path, n)
+            .map_err(Status::unavailable)?;
+        let item = release::Item {
+            position,
+            path: &r.path,
+            version: n,
+        };
+        let sealed_share = sealer
+            .seal(&item, &share.to_bytes())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let metadata = r
+            .with_metadata
+            .then(|| self.version_reply(r.path.clone(), n, v, r.with_ciphertext, !confirmed));
+        Ok(ReleasedShare {
+            version: n,
+            share_index: u32::from(share.index),
+            sealed_share,
+            metadata,
+            error_code: 0,
+            error: String::new(),
+        })
     }
 
     pub(super) async fn do_kv_list(

@@ -622,11 +622,11 @@ impl Tessera for Api {
         self.do_kv_version(req).await
     }
 
-    async fn release_share(
+    async fn release_shares(
         &self,
-        req: Request<ReleaseShareRequest>,
-    ) -> Result<Response<ReleaseShareReply>, Status> {
-        self.do_release_share(req).await
+        req: Request<ReleaseSharesRequest>,
+    ) -> Result<Response<ReleaseSharesReply>, Status> {
+        self.do_release_shares(req).await
     }
 
     async fn kv_list(&self, req: Request<PathRequest>) -> Result<Response<ListReply>, Status> {

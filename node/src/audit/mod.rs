@@ -115,7 +115,7 @@ struct State {
     regular: bool,
     /// Set when a failed append may have left a partial line behind, or a sync failed.
     broken: bool,
-    /// Lines written so far (sequence number of the last one).
+    /// Writes so far, each of one or more lines (the sequence number of the last one).
     written: u64,
 }
 
@@ -217,17 +217,24 @@ impl AuditLog {
         })
     }
 
-    /// Appends one record and blocks until it is durable.
-    ///
-    /// Writes `{"prev":"<hex>", ...record fields...}` plus `\n` with a single
-    /// `write_all`, then `sync_data()`. The in-memory chain head advances only
-    /// when both succeed; on any failure `Err` is returned and the head is
-    /// unchanged. If the write or sync failed on a regular file, the file is
-    /// truncated back to its previous length so that the next line does not
-    /// follow a partial (or unsynced, and so unreliable) one; if that is not
-    /// possible, the log refuses further appends ([`AuditError::Broken`]).
-    /// The caller must treat `Err` as "do not serve the request".
+    /// Appends one record and blocks until it is durable (see [`AuditLog::append_all`]).
     pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends records, in order, and blocks until all of them are durable.
+    ///
+    /// Writes each as `{"prev":"<hex>", ...record fields...}` plus `\n`, chained, with a
+    /// single `write_all` for the lot, then `sync_data()`. The in-memory chain head advances
+    /// only when both succeed; on any failure `Err` is returned and the head is unchanged. If
+    /// the write or sync failed on a regular file, the file is truncated back to its previous
+    /// length so that the next line does not follow a partial (or unsynced, and so unreliable)
+    /// one; if that is not possible, the log refuses further appends ([`AuditError::Broken`]).
+    /// The caller must treat `Err` as "do not serve any of these requests".
+    pub fn append_all(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut state = self.state.lock().map_err(|_| AuditError::Poisoned {
             path: self.path.clone(),
         })?;
@@ -237,36 +244,40 @@ impl AuditLog {
             });
         }
 
-        let stamped;
-        let record = if record.time.is_empty() {
-            let now = time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .map_err(|source| AuditError::Clock {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            stamped = AuditRecord {
-                time: now,
-                ..record.clone()
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|source| AuditError::Clock {
+                path: self.path.clone(),
+                source,
+            })?;
+        let mut head = state.head;
+        let mut lines = Vec::with_capacity(records.len() * 320);
+        for record in records {
+            let stamped;
+            let record = if record.time.is_empty() {
+                stamped = AuditRecord {
+                    time: now.clone(),
+                    ..record.clone()
+                };
+                &stamped
+            } else {
+                record
             };
-            &stamped
-        } else {
-            record
-        };
-
-        let prev = hex::encode(state.head);
-        // serde_json escapes control characters, so the output is one line
-        // whatever the record contains.
-        let mut line = serde_json::to_vec(&LineOut {
-            prev: &prev,
-            record,
-        })
-        .map_err(|source| AuditError::Encode {
-            path: self.path.clone(),
-            source,
-        })?;
-        let new_head = hash_line(&line);
-        line.push(b'\n');
+            let prev = hex::encode(head);
+            // serde_json escapes control characters, so the output is one line
+            // whatever the record contains.
+            let line = serde_json::to_vec(&LineOut {
+                prev: &prev,
+                record,
+            })
+            .map_err(|source| AuditError::Encode {
+                path: self.path.clone(),
+                source,
+            })?;
+            head = hash_line(&line);
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+        }
 
         let io_err = |what: &'static str, source| AuditError::Io {
             path: self.path.clone(),
@@ -279,10 +290,10 @@ impl AuditLog {
             None
         };
 
-        let written = state.file.write_all(&line).map_err(|e| io_err("write", e));
+        let written = state.file.write_all(&lines).map_err(|e| io_err("write", e));
         match written {
             Ok(()) => {
-                state.head = new_head;
+                state.head = head;
                 state.written += 1;
                 let seq = state.written;
                 drop(state);
@@ -470,6 +481,26 @@ mod tests {
         for pair in lines.windows(2) {
             let expected = hex::encode(hash_line(pair[0].as_bytes()));
             assert!(pair[1].starts_with(&format!("{{\"prev\":\"{expected}\",\"time\":")));
+        }
+    }
+
+    #[test]
+    fn appends_of_several_lines_continue_one_chain() {
+        let dir = TempDir::new("batch");
+        let path = dir.file();
+        let log = AuditLog::open(&path).unwrap();
+        log.append(&record(1)).unwrap();
+        log.append_all(&[record(2), record(3), record(4)]).unwrap();
+        log.append_all(&[]).unwrap();
+        log.append(&record(5)).unwrap();
+        drop(log);
+        assert_eq!(verify_file(&path).unwrap(), 5);
+        let lines = lines(&path);
+        for (n, l) in lines.iter().enumerate() {
+            assert!(
+                l.contains(&record(n + 1).request_id),
+                "line {n} out of order: {l}"
+            );
         }
     }
 

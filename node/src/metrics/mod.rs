@@ -70,7 +70,7 @@ impl Metrics {
                 "Audit log writes that failed (each refused its request).",
             )?,
             share_releases: IntCounterVec::new(
-                Opts::new("tessera_share_releases_total", "ReleaseShare requests by outcome (released, denied, refused)."),
+                Opts::new("tessera_share_releases_total", "Shares released or refused (one per ReleaseShares item), by outcome (released, denied, refused)."),
                 &["outcome"],
             )?,
             bad_shares: IntCounterVec::new(

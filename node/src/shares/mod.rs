@@ -2,8 +2,8 @@
 //!
 //! On apply of a new version a holder opens the envelope sealed to it, verifies the share
 //! against the commitments (law 3), and stores it sealed under its key-encryption key; a share
-//! that does not verify becomes a signed complaint instead. On release it opens its share and
-//! seals it to the reader's one-time key. Shares live in their own column family, outside the
+//! that does not verify becomes a signed complaint instead. On release it opens its share for
+//! the API to seal to the reader's one-time key. Shares live in their own column family, outside the
 //! replicated state and its snapshots, so no other node ever receives them.
 
 pub mod dkg;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use tessera_crypto::ack::{ack_message, batch_message, complaint_message, receipt_message};
 use tessera_crypto::frost;
-use tessera_crypto::seal::{self, Context, Envelope, Purpose, SealingPublicKey};
+use tessera_crypto::seal::{self, Context, Envelope, Purpose};
 use tessera_crypto::vss::{self, Share};
 
 use crate::raft::db::{cf, CF_SHARES};
@@ -33,7 +33,26 @@ pub struct ShareVault {
     dkg: dkg::DkgRunner,
     /// Signing shares already opened and parsed, by key name, with their generation.
     key_shares: std::sync::Mutex<HashMap<String, (u64, Arc<frost::KeyShare>)>>,
+    /// Shares this node opened and checked for a receipt, kept until the write is applied so
+    /// that apply need not open and check the same envelope again (see `Checked`).
+    checked: std::sync::Mutex<HashMap<(String, u64), Checked>>,
 }
+
+/// A share checked at receipt time, with exactly what it was checked against. Apply uses it
+/// only for the same envelope and the same commitments; anything else is opened and checked
+/// anew. Only this node's own share (law 1); zeroized on drop with the share.
+struct Checked {
+    envelope: Envelope,
+    commitments: vss::Commitments,
+    index: u16,
+    share: Share,
+    at: std::time::Instant,
+}
+
+/// Receipt-time shares kept at most, and for at most this long (a write is applied within
+/// milliseconds of its receipts; one that never is, was refused or lost).
+const CHECKED_MAX: usize = 4096;
+const CHECKED_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for ShareVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,6 +99,7 @@ impl ShareVault {
             corrupt_releases,
             dkg: dkg::DkgRunner::default(),
             key_shares: Default::default(),
+            checked: Default::default(),
         }
     }
 
@@ -121,7 +141,10 @@ impl ShareVault {
             .envelopes
             .get(&self.node_id)
             .ok_or("no envelope for this node")?;
-        let share = self.open_verified(path, version, index, env, &v.commitments)?;
+        let share = match self.take_checked(path, version, index, env, &v.commitments) {
+            Some(share) => share,
+            None => self.open_verified(path, version, index, env, &v.commitments)?,
+        };
         let sealed = self.keys.kek.seal(
             &at_rest_label(self.node_id, path, version),
             &share.to_bytes(),
@@ -176,7 +199,8 @@ impl ShareVault {
             .position(|h| *h == self.node_id)
             .ok_or("this node is not a holder of the write")?;
         let index = u16::try_from(pos + 1).map_err(|_| "too many holders")?;
-        self.open_verified(path, version, index, env, commitments)?;
+        let share = self.open_verified(path, version, index, env, commitments)?;
+        self.keep_checked(path, version, index, env, commitments, share);
         let msg = receipt_message(
             &self.cluster_id,
             path,
@@ -186,6 +210,56 @@ impl ShareVault {
             env,
         );
         Ok(self.keys.ack.sign(&msg).to_vec())
+    }
+
+    fn keep_checked(
+        &self,
+        path: &str,
+        version: u64,
+        index: u16,
+        env: &Envelope,
+        commitments: &vss::Commitments,
+        share: Share,
+    ) {
+        let mut checked = self.checked.lock().expect("checked shares lock");
+        if checked.len() >= CHECKED_MAX {
+            checked.retain(|_, c| c.at.elapsed() < CHECKED_TTL);
+            if checked.len() >= CHECKED_MAX {
+                checked.clear();
+            }
+        }
+        checked.insert(
+            (path.to_string(), version),
+            Checked {
+                envelope: env.clone(),
+                commitments: commitments.clone(),
+                index,
+                share,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// The receipt-time share of a version, if it was checked against exactly this envelope,
+    /// these commitments and this index, lately. Taken: it serves one apply.
+    fn take_checked(
+        &self,
+        path: &str,
+        version: u64,
+        index: u16,
+        env: &Envelope,
+        commitments: &vss::Commitments,
+    ) -> Option<Share> {
+        let c = self
+            .checked
+            .lock()
+            .expect("checked shares lock")
+            .remove(&(path.to_string(), version))?;
+        (c.envelope == *env
+            && c.commitments == *commitments
+            && c.index == index
+            && c.at.elapsed() < CHECKED_TTL)
+            .then_some(c.share)
     }
 
     pub fn erase(&self, batch: &mut WriteBatch, path: &str, version: u64) {
@@ -200,13 +274,9 @@ impl ShareVault {
         )
     }
 
-    /// Opens this node's share of a version and seals it to the reader's one-time key.
-    pub fn release(
-        &self,
-        path: &str,
-        version: u64,
-        reader: &SealingPublicKey,
-    ) -> Result<(u16, Envelope), String> {
+    /// Opens this node's share of a version for release. The caller seals it to the reader's
+    /// one-time key at once (`tessera_crypto::release`); the plaintext is zeroized on drop.
+    pub fn share_for_release(&self, path: &str, version: u64) -> Result<Share, String> {
         let sealed = self
             .db
             .get_cf(cf(&self.db, CF_SHARES), share_key(path, version))
@@ -217,17 +287,12 @@ impl ShareVault {
             .kek
             .open(&at_rest_label(self.node_id, path, version), &sealed)
             .map_err(|e| format!("stored share does not open: {e}"))?;
-        let mut share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
-        if self.corrupt_releases {
-            share = share.corrupted();
-        }
-        let env = seal::seal(
-            reader,
-            &self.ctx(path, version, Purpose::Release),
-            &share.to_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok((share.index, env))
+        let share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
+        Ok(if self.corrupt_releases {
+            share.corrupted()
+        } else {
+            share
+        })
     }
 
     /// Every share this node holds, as (path, version). Values are never reported.
@@ -278,6 +343,78 @@ impl ShareVault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_crypto::ack::AckKey;
+    use tessera_crypto::at_rest::Kek;
+    use tessera_crypto::seal::SealingKey;
+
+    fn vault(dir: &std::path::Path) -> ShareVault {
+        let keys = NodeKeys {
+            kek: Kek::generate(),
+            sealing: SealingKey::generate(),
+            ack: AckKey::generate(),
+        };
+        ShareVault::new(crate::raft::db::open(dir).unwrap(), keys, 2, "c1".into())
+    }
+
+    fn entry(commitments: &vss::Commitments, env: &Envelope) -> VersionEntry {
+        VersionEntry {
+            commitments: commitments.clone(),
+            threshold: 2,
+            holders: vec![1, 2, 3],
+            envelopes: [(2, env.clone())].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_share_checked_for_a_receipt_serves_apply_only_for_what_it_was_checked_against() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault(dir.path());
+        let d = vss::deal(2, 3).unwrap();
+        let to_me = |version, share: &Share| {
+            let ctx = vault.ctx("a", version, Purpose::Deal);
+            seal::seal(&vault.keys.sealing.public(), &ctx, &share.to_bytes()).unwrap()
+        };
+
+        // Checked at receipt time, then applied as it was checked: stored, and it releases.
+        let env = to_me(1, &d.shares[1]);
+        vault
+            .receipt("a", 1, &d.commitments, &[1, 2, 3], &env)
+            .unwrap();
+        let mut batch = WriteBatch::default();
+        vault
+            .accept(&mut batch, "a", 1, &entry(&d.commitments, &env))
+            .unwrap();
+        vault.db.write(batch).unwrap();
+        assert_eq!(vault.share_for_release("a", 1).unwrap(), d.shares[1]);
+
+        // The same envelope written with other commitments than the receipt saw: apply checks
+        // anew and refuses (a receipt-time check vouches for nothing else).
+        let env = to_me(2, &d.shares[1]);
+        vault
+            .receipt("a", 2, &d.commitments, &[1, 2, 3], &env)
+            .unwrap();
+        let other = vss::deal(2, 3).unwrap();
+        let mut batch = WriteBatch::default();
+        let refused = vault.accept(&mut batch, "a", 2, &entry(&other.commitments, &env));
+        assert!(refused.is_err(), "{refused:?}");
+
+        // Another envelope than the one checked: opened and checked anew (here it is good).
+        let env3 = to_me(3, &d.shares[1]);
+        vault
+            .receipt("a", 3, &d.commitments, &[1, 2, 3], &to_me(3, &d.shares[1]))
+            .unwrap();
+        let mut batch = WriteBatch::default();
+        vault
+            .accept(&mut batch, "a", 3, &entry(&d.commitments, &env3))
+            .unwrap();
+        // A bad share is never kept: its receipt is refused.
+        let bad = to_me(4, &d.shares[1].corrupted());
+        assert!(vault
+            .receipt("a", 4, &d.commitments, &[1, 2, 3], &bad)
+            .is_err());
+        assert!(vault.checked.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn share_keys_round_trip_paths_with_slashes() {
