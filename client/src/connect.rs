@@ -50,6 +50,9 @@ pub struct Client {
     /// Verifiers of the versions read lately, by their commitments (see `kv::verifier`).
     #[allow(clippy::type_complexity)]
     pub(crate) verifiers: Arc<Mutex<HashMap<Vec<u8>, Arc<tessera_crypto::vss::Verifier>>>>,
+    /// Lagrange coefficients by the share indices they combine (see `kv::lagrange`).
+    #[allow(clippy::type_complexity)]
+    pub(crate) lagrange: Arc<Mutex<HashMap<Vec<u16>, Arc<tessera_crypto::vss::Lagrange>>>>,
     /// Active signing keys' public state (group key, public key package, participants).
     /// With each, its public key package parsed once (parsing checks every point).
     #[allow(clippy::type_complexity)]
@@ -153,6 +156,7 @@ impl Client {
             topology: Arc::new(Mutex::new(None)),
             releasers: Arc::new(Mutex::new(HashMap::new())),
             verifiers: Arc::new(Mutex::new(HashMap::new())),
+            lagrange: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(Mutex::new(HashMap::new())),
             commitments: Arc::new(Mutex::new(HashMap::new())),
             nonce_batch: 1,

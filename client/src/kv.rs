@@ -17,7 +17,8 @@ use tessera_proto::*;
 use crate::release::{ReleaseError, Released};
 use crate::{Client, Error};
 
-/// Verifiers a client keeps (a few hundred bytes each) before it starts over.
+/// Verifiers (a few hundred bytes each), and coefficient sets, a client keeps before it starts
+/// over.
 const VERIFIER_CACHE: usize = 4096;
 
 /// A value read back, with what the read had to route around.
@@ -144,40 +145,6 @@ fn check_share(
         .verify(&share)
         .map_err(|e| ReleaseError::Bad(e.to_string()))?;
     Ok(share)
-}
-
-/// Checks a share against the metadata it came with (done on arrival; the reader then only
-/// compares that metadata with the leader's).
-fn check_against(
-    client: &Client,
-    m: &KvVersionReply,
-    node_id: u64,
-    share: Share,
-) -> Result<Share, ReleaseError> {
-    let bad = |e: String| ReleaseError::Bad(e);
-    if m.threshold < 2 || m.commitments.len() != m.threshold as usize + 1 {
-        return Err(bad(format!(
-            "came with {} commitments for threshold {}",
-            m.commitments.len(),
-            m.threshold
-        )));
-    }
-    let commitments = Commitments(
-        m.commitments
-            .iter()
-            .map(|c| <[u8; 32]>::try_from(c.as_slice()))
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad("came with malformed commitments".into()))?,
-    );
-    let verifier = client
-        .verifier(&commitments, m.holders.len())
-        .map_err(|e| bad(format!("came with bad commitments: {e}")))?;
-    let position = m
-        .holders
-        .iter()
-        .position(|h| h.id == node_id)
-        .map(|i| (i + 1) as u16);
-    check_share(position, &verifier, share)
 }
 
 /// Shares collected so far, and who could not give one.
@@ -308,7 +275,12 @@ impl Client {
                 why.join("; ")
             )));
         }
-        let key = vss::combine(&got.good, t).map_err(|e| Error::Other(e.to_string()))?;
+        let good = &got.good[..t];
+        let indices: Vec<u16> = good.iter().map(|s| s.index).collect();
+        let key = self
+            .lagrange(&indices)
+            .and_then(|l| vss::combine_with(good, &l))
+            .map_err(|e| Error::Other(e.to_string()))?;
         let aad = value::value_aad(&plan.cluster_id, path, plan.version);
         let value = value::decrypt(&key, &aad, &plan.ciphertext).map_err(|e| {
             Error::Other(format!(
@@ -323,6 +295,21 @@ impl Client {
             unavailable: got.unavailable,
             stale: plan.stale,
         })
+    }
+
+    /// The Lagrange coefficients for combining shares with these indices (public, and the
+    /// same whenever the same holders answer): worked out once per client.
+    fn lagrange(&self, indices: &[u16]) -> Result<Arc<vss::Lagrange>, tessera_crypto::CryptoError> {
+        if let Some(l) = self.lagrange.lock().expect("lagrange cache").get(indices) {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(vss::Lagrange::new(indices)?);
+        let mut cache = self.lagrange.lock().expect("lagrange cache");
+        if cache.len() >= VERIFIER_CACHE {
+            cache.clear();
+        }
+        cache.insert(indices.to_vec(), l.clone());
+        Ok(l)
     }
 
     /// The verifier for a version's commitments, from the cache when this client read the
@@ -378,8 +365,8 @@ impl Client {
         let asked: Vec<&Holder> = std::iter::once(leader)
             .chain(others.into_iter().take(t - 1))
             .collect();
-        // Every holder is asked at once; each share is checked against the metadata it came
-        // with as it arrives (its sealing is bound to the version it names).
+        // Every holder is asked at once (each share's sealing is bound to the version it
+        // names); the shares are checked once the leader's answer has fixed the version.
         let asks = asked.iter().enumerate().map(|(i, h)| {
             let item = ReleaseItem {
                 path: path.to_string(),
@@ -391,13 +378,7 @@ impl Client {
             let cluster_id = topo.cluster_id.as_str();
             async move {
                 let (h, res) = self.release_from(h, cluster_id, item).await;
-                let answer = res.map(|r| {
-                    let share = r.share.and_then(|s| match &r.metadata {
-                        Some(m) => check_against(self, m, h.id, s),
-                        None => Ok(s),
-                    });
-                    (r.version, r.metadata, share)
-                });
+                let answer = res.map(|r| (r.version, r.metadata, r.share));
                 (h, answer)
             }
         });
@@ -415,6 +396,7 @@ impl Client {
                 return Ok(None);
             }
         };
+        let mut matching: Vec<(Holder, Share)> = Vec::with_capacity(asked.len());
         for (h, answer) in std::iter::once((lead, lead_answer)).chain(answers) {
             // A holder that answered for another version has not applied the leader's latest
             // yet: it is left for `gather`, which asks it again for that exact version and has
@@ -424,11 +406,16 @@ impl Client {
                 continue;
             }
             got.asked.insert(h.id);
-            // A share that came with metadata was checked against that metadata on arrival;
-            // that check stands if the metadata is the leader's.
+            // A share that came with the leader's metadata is checked with the others below.
             let answer = match answer {
-                Ok((v, Some(m), share)) if v == plan.version && plan.same_version(&m) => {
-                    self.file(path, plan.version, &h, share, got).await;
+                Ok((v, Some(m), Ok(share))) if v == plan.version && plan.same_version(&m) => {
+                    if Some(share.index) == plan.positions.get(&h.id).copied() {
+                        matching.push((h, share));
+                    } else {
+                        let why = format!("share index {} is not this holder's", share.index);
+                        self.file(path, plan.version, &h, Err(ReleaseError::Bad(why)), got)
+                            .await;
+                    }
                     continue;
                 }
                 other => other,
@@ -440,6 +427,18 @@ impl Client {
                 _ => share,
             });
             self.judge(path, &plan, &h, share, got).await;
+        }
+        // Law 3, for all of them at once (one fixed-base multiplication); if that fails, each
+        // is checked on its own, so that the bad ones are named and the good ones kept.
+        let shares: Vec<&Share> = matching.iter().map(|(_, s)| s).collect();
+        if plan.verifier.verify_all(&shares) {
+            for (h, share) in matching {
+                self.file(path, plan.version, &h, Ok(share), got).await;
+            }
+        } else {
+            for (h, share) in matching {
+                self.judge(path, &plan, &h, Ok(share), got).await;
+            }
         }
         Ok(Some(plan))
     }

@@ -9,7 +9,8 @@
 //! holder still authorizes and audits every item on its own, and every share is still checked
 //! against its version's commitments by the read that receives it (law 3).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tessera_crypto::release::{Item, Opener, Reply};
 use tessera_crypto::seal::SealingKey;
@@ -63,7 +64,7 @@ struct Pending {
 #[derive(Clone)]
 pub(crate) struct Releaser {
     queue: mpsc::UnboundedSender<Pending>,
-    address: Arc<str>,
+    holder: Arc<Holder>,
 }
 
 impl Releaser {
@@ -75,15 +76,17 @@ impl Releaser {
         cluster_id: &str,
     ) -> Releaser {
         let (queue, rx) = mpsc::unbounded_channel();
-        let address: Arc<str> = address.into();
-        let holder = Holder {
+        let holder = Arc::new(Holder {
             rpc,
             node_id,
-            address: address.clone(),
+            address: address.into(),
             cluster_id: cluster_id.into(),
-        };
-        tokio::spawn(holder.run(rx));
-        Releaser { queue, address }
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            queued: AtomicUsize::new(0),
+            next_key: Mutex::new(None),
+        });
+        tokio::spawn(holder.clone().run(rx));
+        Releaser { queue, holder }
     }
 
     /// Whether the holder's task has ended (its runtime shut down).
@@ -94,11 +97,25 @@ impl Releaser {
     /// Asks for one item, with whatever else is waiting for this holder.
     pub(crate) async fn release(&self, item: ReleaseItem) -> Result<Released, ReleaseError> {
         let (answer, rx) = oneshot::channel();
-        let gone =
-            || ReleaseError::Unavailable(format!("the release queue for {} closed", self.address));
-        self.queue
-            .send(Pending { item, answer })
-            .map_err(|_| gone())?;
+        let gone = || {
+            let address = &self.holder.address;
+            ReleaseError::Unavailable(format!("the release queue for {address} closed"))
+        };
+        // Nothing waiting and a call free: this read goes out at once, from its own task (a
+        // hop through the queue's task would only add latency).
+        if self.holder.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(slot) = self.holder.slots.clone().try_acquire_owned() {
+                let key = self.holder.take_key();
+                self.holder.call(key, vec![Pending { item, answer }]).await;
+                drop(slot);
+                return rx.await.map_err(|_| gone())?;
+            }
+        }
+        self.holder.queued.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(Pending { item, answer }).is_err() {
+            self.holder.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(gone());
+        }
         rx.await.map_err(|_| gone())?
     }
 }
@@ -108,16 +125,19 @@ struct Holder {
     node_id: u64,
     address: Arc<str>,
     cluster_id: Arc<str>,
+    /// Calls under way to this holder, at most `IN_FLIGHT`.
+    slots: Arc<Semaphore>,
+    /// Reads in the queue, not yet taken into a call.
+    queued: AtomicUsize,
+    /// A one-time key made ahead, for the next call (never used twice; zeroized on drop).
+    next_key: Mutex<Option<SealingKey>>,
 }
 
 impl Holder {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        let me = Arc::new(self);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        let mut next_key: Option<SealingKey> = None;
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
         while let Some(first) = rx.recv().await {
             // While every slot is taken, more reads queue up and go in the next call.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
                 return;
             };
             let mut batch = vec![first];
@@ -127,16 +147,26 @@ impl Holder {
                     Err(_) => break,
                 }
             }
-            // Each one-time key serves exactly one call.
-            let key = next_key.take().unwrap_or_else(SealingKey::generate);
-            let me = me.clone();
+            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            let key = self.take_key();
+            let me = self.clone();
             tokio::spawn(async move {
                 me.call(key, batch).await;
                 drop(slot);
             });
-            // The next call's key is made while this one is on the network.
-            next_key = Some(SealingKey::generate());
         }
+    }
+
+    /// A fresh one-time key: the one made ahead if there is one. The next is made on another
+    /// task, while this call is on the network.
+    fn take_key(self: &Arc<Self>) -> SealingKey {
+        let ready = self.next_key.lock().expect("key lock").take();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let key = SealingKey::generate();
+            me.next_key.lock().expect("key lock").get_or_insert(key);
+        });
+        ready.unwrap_or_else(SealingKey::generate)
     }
 
     async fn call(&self, key: SealingKey, batch: Vec<Pending>) {

@@ -246,13 +246,50 @@ impl Verifier {
         RistrettoPoint::vartime_multiscalar_mul(&powers, &self.points[1..])
     }
 
+    fn expected(&self, index: u16) -> RistrettoPoint {
+        match self.expected.get(usize::from(index).wrapping_sub(1)) {
+            Some(p) => *p,
+            None => self.public_share(index),
+        }
+    }
+
+    /// Feldman's check for several shares at once (a reader's `t` shares of one version), as
+    /// one random linear combination: `(Σ z_k·f(x_k))·G = Σ z_k·P_k` with fresh random 128-bit
+    /// `z_k`. If any share is wrong the two sides differ except with probability 2^-128 (the
+    /// shares are fixed before the `z_k` are drawn, and the group has prime order), so this
+    /// checks every share, for one fixed-base multiplication in all. It says only whether all
+    /// are good: on `false`, check each with `verify` to name the bad ones.
+    pub fn verify_all(&self, shares: &[&Share]) -> bool {
+        match shares {
+            [] => true,
+            [one] => self.verify(one).is_ok(),
+            _ => {
+                let mut rng = crate::rng();
+                let zs: Vec<Scalar> = shares
+                    .iter()
+                    .map(|_| {
+                        let mut b = [0u8; 16];
+                        rand08::RngCore::fill_bytes(&mut rng, &mut b);
+                        Scalar::from(u128::from_le_bytes(b))
+                    })
+                    .collect();
+                let mut combined = Zeroizing::new(Scalar::ZERO);
+                for (z, s) in zs.iter().zip(shares) {
+                    let value = Zeroizing::new(s.scalar());
+                    *combined += *value * z;
+                }
+                let points: Vec<RistrettoPoint> =
+                    shares.iter().map(|s| self.expected(s.index)).collect();
+                RistrettoPoint::mul_base(&combined)
+                    == RistrettoPoint::vartime_multiscalar_mul(&zs, &points)
+            }
+        }
+    }
+
     /// Feldman's check `f(i)·G = Σ A_j·i^j`. The left side takes the share, so it is computed
     /// in constant time (fixed-base tables).
     pub fn verify(&self, share: &Share) -> Result<(), CryptoError> {
-        let expected = match self.expected.get(usize::from(share.index).wrapping_sub(1)) {
-            Some(p) => *p,
-            None => self.public_share(share.index),
-        };
+        let expected = self.expected(share.index);
         let value = Zeroizing::new(share.scalar());
         if RistrettoPoint::mul_base(&value) == expected {
             Ok(())
@@ -271,11 +308,63 @@ pub fn verify(share: &Share, commitments: &Commitments) -> Result<(), CryptoErro
         .map_err(|_| CryptoError::BadShare { index: share.index })
 }
 
-/// Recombines the data key from at least `threshold` shares (verify each one first).
-///
-/// Lagrange interpolation at 0 over the first `threshold` shares: `s = Σ λ_i·f(x_i)` with
-/// `λ_i = Π_{j≠i} x_j / (x_j - x_i)`. The denominators are public (share indices), and are
-/// inverted together (one inversion for all), which is most of the cost of a combine.
+/// Lagrange coefficients at 0 for one set of share indices: `λ_i = Π_{j≠i} x_j / (x_j - x_i)`.
+/// They depend only on the (public) indices, so a reader that combines shares from the same
+/// holders again keeps them: working them out costs a scalar inversion, more than the rest of
+/// a combine.
+#[derive(Clone, Debug)]
+pub struct Lagrange {
+    indices: Vec<u16>,
+    coefficients: Vec<Scalar>,
+}
+
+impl Lagrange {
+    pub fn new(indices: &[u16]) -> Result<Lagrange, CryptoError> {
+        if indices.is_empty() {
+            return Err(CryptoError::NotEnoughShares { need: 1, have: 0 });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(i) = indices.iter().find(|i| **i == 0 || !seen.insert(**i)) {
+            return Err(invalid(
+                "shares",
+                format!("cannot combine: index {i} is zero or appears twice"),
+            ));
+        }
+        let xs: Vec<Scalar> = indices
+            .iter()
+            .map(|i| Scalar::from(u64::from(*i)))
+            .collect();
+        let mut numerators = vec![Scalar::ONE; xs.len()];
+        let mut denominators = vec![Scalar::ONE; xs.len()];
+        for (i, xi) in xs.iter().enumerate() {
+            for (j, xj) in xs.iter().enumerate() {
+                if i != j {
+                    numerators[i] *= xj;
+                    denominators[i] *= xj - xi;
+                }
+            }
+        }
+        // Indices are distinct and non-zero, so no denominator is zero; one inversion for all.
+        Scalar::batch_invert(&mut denominators);
+        let coefficients = numerators
+            .iter()
+            .zip(&denominators)
+            .map(|(n, d)| n * d)
+            .collect();
+        Ok(Lagrange {
+            indices: indices.to_vec(),
+            coefficients,
+        })
+    }
+
+    /// The share indices these coefficients are for, in order.
+    pub fn indices(&self) -> &[u16] {
+        &self.indices
+    }
+}
+
+/// Recombines the data key from at least `threshold` shares (verify each one first): Lagrange
+/// interpolation at 0 over the first `threshold`.
 pub fn combine(shares: &[Share], threshold: usize) -> Result<DataKey, CryptoError> {
     if shares.len() < threshold || threshold == 0 {
         return Err(CryptoError::NotEnoughShares {
@@ -284,33 +373,27 @@ pub fn combine(shares: &[Share], threshold: usize) -> Result<DataKey, CryptoErro
         });
     }
     let pick = &shares[..threshold];
-    let mut seen = std::collections::BTreeSet::new();
-    if let Some(s) = pick.iter().find(|s| !seen.insert(s.index)) {
+    let indices: Vec<u16> = pick.iter().map(|s| s.index).collect();
+    combine_with(pick, &Lagrange::new(&indices)?)
+}
+
+/// `combine`, with coefficients worked out before for exactly these shares' indices, in order.
+pub fn combine_with(shares: &[Share], lagrange: &Lagrange) -> Result<DataKey, CryptoError> {
+    if shares.len() != lagrange.indices.len()
+        || shares
+            .iter()
+            .zip(&lagrange.indices)
+            .any(|(s, i)| s.index != *i)
+    {
         return Err(invalid(
             "shares",
-            format!("cannot combine: index {} appears twice", s.index),
+            "cannot combine: the coefficients are for other share indices",
         ));
     }
-    let xs: Vec<Scalar> = pick
-        .iter()
-        .map(|s| Scalar::from(u64::from(s.index)))
-        .collect();
-    let mut numerators = vec![Scalar::ONE; threshold];
-    let mut denominators = vec![Scalar::ONE; threshold];
-    for (i, xi) in xs.iter().enumerate() {
-        for (j, xj) in xs.iter().enumerate() {
-            if i != j {
-                numerators[i] *= xj;
-                denominators[i] *= xj - xi;
-            }
-        }
-    }
-    // Indices are distinct and non-zero, so no denominator is zero.
-    Scalar::batch_invert(&mut denominators);
     let mut secret = Zeroizing::new(Scalar::ZERO);
-    for ((share, n), d) in pick.iter().zip(&numerators).zip(&denominators) {
+    for (share, l) in shares.iter().zip(&lagrange.coefficients) {
         let value = Zeroizing::new(share.scalar());
-        *secret += *value * (n * d);
+        *secret += *value * l;
     }
     Ok(derive_key(&secret))
 }
@@ -401,6 +484,37 @@ mod tests {
             let secret = theirs.combine().unwrap();
             let want = derive_key(&secret.0 .0);
             prop_assert_eq!(key_bytes(&combine(&pick, t).unwrap()), key_bytes(&want));
+        }
+
+        #[test]
+        fn a_batch_check_passes_exactly_when_every_share_does(t in 2usize..6, bad in 0usize..8) {
+            let d = deal(t, t + 2).unwrap();
+            let v = d.commitments.verifier_for(t + 2).unwrap();
+            let mut pick: Vec<Share> = d.shares[..t].to_vec();
+            prop_assert!(v.verify_all(&pick.iter().collect::<Vec<_>>()));
+            // One changed share, anywhere, fails the lot (and is the one `verify` names).
+            let k = bad % t;
+            pick[k] = pick[k].corrupted();
+            prop_assert!(!v.verify_all(&pick.iter().collect::<Vec<_>>()));
+            let named: Vec<usize> = (0..t).filter(|i| v.verify(&pick[*i]).is_err()).collect();
+            prop_assert_eq!(named, vec![k]);
+            // A true share presented under another holder's index fails too.
+            let mut moved: Vec<Share> = d.shares[..t].to_vec();
+            moved[0] = Share { index: d.shares[t].index, value: moved[0].value.clone() };
+            prop_assert!(!v.verify_all(&moved.iter().collect::<Vec<_>>()));
+        }
+
+        #[test]
+        fn kept_coefficients_combine_like_fresh_ones(t in 2usize..6, start in 0usize..8) {
+            let d = deal(t, t + 3).unwrap();
+            let pick: Vec<Share> = (0..t).map(|k| d.shares[(start + k) % (t + 3)].clone()).collect();
+            let indices: Vec<u16> = pick.iter().map(|s| s.index).collect();
+            let l = Lagrange::new(&indices).unwrap();
+            prop_assert_eq!(key_bytes(&combine_with(&pick, &l).unwrap()), key_bytes(&combine(&pick, t).unwrap()));
+            // Coefficients for other indices (or another order) are refused, not misapplied.
+            let mut other = pick.clone();
+            other.swap(0, 1);
+            prop_assert!(combine_with(&other, &l).is_err());
         }
 
         #[test]
