@@ -561,3 +561,60 @@ fn a_lagging_holder_is_asked_again_and_the_read_waits_for_it() {
         );
     });
 }
+
+#[test]
+fn concurrent_reads_share_calls_and_each_gets_its_own_value() {
+    let c = Cluster::start_with_byzantine(2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Connected to node 2, so node 2 (which corrupts what it releases) is asked first in every
+    // read: each read must still get its own value, and name node 2 alone.
+    let reads = rt.block_on(async {
+        let client = c.sdk("admin", 2).await;
+        for i in 0..12 {
+            let value = format!("value-{i}");
+            client
+                .kv_put(&format!("many/{i}"), value.as_bytes(), &Default::default())
+                .await
+                .unwrap();
+        }
+        let reads: Vec<_> = (0..48)
+            .map(|n| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let i = n % 12;
+                    let v = client.kv_get(&format!("many/{i}"), None).await;
+                    (i, v)
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for r in reads {
+            done.push(r.await.unwrap());
+        }
+        done
+    });
+    for (i, v) in reads {
+        let v = v.unwrap_or_else(|e| panic!("read of many/{i} failed: {e}"));
+        assert_eq!(v.value.expose(), format!("value-{i}").as_bytes());
+        let named: Vec<u64> = v.bad_holders.iter().map(|(n, _)| *n).collect();
+        assert_eq!(named, vec![2], "many/{i}: {:?}", v.bad_holders);
+    }
+    // The reads went to node 2 together: one audit line per item, and some calls carried
+    // several (their lines share one timestamp, taken once per call).
+    let audit = std::fs::read_to_string(c.node(2).data_dir.join("audit.log")).unwrap();
+    let mut per_call: BTreeMap<String, usize> = BTreeMap::new();
+    for l in audit.lines() {
+        let j: Value = serde_json::from_str(l).unwrap();
+        if j["operation"] == "kv.release_share" && j["path"].as_str().unwrap().starts_with("many/")
+        {
+            *per_call
+                .entry(j["time"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(per_call.values().sum::<usize>(), 48, "one line per read");
+    assert!(
+        per_call.values().any(|n| *n > 1),
+        "48 reads at once were sent one call each: {per_call:?}"
+    );
+}

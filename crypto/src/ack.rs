@@ -171,13 +171,41 @@ fn verifying_key(public: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
     Ok(vk)
 }
 
+/// Signatures already verified, as SHA-256 of (key, signature, message). The node that
+/// receives a write checks its receipts when it validates the write and again when it applies
+/// it; the second check is then a lookup. Only successes are kept; bounded.
+static VERIFIED: std::sync::Mutex<Option<std::collections::HashSet<[u8; 32]>>> =
+    std::sync::Mutex::new(None);
+const VERIFIED_MAX: usize = 8192;
+
 pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-    let vk = verifying_key(public)?;
     let sig: [u8; 64] = sig
         .try_into()
         .map_err(|_| invalid("acknowledgement", "signature is not 64 bytes"))?;
+    let seen: [u8; 32] = {
+        let mut h = Sha256::new();
+        h.update(b"tessera/verified-ack/v1");
+        h.update(public);
+        h.update(sig);
+        h.update(msg);
+        h.finalize().into()
+    };
+    let verified = |cache: &mut Option<std::collections::HashSet<[u8; 32]>>| {
+        cache.as_ref().is_some_and(|c| c.contains(&seen))
+    };
+    if verified(&mut VERIFIED.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(());
+    }
+    let vk = verifying_key(public)?;
     vk.verify(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| invalid("acknowledgement", "bad signature"))
+        .map_err(|_| invalid("acknowledgement", "bad signature"))?;
+    let mut cache = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(Default::default);
+    if cache.len() >= VERIFIED_MAX {
+        cache.clear();
+    }
+    cache.insert(seen);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -200,6 +228,23 @@ mod tests {
         verify_ack(&k.public(), &m, &sig).unwrap();
         assert!(verify_ack(&k.public(), &ack_message("c", "p", 2, 2, &c), &sig).is_err());
         assert!(verify_ack(&AckKey::generate().public(), &m, &sig).is_err());
+    }
+
+    #[test]
+    fn a_signature_verified_before_still_vouches_only_for_its_key_and_message() {
+        let k = AckKey::generate();
+        let c = Commitments(vec![[1; 32]]);
+        let m = ack_message("c", "cached", 1, 2, &c);
+        let sig = k.sign(&m);
+        verify_ack(&k.public(), &m, &sig).unwrap();
+        verify_ack(&k.public(), &m, &sig).unwrap();
+        let mut other = m.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert!(verify_ack(&k.public(), &other, &sig).is_err());
+        assert!(verify_ack(&AckKey::generate().public(), &m, &sig).is_err());
+        let mut bad = sig;
+        bad[5] ^= 1;
+        assert!(verify_ack(&k.public(), &m, &bad).is_err());
     }
 
     #[test]

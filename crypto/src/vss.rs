@@ -146,6 +146,28 @@ impl Commitments {
     }
 
     fn points(&self) -> Result<Vec<VVerifier>, CryptoError> {
+        let wrap =
+            |p: &[RistrettoPoint]| p.iter().map(|p| ValueGroup(WrappedRistretto(*p))).collect();
+        if let Some(p) = DECOMPRESSED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|c| c.get(&self.0))
+        {
+            return Ok(wrap(p));
+        }
+        let out = self.decompress()?;
+        let points: Vec<RistrettoPoint> = out.iter().map(|p| p.0 .0).collect();
+        let mut cache = DECOMPRESSED.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(Default::default);
+        if cache.len() >= DECOMPRESSED_MAX {
+            cache.clear();
+        }
+        cache.insert(self.0.clone(), points);
+        Ok(out)
+    }
+
+    fn decompress(&self) -> Result<Vec<VVerifier>, CryptoError> {
         let mut out = Vec::with_capacity(self.0.len());
         for (i, b) in self.0.iter().enumerate() {
             let p = CompressedRistretto(*b).decompress().ok_or_else(|| {
@@ -165,6 +187,14 @@ impl Commitments {
         Ok(out)
     }
 }
+
+/// Commitment sets already decompressed (and so found well-formed), by their encoding. A
+/// node meets each write's commitments several times (checked when the write is validated,
+/// again when it is applied, and to check its own share), and decompressing `t + 1` points
+/// costs more than checking a share. Only public values; bounded.
+static DECOMPRESSED: std::sync::Mutex<Option<PointCache>> = std::sync::Mutex::new(None);
+type PointCache = std::collections::HashMap<Vec<[u8; 32]>, Vec<RistrettoPoint>>;
+const DECOMPRESSED_MAX: usize = 4096;
 
 /// The result of dealing: the data key (for the dealer to encrypt with, then drop), one share per
 /// holder, and the commitments.

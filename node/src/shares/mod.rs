@@ -38,6 +38,17 @@ pub struct ShareVault {
     checked: std::sync::Mutex<HashMap<(String, u64), Checked>>,
 }
 
+/// This node's share of one write as dealt: where it belongs and what it must match.
+#[derive(Clone, Copy)]
+struct Dealt<'a> {
+    path: &'a str,
+    version: u64,
+    /// The share index this node must find (its position in the holder list, plus one).
+    index: u16,
+    env: &'a Envelope,
+    commitments: &'a vss::Commitments,
+}
+
 /// A share checked at receipt time, with exactly what it was checked against. Apply uses it
 /// only for the same envelope and the same commitments; anything else is opened and checked
 /// anew. Only this node's own share (law 1); zeroized on drop with the share.
@@ -141,9 +152,16 @@ impl ShareVault {
             .envelopes
             .get(&self.node_id)
             .ok_or("no envelope for this node")?;
-        let share = match self.take_checked(path, version, index, env, &v.commitments) {
+        let dealt = Dealt {
+            path,
+            version,
+            index,
+            env,
+            commitments: &v.commitments,
+        };
+        let share = match self.take_checked(&dealt) {
             Some(share) => share,
-            None => self.open_verified(path, version, index, env, &v.commitments)?,
+            None => self.open_verified(&dealt)?,
         };
         let sealed = self.keys.kek.seal(
             &at_rest_label(self.node_id, path, version),
@@ -154,14 +172,14 @@ impl ShareVault {
     }
 
     /// Opens this node's envelope of a version and checks the share against the commitments.
-    fn open_verified(
-        &self,
-        path: &str,
-        version: u64,
-        index: u16,
-        env: &Envelope,
-        commitments: &vss::Commitments,
-    ) -> Result<Share, String> {
+    fn open_verified(&self, d: &Dealt) -> Result<Share, String> {
+        let Dealt {
+            path,
+            version,
+            index,
+            env,
+            commitments,
+        } = *d;
         let plain = seal::open(
             &self.keys.sealing,
             &self.ctx(path, version, Purpose::Deal),
@@ -199,8 +217,15 @@ impl ShareVault {
             .position(|h| *h == self.node_id)
             .ok_or("this node is not a holder of the write")?;
         let index = u16::try_from(pos + 1).map_err(|_| "too many holders")?;
-        let share = self.open_verified(path, version, index, env, commitments)?;
-        self.keep_checked(path, version, index, env, commitments, share);
+        let dealt = Dealt {
+            path,
+            version,
+            index,
+            env,
+            commitments,
+        };
+        let share = self.open_verified(&dealt)?;
+        self.keep_checked(&dealt, share);
         let msg = receipt_message(
             &self.cluster_id,
             path,
@@ -212,15 +237,7 @@ impl ShareVault {
         Ok(self.keys.ack.sign(&msg).to_vec())
     }
 
-    fn keep_checked(
-        &self,
-        path: &str,
-        version: u64,
-        index: u16,
-        env: &Envelope,
-        commitments: &vss::Commitments,
-        share: Share,
-    ) {
+    fn keep_checked(&self, d: &Dealt, share: Share) {
         let mut checked = self.checked.lock().expect("checked shares lock");
         if checked.len() >= CHECKED_MAX {
             checked.retain(|_, c| c.at.elapsed() < CHECKED_TTL);
@@ -229,11 +246,11 @@ impl ShareVault {
             }
         }
         checked.insert(
-            (path.to_string(), version),
+            (d.path.to_string(), d.version),
             Checked {
-                envelope: env.clone(),
-                commitments: commitments.clone(),
-                index,
+                envelope: d.env.clone(),
+                commitments: d.commitments.clone(),
+                index: d.index,
                 share,
                 at: std::time::Instant::now(),
             },
@@ -242,22 +259,15 @@ impl ShareVault {
 
     /// The receipt-time share of a version, if it was checked against exactly this envelope,
     /// these commitments and this index, lately. Taken: it serves one apply.
-    fn take_checked(
-        &self,
-        path: &str,
-        version: u64,
-        index: u16,
-        env: &Envelope,
-        commitments: &vss::Commitments,
-    ) -> Option<Share> {
+    fn take_checked(&self, d: &Dealt) -> Option<Share> {
         let c = self
             .checked
             .lock()
             .expect("checked shares lock")
-            .remove(&(path.to_string(), version))?;
-        (c.envelope == *env
-            && c.commitments == *commitments
-            && c.index == index
+            .remove(&(d.path.to_string(), d.version))?;
+        (c.envelope == *d.env
+            && c.commitments == *d.commitments
+            && c.index == d.index
             && c.at.elapsed() < CHECKED_TTL)
             .then_some(c.share)
     }
