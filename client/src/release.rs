@@ -101,6 +101,13 @@ impl Releaser {
             let address = &self.holder.address;
             ReleaseError::Unavailable(format!("the release queue for {address} closed"))
         };
+        // A read that asks the holder to catch up first (`min_index`) may wait there for
+        // seconds: it goes alone, so that it holds up no other read.
+        if item.min_index > 0 {
+            let key = self.holder.take_key();
+            self.holder.call(key, vec![Pending { item, answer }]).await;
+            return rx.await.map_err(|_| gone())?;
+        }
         // Nothing waiting and a call free: this read goes out at once, from its own task (a
         // hop through the queue's task would only add latency).
         if self.holder.queued.load(Ordering::Acquire) == 0 {

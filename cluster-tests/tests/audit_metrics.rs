@@ -83,6 +83,39 @@ fn a_node_that_cannot_write_its_audit_log_refuses_requests() {
     assert!(c.metric(3, "tessera_audit_failures_total").unwrap() >= 2.0);
     // The other nodes are unaffected.
     ok(&c.cli(1, &["status"]));
+
+    // Law 4 on the release path: a share leaves a holder only after its audit line is durable.
+    // Node 1 releases its share of a fresh secret; node 3, which cannot audit, sends nothing.
+    ok(&c.cli(1, &["kv", "put", "a/x", "k=v"]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let release = |via: u64| {
+        rt.block_on(async {
+            let client = c.sdk("admin", via).await;
+            let reader = tessera_crypto::seal::SealingKey::generate();
+            client
+                .raw()
+                .release_shares(tessera_client::proto::ReleaseSharesRequest {
+                    reader_key: reader.public().0.to_vec(),
+                    items: vec![tessera_client::proto::ReleaseItem {
+                        path: "a/x".into(),
+                        version: 1,
+                        ..Default::default()
+                    }],
+                })
+                .await
+        })
+    };
+    let released = release(1).unwrap().into_inner();
+    assert_eq!(released.items[0].error_code, 0, "{:?}", released.items[0]);
+    assert!(!released.items[0].sealed_share.is_empty());
+    let refused = release(3).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("audit"), "{refused:?}");
+    assert!(
+        c.metric(3, "tessera_share_releases_total{outcome=\"refused\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 }
 
 #[test]

@@ -503,13 +503,17 @@ impl Api {
         // only while its lease holds (then it has applied everything committed).
         let confirmed =
             r.items.iter().any(|i| i.with_metadata) && self.node.leader_lease_barrier().await;
+        // Items are worked on together, so that one that waits (to catch up to its
+        // `min_index`, or to confirm a denial with the leader) does not hold up the others.
+        let results =
+            futures::future::join_all(r.items.iter().enumerate().map(|(position, item)| {
+                self.release_item(&identity, &sealer, position as u32, item, confirmed)
+            }))
+            .await;
         let mut items = Vec::with_capacity(r.items.len());
         let mut records = Vec::with_capacity(r.items.len());
         let mut errors = Vec::with_capacity(r.items.len());
-        for (position, item) in r.items.iter().enumerate() {
-            let res = self
-                .release_item(&identity, &sealer, position as u32, item, confirmed)
-                .await;
+        for (item, res) in r.items.iter().zip(results) {
             records.push(caller.record(
                 "kv.release_share",
                 item.path.clone(),
