@@ -47,6 +47,8 @@ pub struct Client {
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
     /// Each holder's release queue (see `release`), by node id and cluster id.
     pub(crate) releasers: Arc<Mutex<HashMap<(u64, String), crate::release::Releaser>>>,
+    /// Each signer's round-2 queue (see `sign`), by node id.
+    pub(crate) signers: Arc<Mutex<HashMap<u64, crate::sign::Signer>>>,
     /// Verifiers of the versions read lately, by their commitments (see `kv::verifier`).
     #[allow(clippy::type_complexity)]
     pub(crate) verifiers: Arc<Mutex<HashMap<Vec<u8>, Arc<tessera_crypto::vss::Verifier>>>>,
@@ -155,6 +157,7 @@ impl Client {
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
             releasers: Arc::new(Mutex::new(HashMap::new())),
+            signers: Arc::new(Mutex::new(HashMap::new())),
             verifiers: Arc::new(Mutex::new(HashMap::new())),
             lagrange: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(Mutex::new(HashMap::new())),
@@ -192,20 +195,52 @@ impl Client {
         cluster_id: &str,
     ) -> Result<crate::release::Releaser, Error> {
         let key = (id, cluster_id.to_string());
-        if let Some(r) = self.releasers.lock().expect("releasers lock").get(&key) {
-            // Its task ends with the runtime that started it.
-            if !r.is_closed() {
-                return Ok(r.clone());
+        self.queue(
+            &self.releasers,
+            key,
+            id,
+            addr,
+            |r| r.is_closed(),
+            |rpc| crate::release::Releaser::start(rpc, id, addr, cluster_id),
+        )
+    }
+
+    /// The round-2 queue to signer `id` at `addr`, started on first use and reused.
+    pub(crate) fn signer(&self, id: u64, addr: &str) -> Result<crate::sign::Signer, Error> {
+        self.queue(
+            &self.signers,
+            id,
+            id,
+            addr,
+            |s| s.is_closed(),
+            |rpc| crate::sign::Signer::start(rpc, id, addr),
+        )
+    }
+
+    /// The queue in `map` under `key`, started on first use and again when the runtime that
+    /// ran its task is gone.
+    fn queue<K: std::hash::Hash + Eq, Q: Clone>(
+        &self,
+        map: &Mutex<HashMap<K, Q>>,
+        key: K,
+        id: u64,
+        addr: &str,
+        closed: impl Fn(&Q) -> bool,
+        start: impl FnOnce(TesseraClient<Channel>) -> Q,
+    ) -> Result<Q, Error> {
+        if let Some(q) = map.lock().expect("queues lock").get(&key) {
+            if !closed(q) {
+                return Ok(q.clone());
             }
         }
         let rpc = self.node_client(id, addr)?;
-        let mut all = self.releasers.lock().expect("releasers lock");
-        let r = match all.get(&key) {
-            Some(r) if !r.is_closed() => r.clone(),
-            _ => crate::release::Releaser::start(rpc, id, addr, cluster_id),
+        let mut all = map.lock().expect("queues lock");
+        let q = match all.get(&key) {
+            Some(q) if !closed(q) => q.clone(),
+            _ => start(rpc),
         };
-        all.insert(key, r.clone());
-        Ok(r)
+        all.insert(key, q.clone());
+        Ok(q)
     }
 
     /// The generated gRPC client, for calls the SDK does not wrap (and for tests that send

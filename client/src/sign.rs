@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tessera_crypto::frost::{self, AggregateError};
 use tessera_crypto::sign_request::SignRequest;
+use tessera_proto::tessera_client::TesseraClient;
 use tessera_proto::*;
+use tonic::transport::Channel;
 
+use crate::batch::{Call, Queue};
 use crate::{Client, Error};
 
 /// A finished threshold signature.
@@ -179,9 +182,10 @@ impl Client {
             if failed {
                 continue;
             }
-            // Round 2: signature shares.
+            // Round 2: signature shares, through each signer's queue (a busy client's
+            // signatures share calls).
             let r2 = join_all(chosen.iter().map(|h| {
-                let c = self.node_client(h.id, &h.address);
+                let signer = self.signer(h.id, &h.address);
                 let req = SignShareRequest {
                     key: name.into(),
                     request_id: nonce_ids[&h.id].clone(),
@@ -189,12 +193,8 @@ impl Client {
                     commitments: commitments.clone().into_iter().collect(),
                 };
                 async move {
-                    match c {
-                        Ok(mut c) => c
-                            .sign_share(req)
-                            .await
-                            .map(|r| r.into_inner())
-                            .map_err(|s| (s.code(), s.message().to_string())),
+                    match signer {
+                        Ok(s) => s.sign_share(req).await,
                         Err(e) => Err((tonic::Code::Unavailable, e.to_string())),
                     }
                 }
@@ -204,7 +204,7 @@ impl Client {
             for (h, r) in chosen.iter().zip(r2) {
                 match r {
                     Ok(r) => {
-                        shares.insert(h.id, r.share);
+                        shares.insert(h.id, r);
                     }
                     Err((code, e)) => {
                         if code == tonic::Code::PermissionDenied
@@ -269,6 +269,96 @@ impl Client {
             "{available} of {t} required signers available for key {name:?} ({})",
             problems.join("; ")
         )))
+    }
+}
+
+/// What a signer answered for one signature share: the share, or its refusal.
+type ShareAnswer = Result<Vec<u8>, (tonic::Code, String)>;
+
+/// The round-2 sender for one signer (cheap to clone): the signature shares a client asks of
+/// it while its calls are on the network go together, in one `SignShares` call. The signer
+/// still authorizes, checks and audits each on its own.
+#[derive(Clone)]
+pub(crate) struct Signer {
+    queue: Queue<SignerCall>,
+    address: std::sync::Arc<str>,
+}
+
+impl Signer {
+    /// Starts the signer's task. It ends when every clone of this `Signer` is gone.
+    pub(crate) fn start(rpc: TesseraClient<Channel>, node_id: u64, address: &str) -> Signer {
+        let call = SignerCall {
+            rpc,
+            node_id,
+            address: address.into(),
+        };
+        Signer {
+            address: call.address.clone(),
+            queue: Queue::start(call),
+        }
+    }
+
+    /// Whether the signer's task has ended (its runtime shut down).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    async fn sign_share(&self, req: SignShareRequest) -> ShareAnswer {
+        let address = &self.address;
+        self.queue.send(req).await.unwrap_or_else(|_| {
+            Err((
+                tonic::Code::Unavailable,
+                format!("the signing queue for {address} closed"),
+            ))
+        })
+    }
+}
+
+struct SignerCall {
+    rpc: TesseraClient<Channel>,
+    node_id: u64,
+    address: std::sync::Arc<str>,
+}
+
+impl Call for SignerCall {
+    type Item = SignShareRequest;
+    type Answer = ShareAnswer;
+    /// The node takes up to 256.
+    const MAX_ITEMS: usize = 64;
+
+    async fn call(&self, items: Vec<SignShareRequest>) -> Vec<ShareAnswer> {
+        let n = items.len();
+        let all = |code: tonic::Code, message: String| -> Vec<ShareAnswer> {
+            (0..n).map(|_| Err((code, message.clone()))).collect()
+        };
+        let reply = match self
+            .rpc
+            .clone()
+            .sign_shares(SignSharesRequest { items })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => return all(s.code(), s.message().to_string()),
+        };
+        if reply.node_id != self.node_id {
+            let m = format!("{} answered as node {}", self.address, reply.node_id);
+            return all(tonic::Code::Unknown, m);
+        }
+        if reply.items.len() != n {
+            let m = format!(
+                "answered {} signature shares for {n} asked",
+                reply.items.len()
+            );
+            return all(tonic::Code::Unknown, m);
+        }
+        reply
+            .items
+            .into_iter()
+            .map(|i| match i.error_code {
+                0 => Ok(i.share),
+                code => Err((tonic::Code::from(code as i32), i.error)),
+            })
+            .collect()
     }
 }
 

@@ -166,6 +166,72 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
             "node {id}: {status:?}"
         );
     }
+    // One call to a signer asking for two shares, one of a key `app` may not sign and one of
+    // a key it may: the signer refuses the first on its own, signs the second, and audits both.
+    create(&c, "open", "raw");
+    let p = c.dir.join("open.hcl");
+    std::fs::write(&p, "path \"keys/open\" {\n  capabilities = [\"sign\"]\n}\n").unwrap();
+    ok(&c.cli(1, &["policy", "write", "open-sign", p.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "open-sign", "--identity", "app"]));
+    let request = serde_json::to_vec(&tessera_client::crypto::sign_request::SignRequest::Raw {
+        message: b"m".to_vec(),
+    })
+    .unwrap();
+    let reply = rt.block_on(async {
+        let mut commitments = std::collections::HashMap::new();
+        for id in [1u64, 2] {
+            let r = c
+                .sdk("app", id)
+                .await
+                .raw()
+                .sign_commit(tessera_client::proto::SignCommitRequest {
+                    key: "open".into(),
+                    request_id: "0123456789abcdef0123".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            commitments.insert(id, r.commitments);
+        }
+        let item = |key: &str| tessera_client::proto::SignShareRequest {
+            key: key.into(),
+            request_id: "0123456789abcdef0123".into(),
+            request: request.clone(),
+            commitments: commitments.clone(),
+        };
+        c.sdk("app", 1)
+            .await
+            .raw()
+            .sign_shares(tessera_client::proto::SignSharesRequest {
+                items: vec![item("k"), item("open")],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(reply.items.len(), 2);
+    assert_eq!(
+        reply.items[0].error_code,
+        tonic::Code::PermissionDenied as u32,
+        "{:?}",
+        reply.items[0]
+    );
+    assert!(reply.items[0].share.is_empty());
+    assert_eq!(reply.items[1].error_code, 0, "{:?}", reply.items[1]);
+    assert_eq!(reply.items[1].share.len(), 32);
+    let log = std::fs::read_to_string(c.node(1).data_dir.join("audit.log")).unwrap();
+    let line = |path: &str, outcome: &str| {
+        log.lines().any(|l| {
+            l.contains("\"operation\":\"sign.share\"")
+                && l.contains(&format!("\"path\":\"{path}\""))
+                && l.contains(&format!("\"outcome\":\"{outcome}\""))
+                && l.contains("\"identity\":\"app\"")
+        })
+    };
+    assert!(line("keys/k", "denied"), "{log}");
+    assert!(line("keys/open", "ok"), "{log}");
+
     // And a raw key does not sign SSH certificates.
     let err = fails(&c.cli(1, &["jwt", "issue", "k", "--sub", "s", "--aud", "a"]));
     assert!(err.contains("does not sign jwt requests"), "{err}");
@@ -587,4 +653,73 @@ fn preprocessed_commitments_sign_in_one_round_and_survive_a_signer_restart() {
     for i in 5..8 {
         sign(&client, i);
     }
+}
+
+/// Signatures under way together share their round-2 calls: one `SignShares` call to a signer
+/// carries several, and each still verifies. Through a cheating signer (node 2, asked first by
+/// a client connected to it), every one of 32 concurrent signatures names node 2 alone and is
+/// finished by the two honest signers. Each signer audits one line per share it was asked for.
+#[test]
+fn concurrent_signatures_share_calls_and_each_names_the_cheater() {
+    let c = Cluster::start_with_byzantine(2);
+    create(&c, "busy", "raw");
+    let gk = VerifyingKey::from_bytes(&group_key(&c, 1, "busy")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let signed = rt.block_on(async {
+        let mut client = c.sdk("admin", 2).await;
+        client.set_nonce_batch(16);
+        let all: Vec<_> = (0..32)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let message = format!("message {i}").into_bytes();
+                    let req = tessera_client::crypto::sign_request::SignRequest::Raw {
+                        message: message.clone(),
+                    };
+                    (message, client.sign("busy", &req).await)
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for s in all {
+            done.push(s.await.unwrap());
+        }
+        done
+    });
+    for (message, s) in signed {
+        let s = s.unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&message)));
+        gk.verify_strict(&message, &Signature::from_bytes(&s.signature))
+            .expect("ed25519-dalek accepts each signature");
+        assert_eq!(s.cheaters, vec![2]);
+        assert_eq!(s.signers, vec![1, 3]);
+    }
+    // Node 1 signed in both attempts of every signature, node 3 in the second: one line per
+    // share. Some of node 1's calls carried several (their lines share one timestamp, taken
+    // once per call).
+    let lines = |id: u64| {
+        let log = std::fs::read_to_string(c.node(id).data_dir.join("audit.log")).unwrap();
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|j| j["operation"] == "sign.share" && j["path"] == "keys/busy")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((lines(1).len(), lines(3).len()), (64, 32));
+    let mut per_call = std::collections::BTreeMap::<String, usize>::new();
+    for j in lines(1) {
+        assert_eq!(j["outcome"], "ok");
+        *per_call
+            .entry(j["time"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        per_call.values().any(|n| *n > 1),
+        "32 signatures at once were sent one call each: {per_call:?}"
+    );
+    assert_eq!(
+        c.metric(
+            1,
+            "tessera_signature_shares_total{key=\"busy\",outcome=\"ok\",purpose=\"raw\"}"
+        ),
+        Some(64.0)
+    );
 }

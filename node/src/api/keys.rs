@@ -12,7 +12,7 @@ use tessera_crypto::sign_request::SignRequest;
 use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
-use super::Api;
+use super::{Api, Caller};
 use crate::policy::Capability;
 use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
 use crate::state::Op;
@@ -38,6 +38,8 @@ struct Pending {
 pub const NONCE_TTL: Duration = Duration::from_secs(300);
 /// Most pairs one request may commit to.
 pub const MAX_NONCE_BATCH: u32 = 64;
+/// Most signature shares one call may ask for.
+pub const MAX_SIGN_ITEMS: usize = 256;
 const MAX_PENDING: usize = 10_000;
 const MAX_PENDING_PER_IDENTITY: usize = 1_024;
 
@@ -340,74 +342,132 @@ impl Api {
         .await
     }
 
-    pub(super) async fn do_sign_share(
+    /// Round 2 for several signatures at once. Each item is authorized and checked on its own
+    /// (one may be refused while the others are signed) and gets its own audit line; all the
+    /// lines are made durable together, before any share leaves (law 4).
+    pub(super) async fn do_sign_shares(
         &self,
-        req: Request<SignShareRequest>,
-    ) -> Result<Response<SignShareReply>, Status> {
-        let path = format!("keys/{}", req.get_ref().key);
-        let key = req.get_ref().key.clone();
-        let res = self
-            .run(req, "sign.share", path.clone(), |id, r| async move {
-                // Law 2: this signer checks the caller and the request itself.
-                self.authorize(&id, &path, Capability::Sign).await?;
-                let (k, share) = self.active_share(&r.key)?;
-                let request: SignRequest = serde_json::from_slice(&r.request)
-                    .map_err(|e| Status::invalid_argument(format!("malformed sign request: {e}")))?;
-                request
-                    .check(k.purpose.as_str(), now_unix())
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                if let (SignRequest::Ssh(c), Some(role)) = (&request, &k.ssh_role) {
-                    role.check(&c.principals, &c.extensions, c.valid_before - c.valid_after)
-                        .map_err(Status::invalid_argument)?;
-                }
-                let commitments: BTreeMap<u64, Vec<u8>> = r.commitments.into_iter().collect();
-                if commitments.len() != k.threshold as usize
-                    || !commitments.contains_key(&self.node.id)
-                    || commitments.keys().any(|n| !k.participants.contains(n))
-                {
-                    return Err(Status::invalid_argument(format!(
-                        "a signature of key {:?} takes commitments from exactly {} participants including this node",
-                        r.key, k.threshold
-                    )));
-                }
-                let nonces = self.node.nonces.take(&id, &r.request_id, &r.key)?;
-                let group_key = k.group_key.ok_or_else(|| Status::internal("active key without group key"))?;
-                let message = request.message(&group_key);
-                let mut share = frost::round2_sign(&message, &commitments, nonces, &share)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                if self.node.vault.corrupts() {
-                    share = frost::corrupt_share(&share);
-                }
-                Ok((request.purpose(), SignShareReply {
-                    node_id: self.node.id,
-                    share,
-                }))
-            })
-            .await;
-        match res {
-            Ok(r) => {
-                let (purpose, reply) = r.into_inner();
-                self.node
-                    .metrics
-                    .signatures
-                    .with_label_values(&[&key, purpose, "ok"])
-                    .inc();
-                Ok(Response::new(reply))
+        req: Request<SignSharesRequest>,
+    ) -> Result<Response<SignSharesReply>, Status> {
+        let started = Instant::now();
+        let (caller, identity) = Caller::of(&req);
+        let r = req.into_inner();
+        let identity = identity.and_then(|id| {
+            if r.items.is_empty() || r.items.len() > MAX_SIGN_ITEMS {
+                return Err(Status::invalid_argument(format!(
+                    "items: {} given; a call takes 1 to {MAX_SIGN_ITEMS} signature shares",
+                    r.items.len()
+                )));
             }
+            Ok(id)
+        });
+        let identity = match identity {
+            Ok(id) => id,
             Err(e) => {
-                let outcome = if e.code() == tonic::Code::PermissionDenied {
-                    "denied"
-                } else {
-                    "refused"
-                };
-                self.node
-                    .metrics
-                    .signatures
-                    .with_label_values(&[&key, "-", outcome])
-                    .inc();
-                Err(e)
+                // Nothing is signed: one line for the whole call.
+                let record = caller.record("sign.shares", "keys/".into(), Some(&e), None);
+                let audited = self.node.audit(record).await;
+                self.observe("sign.shares", Some(&e), &audited, started);
+                audited?;
+                return Err(e);
             }
+        };
+        let results = futures::future::join_all(
+            r.items
+                .into_iter()
+                .map(|item| self.sign_item(&identity, item)),
+        )
+        .await;
+        let records = results
+            .iter()
+            .map(|(key, res)| {
+                caller.record(
+                    "sign.share",
+                    format!("keys/{key}"),
+                    res.as_ref().err(),
+                    None,
+                )
+            })
+            .collect();
+        let audited = self.node.audit_all(records).await;
+        let mut items = Vec::with_capacity(results.len());
+        for (key, res) in results {
+            self.observe("sign.share", res.as_ref().err(), &audited, started);
+            let (purpose, outcome) = match (&audited, &res) {
+                (Ok(()), Ok((purpose, _))) => (*purpose, "ok"),
+                (Ok(()), Err(e)) if e.code() == tonic::Code::PermissionDenied => ("-", "denied"),
+                _ => ("-", "refused"),
+            };
+            self.node
+                .metrics
+                .signatures
+                .with_label_values(&[&key, purpose, outcome])
+                .inc();
+            items.push(match res {
+                Ok((_, share)) => SignedShare {
+                    share,
+                    ..Default::default()
+                },
+                Err(e) => SignedShare {
+                    share: Vec::new(),
+                    error_code: e.code() as u32,
+                    error: e.message().to_string(),
+                },
+            });
         }
+        // Law 4: no audit, no share.
+        audited?;
+        Ok(Response::new(SignSharesReply {
+            node_id: self.node.id,
+            items,
+        }))
+    }
+
+    /// One signature share: law 2 on this node (the caller's capability, the request itself
+    /// and the key's SSH role), then FROST round 2 with the nonces it committed to. Answers the
+    /// key's name (for the audit line) with the purpose and the share.
+    async fn sign_item(
+        &self,
+        identity: &str,
+        r: SignShareRequest,
+    ) -> (String, Result<(&'static str, Vec<u8>), Status>) {
+        let res = async {
+            self.authorize(identity, &format!("keys/{}", r.key), Capability::Sign)
+                .await?;
+            let (k, share) = self.active_share(&r.key)?;
+            let request: SignRequest = serde_json::from_slice(&r.request)
+                .map_err(|e| Status::invalid_argument(format!("malformed sign request: {e}")))?;
+            request
+                .check(k.purpose.as_str(), now_unix())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if let (SignRequest::Ssh(c), Some(role)) = (&request, &k.ssh_role) {
+                role.check(&c.principals, &c.extensions, c.valid_before - c.valid_after)
+                    .map_err(Status::invalid_argument)?;
+            }
+            let commitments: BTreeMap<u64, Vec<u8>> = r.commitments.into_iter().collect();
+            if commitments.len() != k.threshold as usize
+                || !commitments.contains_key(&self.node.id)
+                || commitments.keys().any(|n| !k.participants.contains(n))
+            {
+                return Err(Status::invalid_argument(format!(
+                    "a signature of key {:?} takes commitments from exactly {} participants including this node",
+                    r.key, k.threshold
+                )));
+            }
+            let nonces = self.node.nonces.take(identity, &r.request_id, &r.key)?;
+            let group_key = k
+                .group_key
+                .ok_or_else(|| Status::internal("active key without group key"))?;
+            let message = request.message(&group_key);
+            let mut share = frost::round2_sign(&message, &commitments, nonces, &share)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if self.node.vault.corrupts() {
+                share = frost::corrupt_share(&share);
+            }
+            Ok::<_, Status>((request.purpose(), share))
+        }
+        .await;
+        (r.key, res)
     }
 
     pub(super) async fn do_ssh_role_write(

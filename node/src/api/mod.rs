@@ -708,11 +708,11 @@ impl Tessera for Api {
         self.do_sign_commit(req).await
     }
 
-    async fn sign_share(
+    async fn sign_shares(
         &self,
-        req: Request<SignShareRequest>,
-    ) -> Result<Response<SignShareReply>, Status> {
-        self.do_sign_share(req).await
+        req: Request<SignSharesRequest>,
+    ) -> Result<Response<SignSharesReply>, Status> {
+        self.do_sign_shares(req).await
     }
 
     async fn ssh_role_write(
