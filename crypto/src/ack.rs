@@ -145,8 +145,13 @@ impl AckKey {
         self.0.verifying_key().to_bytes()
     }
 
+    /// Signs `msg`. The signature is also filed as verified: a holder's own receipt comes back
+    /// to it in the write it applies, and Ed25519 signatures made with this key verify under
+    /// it, so checking it again would only spend a verification per write on every holder.
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.0.sign(msg).to_bytes()
+        let sig = self.0.sign(msg).to_bytes();
+        remember(verified_digest(&self.public(), &sig, msg));
+        sig
     }
 }
 
@@ -171,40 +176,49 @@ fn verifying_key(public: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
     Ok(vk)
 }
 
-/// Signatures already verified, as SHA-256 of (key, signature, message). The node that
-/// receives a write checks its receipts when it validates the write and again when it applies
-/// it; the second check is then a lookup. Only successes are kept; bounded.
+/// Signatures already verified (or made by this process), as SHA-256 of (key, signature,
+/// message). The node that receives a write checks its receipts as it validates the write and
+/// again as it applies it, and every holder meets its own receipt on apply: those checks are
+/// then a lookup. Only successes are kept; bounded.
 static VERIFIED: std::sync::Mutex<Option<std::collections::HashSet<[u8; 32]>>> =
     std::sync::Mutex::new(None);
 const VERIFIED_MAX: usize = 8192;
 
-pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-    let sig: [u8; 64] = sig
-        .try_into()
-        .map_err(|_| invalid("acknowledgement", "signature is not 64 bytes"))?;
-    let seen: [u8; 32] = {
-        let mut h = Sha256::new();
-        h.update(b"tessera/verified-ack/v1");
-        h.update(public);
-        h.update(sig);
-        h.update(msg);
-        h.finalize().into()
-    };
-    let verified = |cache: &mut Option<std::collections::HashSet<[u8; 32]>>| {
-        cache.as_ref().is_some_and(|c| c.contains(&seen))
-    };
-    if verified(&mut VERIFIED.lock().unwrap_or_else(|e| e.into_inner())) {
-        return Ok(());
-    }
-    let vk = verifying_key(public)?;
-    vk.verify(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| invalid("acknowledgement", "bad signature"))?;
+fn verified_digest(public: &[u8; 32], sig: &[u8; 64], msg: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"tessera/verified-ack/v1");
+    h.update(public);
+    h.update(sig);
+    h.update(msg);
+    h.finalize().into()
+}
+
+fn remember(seen: [u8; 32]) {
     let mut cache = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache.get_or_insert_with(Default::default);
     if cache.len() >= VERIFIED_MAX {
         cache.clear();
     }
     cache.insert(seen);
+}
+
+pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let sig: [u8; 64] = sig
+        .try_into()
+        .map_err(|_| invalid("acknowledgement", "signature is not 64 bytes"))?;
+    let seen = verified_digest(public, &sig, msg);
+    let verified = VERIFIED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|c| c.contains(&seen));
+    if verified {
+        return Ok(());
+    }
+    let vk = verifying_key(public)?;
+    vk.verify(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| invalid("acknowledgement", "bad signature"))?;
+    remember(seen);
     Ok(())
 }
 
