@@ -132,6 +132,22 @@ fn a_cheating_signer_is_named_and_replaced() {
     );
 }
 
+/// FROST round 1 asked straight of signer `id` as `identity`, under one fixed request id.
+async fn commit_as(
+    c: &Cluster,
+    identity: &str,
+    id: u64,
+    key: &str,
+) -> Result<tessera_client::proto::SignCommitReply, tonic::Status> {
+    let client = c.sdk(identity, id).await;
+    let req = tessera_client::proto::SignCommitRequest {
+        key: key.into(),
+        request_id: "0123456789abcdef0123".into(),
+        ..Default::default()
+    };
+    client.raw().sign_commit(req).await.map(|r| r.into_inner())
+}
+
 #[test]
 fn an_identity_without_sign_is_refused_by_every_signer_itself() {
     let c = Cluster::start(Opts::default());
@@ -148,18 +164,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
     // Straight to each signer's round 1, skipping any coordinator: each refuses on its own.
     let rt = tokio::runtime::Runtime::new().unwrap();
     for id in 1..=3 {
-        let status = rt.block_on(async {
-            let client = c.sdk("app", id).await;
-            client
-                .raw()
-                .sign_commit(tessera_client::proto::SignCommitRequest {
-                    key: "k".into(),
-                    request_id: "0123456789abcdef0123".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err()
-        });
+        let status = rt.block_on(commit_as(&c, "app", id, "k")).unwrap_err();
         assert_eq!(
             status.code(),
             tonic::Code::PermissionDenied,
@@ -180,18 +185,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
     let reply = rt.block_on(async {
         let mut commitments = std::collections::HashMap::new();
         for id in [1u64, 2] {
-            let r = c
-                .sdk("app", id)
-                .await
-                .raw()
-                .sign_commit(tessera_client::proto::SignCommitRequest {
-                    key: "open".into(),
-                    request_id: "0123456789abcdef0123".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = commit_as(&c, "app", id, "open").await.unwrap();
             commitments.insert(id, r.commitments);
         }
         let item = |key: &str| tessera_client::proto::SignShareRequest {
