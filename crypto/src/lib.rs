@@ -15,6 +15,7 @@
 
 pub mod ack;
 pub mod at_rest;
+pub mod b64;
 pub mod frost;
 pub mod jwt;
 pub mod release;

@@ -64,7 +64,7 @@ impl Context<'_> {
 
 /// An X25519 public key a node (or a reader, for one read) receives envelopes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub struct SealingPublicKey(pub [u8; 32]);
+pub struct SealingPublicKey(#[serde(with = "crate::b64::array")] pub [u8; 32]);
 
 impl SealingPublicKey {
     pub fn from_slice(b: &[u8]) -> Result<Self, CryptoError> {
@@ -135,7 +135,9 @@ impl SealingKey {
 /// A sealed message: the HPKE encapsulated key and the ciphertext. Public.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
+    #[serde(with = "crate::b64::array")]
     pub enc: [u8; 32],
+    #[serde(with = "crate::b64::bytes")]
     pub ciphertext: Vec<u8>,
 }
 

@@ -15,7 +15,10 @@ pub const MAX_SKEW: u64 = 600;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignRequest {
-    Raw { message: Vec<u8> },
+    Raw {
+        #[serde(with = "crate::b64::bytes")]
+        message: Vec<u8>,
+    },
     Ssh(CertRequest),
     Jwt(JwtRequest),
 }

@@ -14,6 +14,7 @@ const KEY_TYPE: &str = "ssh-ed25519";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertRequest {
     /// The subject's Ed25519 public key.
+    #[serde(with = "crate::b64::array")]
     pub public_key: [u8; 32],
     /// 1 = user, 2 = host.
     pub cert_type: u32,

@@ -36,7 +36,9 @@ pub fn value_aad(cluster_id: &str, path: &str, version: u64) -> Vec<u8> {
 /// A value ciphertext: public, safe to replicate (its key exists only as shares).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValueCiphertext {
+    #[serde(with = "crate::b64::array")]
     pub nonce: [u8; 12],
+    #[serde(with = "crate::b64::bytes")]
     pub ciphertext: Vec<u8>,
 }
 

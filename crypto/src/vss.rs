@@ -93,7 +93,7 @@ impl Share {
 /// Public commitments to the sharing polynomial: `t + 1` compressed Ristretto points, the
 /// generator first. Safe to replicate and to show anyone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Commitments(pub Vec<[u8; 32]>);
+pub struct Commitments(#[serde(with = "crate::b64::arrays")] pub Vec<[u8; 32]>);
 
 impl Commitments {
     /// The threshold these commitments describe.

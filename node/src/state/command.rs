@@ -8,6 +8,7 @@ use super::keys::KeyPurpose;
 use super::kv::{AckItem, KvPut};
 use super::Model;
 use crate::raft::NodeId;
+use tessera_crypto::b64;
 use tessera_crypto::seal::Envelope;
 
 /// Who a policy is attached to.
@@ -67,6 +68,7 @@ pub enum Op {
         node: NodeId,
         acks: Vec<AckItem>,
         /// The node's signature over the batch's statements (`batch_message`).
+        #[serde(with = "b64::bytes")]
         signature: Vec<u8>,
     },
     KvDelete {
@@ -106,7 +108,9 @@ pub enum Op {
         name: String,
         attempt: u64,
         node: NodeId,
+        #[serde(with = "b64::bytes")]
         package: Vec<u8>,
+        #[serde(with = "b64::bytes")]
         signature: Vec<u8>,
     },
     /// A participant's round-2 packages, each sealed to its recipient.
@@ -115,6 +119,7 @@ pub enum Op {
         attempt: u64,
         node: NodeId,
         envelopes: BTreeMap<NodeId, Envelope>,
+        #[serde(with = "b64::bytes")]
         signature: Vec<u8>,
     },
     /// A participant finished: the public key package it derived.
@@ -122,7 +127,9 @@ pub enum Op {
         name: String,
         attempt: u64,
         node: NodeId,
+        #[serde(with = "b64::bytes")]
         public_key_package: Vec<u8>,
+        #[serde(with = "b64::bytes")]
         signature: Vec<u8>,
     },
     /// Sets the SSH role (principal, extension and lifetime limits) of an SSH CA key.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_crypto::ack::{statement_digest, verify_ack};
+use tessera_crypto::b64;
 use tessera_crypto::seal::Envelope;
 
 use super::Members;
@@ -131,10 +132,12 @@ pub struct KeyEntry {
     /// Unix seconds after which an unfinished DKG is aborted.
     pub deadline: u64,
     pub status: KeyStatus,
+    #[serde(with = "b64::by_node")]
     pub round1: BTreeMap<NodeId, Vec<u8>>,
     /// Sender → (recipient → envelope sealed to the recipient).
     pub round2: BTreeMap<NodeId, BTreeMap<NodeId, Envelope>>,
     /// Participant → the public key package it derived (all must agree).
+    #[serde(with = "b64::by_node")]
     pub done: BTreeMap<NodeId, Vec<u8>>,
     pub group_key: Option<[u8; 32]>,
     pub public_key_package: Option<Vec<u8>>,

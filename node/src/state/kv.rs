@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tessera_crypto::ack::{
     ack_message, batch_message, complaint_message, receipt_message, verify_ack,
 };
+use tessera_crypto::b64;
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
@@ -62,6 +63,7 @@ pub struct VersionEntry {
     /// Envelopes of holders that have not acknowledged yet (a holder that was down opens its
     /// own from here, even after log compaction). Dropped on acknowledgement.
     pub envelopes: BTreeMap<NodeId, Envelope>,
+    #[serde(with = "b64::by_node")]
     pub acks: BTreeMap<NodeId, Vec<u8>>,
     /// Holders whose share did not verify: the version is invalid and never served.
     pub complaints: BTreeMap<NodeId, String>,
@@ -98,7 +100,7 @@ pub struct KvPut {
     /// waiting for a second round of acknowledgements. Each such holder's envelope stays in
     /// the state until the holder has applied the write and stored its share at rest, and says
     /// so with a second, distinct acknowledgement.
-    #[serde(default)]
+    #[serde(default, with = "b64::pairs")]
     pub receipts: Vec<(NodeId, Vec<u8>)>,
 }
 
@@ -111,6 +113,7 @@ pub struct AckItem {
     /// `None`: the share verified (an acknowledgement). `Some(reason)`: a complaint.
     pub complaint: Option<String>,
     /// The signed statement; every node recomputes it from its own state and compares.
+    #[serde(with = "b64::bytes")]
     pub statement: Vec<u8>,
 }
 
