@@ -52,14 +52,22 @@ pub enum Outgoing {
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
+    #[serde(with = "tessera_crypto::b64::bytes")]
     data: Vec<u8>,
 }
 
 /// The snapshot payload: the model and every secret entry (all public material).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SnapshotPayload {
     applied: Applied,
     secrets: BTreeMap<String, SecretEntry>,
+}
+
+/// `SnapshotPayload` as written, from a copy of the state without copying it again.
+#[derive(Serialize)]
+struct SnapshotPayloadRef<'a> {
+    applied: &'a Applied,
+    secrets: &'a BTreeMap<String, SecretEntry>,
 }
 
 #[derive(Clone)]
@@ -268,16 +276,16 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
-            let st = self.state.read().expect("state lock");
-            let payload = SnapshotPayload {
-                applied: st.clone(),
-                secrets: st.model.secrets.clone(),
-            };
-            let data = serde_json::to_vec(&payload)
-                .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
-            (data, st.last_applied, st.membership.clone())
-        };
+        // One consistent copy, taken under the lock; it is written out once the lock is let
+        // go, so that applying (which takes the lock to write) is held up only for the copy,
+        // not for encoding every secret entry.
+        let copy = self.state.read().expect("state lock").clone();
+        let data = serde_json::to_vec(&SnapshotPayloadRef {
+            applied: &copy,
+            secrets: &copy.model.secrets,
+        })
+        .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
+        let (last_applied, membership) = (copy.last_applied, copy.membership);
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
