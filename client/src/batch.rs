@@ -5,6 +5,8 @@
 //! per node per batch, instead of per request. Reads (`release`) and signature shares (`sign`)
 //! both go this way. Nothing about the laws changes: the node still authorizes, audits and
 //! answers every item on its own, and the caller still checks every answer it gets.
+//!
+//! Public because nodes batch the same way when they ask other holders for write receipts.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 const IN_FLIGHT: usize = 2;
 
 /// One kind of call that carries several items to one node.
-pub(crate) trait Call: Send + Sync + 'static {
+pub trait Call: Send + Sync + 'static {
     type Item: Send + 'static;
     type Answer: Send + 'static;
     /// Most items in one call (below what the node takes).
@@ -28,7 +30,7 @@ pub(crate) trait Call: Send + Sync + 'static {
 
 /// The queue's task has ended (its runtime shut down); the item was not sent.
 #[derive(Debug)]
-pub(crate) struct Closed;
+pub struct Closed;
 
 struct Pending<C: Call> {
     item: C::Item,
@@ -36,7 +38,7 @@ struct Pending<C: Call> {
 }
 
 /// The batching sender for one node (cheap to clone).
-pub(crate) struct Queue<C: Call> {
+pub struct Queue<C: Call> {
     tx: mpsc::UnboundedSender<Pending<C>>,
     shared: Arc<Shared<C>>,
 }
@@ -60,7 +62,7 @@ struct Shared<C: Call> {
 
 impl<C: Call> Queue<C> {
     /// Starts the node's task. It ends when every clone of this `Queue` is gone.
-    pub(crate) fn start(call: C) -> Queue<C> {
+    pub fn start(call: C) -> Queue<C> {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             call,
@@ -72,12 +74,12 @@ impl<C: Call> Queue<C> {
     }
 
     /// Whether the node's task has ended.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 
     /// Sends `item` with whatever else is waiting for this node.
-    pub(crate) async fn send(&self, item: C::Item) -> Result<C::Answer, Closed> {
+    pub async fn send(&self, item: C::Item) -> Result<C::Answer, Closed> {
         let (answer, rx) = oneshot::channel();
         let pending = Pending { item, answer };
         // Nothing waiting and a call free: this item goes out at once, from its caller's own
@@ -99,7 +101,7 @@ impl<C: Call> Queue<C> {
 
     /// Sends `item` in a call of its own, now, outside the call limit: for an item that may
     /// wait at the node, so that it holds up nothing else.
-    pub(crate) async fn send_alone(&self, item: C::Item) -> Result<C::Answer, Closed> {
+    pub async fn send_alone(&self, item: C::Item) -> Result<C::Answer, Closed> {
         let (answer, rx) = oneshot::channel();
         self.shared.deliver(vec![Pending { item, answer }]).await;
         rx.await.map_err(|_| Closed)

@@ -3,7 +3,7 @@
 //! The SDK never needs RocksDB or the node crate; it is what applications embed. Errors are
 //! turned into `Error` values whose messages say what went wrong and what to do.
 
-mod batch;
+pub mod batch;
 mod connect;
 mod error;
 mod kv;

@@ -480,6 +480,87 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
     assert_eq!(shares(&c).iter().filter(|s| s.1 == "bad/x").count(), 3);
 }
 
+/// Writes under way together share their receipt calls to each holder; a holder that finds
+/// one write's share bad refuses that write alone, and the writes beside it in the same calls
+/// are stored and read back.
+#[test]
+fn concurrent_writes_each_get_their_own_holders_verdict() {
+    let c = Cluster::start(Opts::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = c.sdk("admin", 1).await;
+        // Every holder's verdict is waited for.
+        set_ack_fault_tolerance(&client, 1).await;
+        client
+            .kv_put("warm/up", b"x", &Default::default())
+            .await
+            .unwrap();
+        let topo = client.topology().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..30u32 {
+            let client = client.clone();
+            let topo = topo.clone();
+            tasks.push(tokio::spawn(async move {
+                let path = format!("many/{i}");
+                let value = format!("value {i}");
+                let mut r =
+                    tessera_client::deal_version(&topo, &path, 1, None, value.as_bytes()).unwrap();
+                // Every fifth write carries a corrupted envelope for a holder other than
+                // node 1 (which serves the requests).
+                let victim = (i % 5 == 0).then(|| {
+                    let other = r.holders.iter().position(|h| *h != 1).unwrap();
+                    r.envelopes[other].ciphertext[5] ^= 0x55;
+                    r.holders[other]
+                });
+                let res = client.raw().kv_put(r).await;
+                (path, value, victim, res)
+            }));
+        }
+        for t in tasks {
+            let (path, value, victim, res) = t.await.unwrap();
+            match victim {
+                Some(victim) => {
+                    let s = res.unwrap_err();
+                    if s.code() == tonic::Code::FailedPrecondition {
+                        // A receipt that took longer than the write waits for one (a very
+                        // busy machine): the holder's complaint comes through Raft instead,
+                        // and the version is marked invalid and never served.
+                        let needle = format!("node {victim} reports that its share");
+                        assert!(s.message().contains(&needle), "{path}: {:?}", s.message());
+                        assert!(client.kv_get(&path, None).await.is_err(), "{path}");
+                        continue;
+                    }
+                    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{path}: {s:?}");
+                    let needle = format!("node {victim} refused its share of this write");
+                    assert!(s.message().contains(&needle), "{path}: {:?}", s.message());
+                    assert!(matches!(
+                        client.kv_metadata(&path).await,
+                        Err(tessera_client::Error::NotFound(_))
+                    ));
+                }
+                None => {
+                    assert_eq!(res.unwrap().into_inner().acks, 3, "{path}");
+                    let got = client.kv_get(&path, None).await.unwrap();
+                    assert_eq!(got.value.expose(), value.as_bytes(), "{path}");
+                }
+            }
+        }
+    });
+    // 3 shares of each of the 24 good writes (the refused ones left none, or shares of a
+    // version marked invalid).
+    wait_until(
+        "every holder stores its share",
+        Duration::from_secs(10),
+        || {
+            let stored = shares(&c);
+            (0..30u32).filter(|i| i % 5 != 0).all(|i| {
+                let path = format!("many/{i}");
+                stored.iter().filter(|s| s.1 == path).count() == 3
+            })
+        },
+    );
+}
+
 /// The node that receives a write acknowledges its own share in the write itself (one Raft
 /// round fewer), and the write returns once `t + f` holders acknowledged. Every holder still
 /// confirms, once it has applied the write, that its share is sealed at rest, and its envelope

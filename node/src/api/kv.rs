@@ -228,7 +228,7 @@ impl Api {
             let (Some(info), id) = (members.all.get(h), *h) else {
                 continue;
             };
-            let Ok(mut peer) = self.node.peers.client(id, &info.addr) else {
+            let Ok(queue) = self.node.peers.receipts(id, &info.addr) else {
                 continue;
             };
             let req = ReceiptRequest {
@@ -241,7 +241,14 @@ impl Api {
                     ciphertext: env.ciphertext.clone(),
                 }),
             };
-            asks.spawn(async move { (id, peer.receipt(req).await) });
+            asks.spawn(async move {
+                let answer = queue.send(req).await.unwrap_or_else(|_| {
+                    Err(Status::unavailable(
+                        "the receipt queue for this holder closed",
+                    ))
+                });
+                (id, answer)
+            });
         }
         let mut receipts = Vec::with_capacity(p.holders.len());
         if let Some(pos) = p.holders.iter().position(|h| *h == self.node.id) {
@@ -273,8 +280,8 @@ impl Api {
                 until = deadline.min(tokio::time::Instant::now() + RECEIPT_GRACE);
             }
             match tokio::time::timeout_at(until, asks.join_next()).await {
-                Ok(Some(Ok((id, Ok(reply))))) => {
-                    receipts.push((id, reply.into_inner().signature));
+                Ok(Some(Ok((id, Ok(signature))))) => {
+                    receipts.push((id, signature));
                 }
                 Ok(Some(Ok((id, Err(s))))) if s.code() == tonic::Code::InvalidArgument => {
                     return Err(bad(format!(

@@ -1,5 +1,6 @@
 //! The Raft transport, client side: openraft messages to a peer as JSON inside one unary gRPC
-//! call each, over mutual TLS that checks the peer's certificate names the node we meant.
+//! call each, over mutual TLS that checks the peer's certificate names the node we meant; and
+//! the write receipts this node asks of each peer, batched per peer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,11 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tessera_client::batch::{Call, Queue};
 use tessera_proto::raft_client::RaftClient;
-use tessera_proto::RaftPayload;
+use tessera_proto::{RaftPayload, ReceiptRequest, ReceiptsRequest};
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::tls::TlsMaterial;
@@ -28,6 +31,44 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct Peers {
     tls: Arc<TlsMaterial>,
     channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    receipts: Mutex<HashMap<NodeId, (String, Queue<ReceiptCall>)>>,
+}
+
+/// Receipt requests to one peer. While this node's earlier receipt calls to it are on the
+/// network, the requests of other writes wait and go together in the next call.
+pub struct ReceiptCall {
+    rpc: RaftClient<Channel>,
+}
+
+impl Call for ReceiptCall {
+    type Item = ReceiptRequest;
+    /// The peer's signature, or why it refused (its own status) or could not be asked.
+    type Answer = Result<Vec<u8>, Status>;
+    /// The peer takes up to 256.
+    const MAX_ITEMS: usize = 64;
+
+    async fn call(&self, items: Vec<ReceiptRequest>) -> Vec<Self::Answer> {
+        let n = items.len();
+        let reply = match self.rpc.clone().receipts(ReceiptsRequest { items }).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return (0..n).map(|_| Err(s.clone())).collect(),
+        };
+        if reply.items.len() != n {
+            let s = Status::internal(format!(
+                "the peer answered {} receipts for {n} asked",
+                reply.items.len()
+            ));
+            return (0..n).map(|_| Err(s.clone())).collect();
+        }
+        reply
+            .items
+            .into_iter()
+            .map(|i| match i.error_code {
+                0 => Ok(i.signature),
+                c => Err(Status::new(Code::from(c as i32), i.error)),
+            })
+            .collect()
+    }
 }
 
 impl Peers {
@@ -35,7 +76,23 @@ impl Peers {
         Self {
             tls,
             channels: Mutex::new(HashMap::new()),
+            receipts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The receipt queue for node `id` at `addr` (started on first use, within a runtime).
+    pub fn receipts(&self, id: NodeId, addr: &str) -> Result<Queue<ReceiptCall>, String> {
+        let mut queues = self.receipts.lock().expect("receipt queues lock");
+        if let Some((a, q)) = queues.get(&id) {
+            if a == addr && !q.is_closed() {
+                return Ok(q.clone());
+            }
+        }
+        let q = Queue::start(ReceiptCall {
+            rpc: self.client(id, addr)?,
+        });
+        queues.insert(id, (addr.to_string(), q.clone()));
+        Ok(q)
     }
 
     /// A gRPC client for the `Raft` service of node `id` at `addr`.

@@ -10,6 +10,7 @@ use tessera_crypto::vss::Commitments;
 use tessera_proto::raft_server::Raft as RaftRpc;
 use tessera_proto::{
     Empty, NodeStatusReply, RaftPayload, ReadIndexReply, ReceiptReply, ReceiptRequest,
+    ReceiptsReply, ReceiptsRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,9 +22,40 @@ pub struct RaftService {
     node: Arc<Node>,
 }
 
+/// Most receipts one call may carry.
+const MAX_RECEIPT_ITEMS: usize = 256;
+
 impl RaftService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// One receipt: this node opens the envelope sealed to it and checks the share against the
+    /// commitments (law 3) before it signs.
+    fn receipt(&self, r: ReceiptRequest) -> Result<Vec<u8>, Status> {
+        let bad = |m: String| Status::invalid_argument(m);
+        let mut points = Vec::with_capacity(r.commitments.len());
+        for (i, c) in r.commitments.iter().enumerate() {
+            points.push(
+                <[u8; 32]>::try_from(c.as_slice()).map_err(|_| {
+                    bad(format!("commitment {i} is {} bytes, expected 32", c.len()))
+                })?,
+            );
+        }
+        let env = r.envelope.ok_or_else(|| bad("no envelope".into()))?;
+        let env = Envelope {
+            enc: env
+                .enc
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad("the encapsulated key is not 32 bytes".into()))?,
+            ciphertext: env.ciphertext,
+        };
+        env.check(64).map_err(|e| bad(e.to_string()))?;
+        self.node
+            .vault
+            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
+            .map_err(bad)
     }
 }
 
@@ -119,39 +151,37 @@ impl RaftRpc for RaftService {
         }))
     }
 
-    /// Checks this node's share of a write another node is about to submit. Nothing is stored
-    /// and nothing secret leaves: the answer is a signature over public facts.
-    async fn receipt(
+    /// Checks this node's share of each write another node is about to submit. Nothing is
+    /// stored and nothing secret leaves: each answer is a signature over public facts, or why
+    /// that share was refused.
+    async fn receipts(
         &self,
-        req: Request<ReceiptRequest>,
-    ) -> Result<Response<ReceiptReply>, Status> {
+        req: Request<ReceiptsRequest>,
+    ) -> Result<Response<ReceiptsReply>, Status> {
         calling_node(&req)?;
         let r = req.into_inner();
-        let bad = |m: String| Status::invalid_argument(m);
-        let mut points = Vec::with_capacity(r.commitments.len());
-        for (i, c) in r.commitments.iter().enumerate() {
-            points.push(
-                <[u8; 32]>::try_from(c.as_slice()).map_err(|_| {
-                    bad(format!("commitment {i} is {} bytes, expected 32", c.len()))
-                })?,
-            );
+        if r.items.is_empty() || r.items.len() > MAX_RECEIPT_ITEMS {
+            return Err(Status::invalid_argument(format!(
+                "items: {} given; a receipt call takes 1 to {MAX_RECEIPT_ITEMS}",
+                r.items.len()
+            )));
         }
-        let env = r.envelope.ok_or_else(|| bad("no envelope".into()))?;
-        let env = Envelope {
-            enc: env
-                .enc
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad("the encapsulated key is not 32 bytes".into()))?,
-            ciphertext: env.ciphertext,
-        };
-        env.check(64).map_err(|e| bad(e.to_string()))?;
-        let signature = self
-            .node
-            .vault
-            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
-            .map_err(bad)?;
-        Ok(Response::new(ReceiptReply { signature }))
+        let items = r
+            .items
+            .into_iter()
+            .map(|item| match self.receipt(item) {
+                Ok(signature) => ReceiptReply {
+                    signature,
+                    ..Default::default()
+                },
+                Err(s) => ReceiptReply {
+                    signature: Vec::new(),
+                    error_code: s.code() as u32,
+                    error: s.message().to_string(),
+                },
+            })
+            .collect();
+        Ok(Response::new(ReceiptsReply { items }))
     }
 
     async fn node_status(&self, req: Request<Empty>) -> Result<Response<NodeStatusReply>, Status> {
