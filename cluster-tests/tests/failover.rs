@@ -113,6 +113,8 @@ fn kill9_of_every_node_keeps_every_acknowledged_write() {
     }
     c.wait_leader(Duration::from_secs(30));
     for id in 1..=3 {
+        // A leader can be elected by two nodes while the third is still opening its store.
+        c.wait_listening(id);
         let have = policies_on(&c, id);
         for name in &acked {
             assert!(
