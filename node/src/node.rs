@@ -743,9 +743,8 @@ impl Node {
         }
     }
 
-    /// Appends the audit line for a request (blocking fsync off the async threads). A failure is
-    /// counted and returned: the caller must then refuse the request.
-    /// Appends an audit line and returns once it is durable (or why it is not).
+    /// Appends the audit line for a request and returns once it is durable. A failure is
+    /// counted and returned: the caller must then refuse the request (law 4).
     ///
     /// When no other append is under way the line is written and synced on the calling thread:
     /// handing a lone fsync to another thread and back costs more than the fsync blocks this
