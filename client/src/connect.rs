@@ -45,6 +45,9 @@ pub struct Client {
     pub(crate) timeout: Duration,
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
+    /// Holders that left a read unanswered lately, until when they are asked last (see
+    /// `kv::HOLDER_PATIENCE`).
+    pub(crate) slow: Arc<Mutex<HashMap<u64, std::time::Instant>>>,
     /// Each holder's release queue (see `release`), by node id and cluster id.
     pub(crate) releasers: Arc<Mutex<HashMap<(u64, String), crate::release::Releaser>>>,
     /// Each signer's round-2 queue (see `sign`), by node id.
@@ -156,6 +159,7 @@ impl Client {
             pool: Arc::new(Mutex::new(HashMap::new())),
             timeout: cfg.timeout,
             topology: Arc::new(Mutex::new(None)),
+            slow: Arc::new(Mutex::new(HashMap::new())),
             releasers: Arc::new(Mutex::new(HashMap::new())),
             signers: Arc::new(Mutex::new(HashMap::new())),
             verifiers: Arc::new(Mutex::new(HashMap::new())),

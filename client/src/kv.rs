@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tessera_crypto::seal::{self, Context, Purpose, SealingPublicKey};
@@ -20,6 +21,13 @@ use crate::{Client, Error};
 /// Verifiers (a few hundred bytes each), and coefficient sets, a client keeps before it starts
 /// over.
 const VERIFIER_CACHE: usize = 4096;
+
+/// How long a read's first round waits for one holder before it asks another instead. A holder
+/// that hangs (a stopped process, or a region cut off without its connections closing) would
+/// otherwise hold every read that asks it until the call's timeout.
+const HOLDER_PATIENCE: Duration = Duration::from_secs(1);
+/// How long a holder that ran out of patience is then asked last (and not in a first round).
+const SLOW_FOR: Duration = Duration::from_secs(10);
 
 /// A value read back, with what the read had to route around.
 #[derive(Debug)]
@@ -360,8 +368,13 @@ impl Client {
         if t == 0 {
             return Ok(None);
         }
+        // A leader that left a read unanswered lately: the metadata comes from the connected
+        // node instead, and the shares from the holders that answer.
+        if self.is_slow(leader.id) {
+            return Ok(None);
+        }
         let mut others: Vec<&Holder> = topo.holders.iter().filter(|h| h.id != leader.id).collect();
-        others.sort_by_key(|h| h.region != topo.region);
+        others.sort_by_key(|h| (self.is_slow(h.id), h.region != topo.region));
         let asked: Vec<&Holder> = std::iter::once(leader)
             .chain(others.into_iter().take(t - 1))
             .collect();
@@ -377,7 +390,18 @@ impl Client {
             };
             let cluster_id = topo.cluster_id.as_str();
             async move {
-                let (h, res) = self.release_from(h, cluster_id, item).await;
+                let asked = self.release_from(h, cluster_id, item);
+                let (h, res) = match tokio::time::timeout(HOLDER_PATIENCE, asked).await {
+                    Ok(answered) => answered,
+                    Err(_) => {
+                        self.mark_slow(h.id);
+                        let why = format!(
+                            "no answer within {} ms; asked another holder",
+                            HOLDER_PATIENCE.as_millis()
+                        );
+                        ((*h).clone(), Err(ReleaseError::Unavailable(why)))
+                    }
+                };
                 let answer = res.map(|r| (r.version, r.metadata, r.share));
                 (h, answer)
             }
@@ -453,7 +477,7 @@ impl Client {
             .enumerate()
             .filter(|(_, h)| !got.asked.contains(&h.id))
             .collect();
-        order.sort_by_key(|(i, h)| (h.region != plan.region, *i));
+        order.sort_by_key(|(i, h)| (self.is_slow(h.id), h.region != plan.region, *i));
         let mut next = order.into_iter().map(|(_, h)| h);
         let ask = |h: &Holder| {
             let item = ReleaseItem {
@@ -491,6 +515,27 @@ impl Client {
                 break;
             }
         }
+    }
+
+    /// Whether holder `id` left a read unanswered within the last `SLOW_FOR`.
+    fn is_slow(&self, id: u64) -> bool {
+        let mut slow = self.slow.lock().expect("slow holders lock");
+        match slow.get(&id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                slow.remove(&id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_slow(&self, id: u64) {
+        let until = Instant::now() + SLOW_FOR;
+        self.slow
+            .lock()
+            .expect("slow holders lock")
+            .insert(id, until);
     }
 
     /// Asks one holder for one item, through its release queue.

@@ -273,6 +273,25 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP: the node keeps its connections open and answers nothing (a hung process).
+    pub fn pause(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self, id: u64) {
+        self.signal(id, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, sig: nix::sys::signal::Signal) {
+        let c = self.nodes[(id - 1) as usize]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig)
+            .unwrap_or_else(|e| panic!("{sig} to node {id}: {e}"));
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self, id: u64) {
         if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {

@@ -561,6 +561,57 @@ fn concurrent_writes_each_get_their_own_holders_verdict() {
     );
 }
 
+/// A holder that hangs (stopped, its connections still open) holds up a read for about a
+/// second, not for the call's timeout: the reader asks another holder, names the silent one,
+/// and then leaves it out of its first rounds for a while.
+#[test]
+fn a_hung_holder_is_routed_around_without_waiting_for_the_timeout() {
+    let mut c = Cluster::start(Opts::default());
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Connected to the leader: the first round asks it and the first other holder in the
+        // holder order (no other holder is in the leader's region).
+        let client = c.sdk("admin", leader).await;
+        client
+            .kv_put("hang/x", b"still here", &Default::default())
+            .await
+            .unwrap();
+        let topo = client.topology().await.unwrap();
+        let hung = topo
+            .holders
+            .iter()
+            .map(|h| h.id)
+            .find(|id| *id != leader)
+            .unwrap();
+        // Its connection to the reader is open and warm.
+        client.kv_get("hang/x", None).await.unwrap();
+        c.pause(hung);
+        let started = Instant::now();
+        let got = client.kv_get("hang/x", None).await;
+        let took = started.elapsed();
+        c.resume(hung);
+        let got = got.unwrap();
+        assert_eq!(got.value.expose(), b"still here");
+        // The SDK's call timeout here is 15 s.
+        assert!(took < Duration::from_secs(8), "the read waited {took:?}");
+        assert_eq!(got.unavailable.len(), 1, "{:?}", got.unavailable);
+        assert_eq!(got.unavailable[0].0, hung);
+        assert!(
+            got.unavailable[0].1.contains("no answer within"),
+            "{:?}",
+            got.unavailable
+        );
+        // The next read does not ask it first.
+        c.pause(hung);
+        let again = client.kv_get("hang/x", None).await;
+        c.resume(hung);
+        let again = again.unwrap();
+        assert_eq!(again.value.expose(), b"still here");
+        assert!(again.unavailable.is_empty(), "{:?}", again.unavailable);
+    });
+}
+
 /// The node that receives a write acknowledges its own share in the write itself (one Raft
 /// round fewer), and the write returns once `t + f` holders acknowledged. Every holder still
 /// confirms, once it has applied the write, that its share is sealed at rest, and its envelope
