@@ -374,7 +374,7 @@ impl Client {
             return Ok(None);
         }
         let mut others: Vec<&Holder> = topo.holders.iter().filter(|h| h.id != leader.id).collect();
-        others.sort_by_key(|h| (self.is_slow(h.id), h.region != topo.region));
+        others.sort_by_cached_key(|h| (self.is_slow(h.id), h.region != topo.region));
         let asked: Vec<&Holder> = std::iter::once(leader)
             .chain(others.into_iter().take(t - 1))
             .collect();
@@ -477,7 +477,7 @@ impl Client {
             .enumerate()
             .filter(|(_, h)| !got.asked.contains(&h.id))
             .collect();
-        order.sort_by_key(|(i, h)| (self.is_slow(h.id), h.region != plan.region, *i));
+        order.sort_by_cached_key(|(i, h)| (self.is_slow(h.id), h.region != plan.region, *i));
         let mut next = order.into_iter().map(|(_, h)| h);
         let ask = |h: &Holder| {
             let item = ReleaseItem {
