@@ -1,7 +1,8 @@
 //! The Raft log on RocksDB: entries, vote, committed and purged log ids.
 //!
 //! Every mutation is written with `sync` before openraft is told it is durable; that is what lets
-//! an acknowledged write survive `kill -9` of every node.
+//! an acknowledged write survive `kill -9` of every node. The one exception is the committed
+//! log id, a hint openraft does not need to be durable (see `save_committed`).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -11,7 +12,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
-use super::db::{cf, synced, CF_LOG, CF_RAFT_META};
+use super::db::{cf, state_write, synced, CF_LOG, CF_RAFT_META};
 use super::{any, Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -55,9 +56,18 @@ impl LogStore {
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> Result<(), StorageError> {
+        self.put_meta_with(key, v, &synced())
+    }
+
+    fn put_meta_with<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        v: &T,
+        opts: &rocksdb::WriteOptions,
+    ) -> Result<(), StorageError> {
         let b = serde_json::to_vec(v).map_err(|e| StorageIOError::write(any(e)))?;
         self.db
-            .put_cf_opt(cf(&self.db, CF_RAFT_META), key, b, &synced())
+            .put_cf_opt(cf(&self.db, CF_RAFT_META), key, b, opts)
             .map_err(|e| StorageIOError::write(any(e)).into())
     }
 }
@@ -124,8 +134,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(KEY_VOTE)
     }
 
+    /// Not synced on its own (openraft asks no durability of it). It only lets a restarted
+    /// node apply what it knows was committed before hearing from a leader; a power loss can
+    /// at worst take it back to an earlier committed index, never past one. RocksDB keeps one
+    /// ordered write-ahead log, so the next synced write (a log append) makes it durable too.
+    /// Syncing it cost an fsync, on Raft's own task, every time the commit index moved.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(KEY_COMMITTED, &committed)
+        self.put_meta_with(KEY_COMMITTED, &committed, &state_write())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
