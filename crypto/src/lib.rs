@@ -6,7 +6,8 @@
 //! - [`vss`]: the data key's scalar is dealt `t` of `n` with Feldman VSS over Ristretto255, with
 //!   public commitments anyone can check a share against; `t` shares recombine it.
 //! - [`seal`]: each share travels sealed to one node's X25519 key (HPKE, RFC 9180 base mode),
-//!   with the cluster, path, version, node and purpose bound into the context.
+//!   with the cluster, path, version, node and purpose bound into the context (`hpke.rs`: the
+//!   one suite Tessera uses, written for the hot path and checked against the `hpke` crate).
 //! - [`release`]: a holder releases shares to a reader's one-time key, one HPKE context per reply.
 //! - [`at_rest`]: a node keeps its share sealed under its key-encryption key.
 //! - [`ack`]: a node signs (Ed25519) that it holds a verified share.
@@ -17,6 +18,7 @@ pub mod ack;
 pub mod at_rest;
 pub mod b64;
 pub mod frost;
+mod hpke;
 pub mod jwt;
 pub mod release;
 pub mod seal;

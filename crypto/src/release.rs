@@ -15,16 +15,11 @@
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hpke::aead::ExportOnlyAead;
-use hpke::kdf::HkdfSha256;
-use hpke::kem::X25519HkdfSha256;
-use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
 use zeroize::Zeroizing;
 
+use crate::hpke::{self, AeadId};
 use crate::seal::{SealingKey, SealingPublicKey};
 use crate::{invalid, CryptoError, SecretBytes};
-
-type Kem = X25519HkdfSha256;
 
 /// What a whole reply is bound to: the cluster and the node that released.
 #[derive(Clone, Copy, Debug)]
@@ -67,12 +62,10 @@ impl Item<'_> {
 }
 
 /// An item's one-use key, derived from the context's exporter secret.
-fn item_cipher(export: impl Fn(&[u8], &mut [u8]) -> bool, item: &Item) -> Option<Aes256Gcm> {
+fn item_cipher(ctx: &hpke::Context, item: &Item) -> Aes256Gcm {
     let mut key = Zeroizing::new([0u8; 32]);
-    if !export(&item.label(), &mut key[..]) {
-        return None;
-    }
-    Aes256Gcm::new_from_slice(&key[..]).ok()
+    ctx.export(&item.label(), &mut key[..]);
+    Aes256Gcm::new_from_slice(&key[..]).expect("AES-256-GCM takes a 32-byte key")
 }
 
 /// Each item key seals exactly one message.
@@ -82,7 +75,7 @@ const NONCE: [u8; 12] = [0; 12];
 /// the HPKE context on drop); never printed.
 pub struct Sealer {
     enc: [u8; 32],
-    ctx: hpke::aead::AeadCtxS<ExportOnlyAead, HkdfSha256, Kem>,
+    ctx: hpke::Context,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -94,18 +87,13 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// Sets up a context to the reader's one-time key (one key agreement).
     pub fn new(reader: &SealingPublicKey, reply: &Reply) -> Result<Sealer, CryptoError> {
-        let pk = <Kem as KemTrait>::PublicKey::from_bytes(&reader.0)
-            .map_err(|_| invalid("reader key", "not an X25519 public key"))?;
-        let (enc, ctx) = hpke::setup_sender::<ExportOnlyAead, HkdfSha256, Kem, _>(
-            &OpModeS::Base,
-            &pk,
-            &reply.info(),
-            &mut crate::rng(),
-        )
-        .map_err(|e| invalid("release", e.to_string()))?;
-        let mut e = [0u8; 32];
-        e.copy_from_slice(&enc.to_bytes());
-        Ok(Sealer { enc: e, ctx })
+        let (enc, ctx) = hpke::setup_sender(&reader.0, &reply.info(), AeadId::ExportOnly).map_err(
+            |e| match e {
+                CryptoError::Invalid { why, .. } => invalid("reader key", why),
+                other => other,
+            },
+        )?;
+        Ok(Sealer { enc, ctx })
     }
 
     /// The encapsulated key the reader needs to open this reply. Public.
@@ -115,9 +103,7 @@ impl Sealer {
 
     /// Seals one item's plaintext (a share) under that item's own key.
     pub fn seal(&self, item: &Item, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let cipher = item_cipher(|l, out| self.ctx.export(l, out).is_ok(), item)
-            .ok_or_else(|| invalid("release", "cannot derive the item key"))?;
-        cipher
+        item_cipher(&self.ctx, item)
             .encrypt(Nonce::from_slice(&NONCE), plaintext)
             .map_err(|_| invalid("release", "sealing failed"))
     }
@@ -125,7 +111,7 @@ impl Sealer {
 
 /// The reader's side: opens the shares of one reply with its one-time key.
 pub struct Opener {
-    ctx: hpke::aead::AeadCtxR<ExportOnlyAead, HkdfSha256, Kem>,
+    ctx: hpke::Context,
 }
 
 impl std::fmt::Debug for Opener {
@@ -137,26 +123,21 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Sets up the reply's context (one key agreement). Fails if `enc` is not a point.
     pub fn new(reader: &SealingKey, reply: &Reply, enc: &[u8]) -> Result<Opener, CryptoError> {
-        let secret = reader.secret_bytes();
-        let sk = <Kem as KemTrait>::PrivateKey::from_bytes(secret.expose())
-            .map_err(|_| invalid("sealing key", "not an X25519 private key"))?;
-        let enc = <Kem as KemTrait>::EncappedKey::from_bytes(enc)
-            .map_err(|_| invalid("release", "the encapsulated key is not an X25519 point"))?;
-        let ctx = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
-            &OpModeR::Base,
-            &sk,
-            &enc,
-            &reply.info(),
-        )
-        .map_err(|_| CryptoError::Decrypt)?;
+        let enc: &[u8; 32] = enc.try_into().map_err(|_| {
+            invalid(
+                "release",
+                format!("the encapsulated key is {} bytes, expected 32", enc.len()),
+            )
+        })?;
+        let ctx = reader
+            .receiver(enc, &reply.info(), AeadId::ExportOnly)
+            .map_err(|_| CryptoError::Decrypt)?;
         Ok(Opener { ctx })
     }
 
     /// Opens one item; fails unless it was sealed for exactly this item of this reply.
     pub fn open(&self, item: &Item, sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
-        let cipher = item_cipher(|l, out| self.ctx.export(l, out).is_ok(), item)
-            .ok_or(CryptoError::Decrypt)?;
-        cipher
+        item_cipher(&self.ctx, item)
             .decrypt(Nonce::from_slice(&NONCE), sealed)
             .map(SecretBytes::new)
             .map_err(|_| CryptoError::Decrypt)
@@ -245,6 +226,12 @@ mod tests {
     fn a_malformed_encapsulated_key_is_refused() {
         let reader = SealingKey::generate();
         assert!(Opener::new(&reader, &REPLY, &[1u8; 31]).is_err());
+        // 32 bytes, but on the twist rather than the curve; and a point of small order.
+        let mut twist = [0u8; 32];
+        twist[0] = 2;
+        assert!(Opener::new(&reader, &REPLY, &twist).is_err());
+        assert!(Opener::new(&reader, &REPLY, &[0u8; 32]).is_err());
+        assert!(Sealer::new(&SealingPublicKey([0u8; 32]), &REPLY).is_err());
     }
 
     proptest! {

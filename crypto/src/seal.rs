@@ -5,16 +5,11 @@
 //! purpose, so an envelope cannot be replayed for another secret, version, node or use, and only
 //! the holder of the recipient's private key can open it.
 
-use hpke::aead::ChaCha20Poly1305;
-use hpke::kdf::HkdfSha256;
-use hpke::kem::X25519HkdfSha256;
-use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::hpke::{self, AeadId};
 use crate::{invalid, CryptoError, SecretBytes};
-
-type Kem = X25519HkdfSha256;
 
 /// Why an envelope was made. Part of the HPKE context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,8 +69,6 @@ impl SealingPublicKey {
                 format!("{} bytes, expected 32", b.len()),
             )
         })?;
-        <Kem as KemTrait>::PublicKey::from_bytes(&arr)
-            .map_err(|_| invalid("sealing public key", "not an X25519 public key"))?;
         Ok(Self(arr))
     }
 }
@@ -98,29 +91,33 @@ impl std::fmt::Debug for SealingKey {
 
 impl SealingKey {
     pub fn generate() -> Self {
-        let (sk, pk) = Kem::gen_keypair(&mut crate::rng());
         let mut secret = Zeroizing::new([0u8; 32]);
-        secret.copy_from_slice(&sk.to_bytes());
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&pk.to_bytes());
-        Self {
-            secret,
-            public: SealingPublicKey(public),
-        }
+        rand08::RngCore::fill_bytes(&mut crate::rng(), &mut secret[..]);
+        let public = SealingPublicKey(hpke::public_key(&secret));
+        Self { secret, public }
     }
 
     pub fn from_secret_bytes(b: &[u8]) -> Result<Self, CryptoError> {
-        let sk = <Kem as KemTrait>::PrivateKey::from_bytes(b)
-            .map_err(|_| invalid("sealing key", "not an X25519 private key"))?;
-        let pk = Kem::sk_to_pk(&sk);
+        if b.len() != 32 {
+            return Err(invalid(
+                "sealing key",
+                format!("{} bytes, expected a 32-byte X25519 private key", b.len()),
+            ));
+        }
         let mut secret = Zeroizing::new([0u8; 32]);
-        secret.copy_from_slice(&sk.to_bytes());
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&pk.to_bytes());
-        Ok(Self {
-            secret,
-            public: SealingPublicKey(public),
-        })
+        secret.copy_from_slice(b);
+        let public = SealingPublicKey(hpke::public_key(&secret));
+        Ok(Self { secret, public })
+    }
+
+    /// Sets up the receiving HPKE context of a message sealed to this key.
+    pub(crate) fn receiver(
+        &self,
+        enc: &[u8; 32],
+        info: &[u8],
+        aead: AeadId,
+    ) -> Result<hpke::Context, CryptoError> {
+        hpke::setup_receiver(enc, &self.secret, &self.public.0, info, aead)
     }
 
     pub fn secret_bytes(&self) -> SecretBytes {
@@ -144,8 +141,6 @@ pub struct Envelope {
 impl Envelope {
     /// Structural check, for refusing malformed requests early.
     pub fn check(&self, max_plaintext: usize) -> Result<(), CryptoError> {
-        <Kem as KemTrait>::EncappedKey::from_bytes(&self.enc)
-            .map_err(|_| invalid("envelope", "the encapsulated key is not an X25519 point"))?;
         if self.ciphertext.len() < 16 || self.ciphertext.len() > max_plaintext + 16 {
             return Err(invalid(
                 "envelope",
@@ -161,37 +156,17 @@ pub fn seal(
     ctx: &Context,
     plaintext: &[u8],
 ) -> Result<Envelope, CryptoError> {
-    let pk = <Kem as KemTrait>::PublicKey::from_bytes(&to.0)
-        .map_err(|_| invalid("sealing public key", "not an X25519 public key"))?;
-    let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, _>(
-        &OpModeS::Base,
-        &pk,
-        &ctx.info(),
-        plaintext,
-        b"",
-        &mut crate::rng(),
-    )
-    .map_err(|e| invalid("seal", e.to_string()))?;
-    let mut e = [0u8; 32];
-    e.copy_from_slice(&enc.to_bytes());
-    Ok(Envelope { enc: e, ciphertext })
+    let (enc, sender) = hpke::setup_sender(&to.0, &ctx.info(), AeadId::ChaCha20Poly1305)?;
+    let ciphertext = sender.seal(b"", plaintext)?;
+    Ok(Envelope { enc, ciphertext })
 }
 
+/// Opens an envelope sealed to `key` for exactly this context. Any failure (a wrong key or
+/// context, a changed byte, an encapsulated key that is not a usable point) is `Decrypt`.
 pub fn open(key: &SealingKey, ctx: &Context, env: &Envelope) -> Result<SecretBytes, CryptoError> {
-    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(&key.secret[..])
-        .map_err(|_| invalid("sealing key", "not an X25519 private key"))?;
-    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&env.enc)
-        .map_err(|_| invalid("envelope", "the encapsulated key is not an X25519 point"))?;
-    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &sk,
-        &enc,
-        &ctx.info(),
-        &env.ciphertext,
-        b"",
-    )
-    .map(SecretBytes::new)
-    .map_err(|_| CryptoError::Decrypt)
+    key.receiver(&env.enc, &ctx.info(), AeadId::ChaCha20Poly1305)
+        .map_err(|_| CryptoError::Decrypt)?
+        .open(b"", &env.ciphertext)
 }
 
 #[cfg(test)]
