@@ -1,4 +1,8 @@
-//! Feldman verifiable secret sharing of a data key over Ristretto255 (vsss-rs).
+//! Feldman verifiable secret sharing of a data key over Ristretto255.
+//!
+//! Dealing, checking and combining are written here for the hot paths (fixed-base tables for
+//! the commitments, Horner's rule with the small public index for a holder's public share,
+//! one inversion per combine); the tests hold every result to vsss-rs's own (`verify`).
 //!
 //! Protocol (names as in Feldman 1987): the dealer picks a random secret scalar `s` and a random
 //! polynomial `f` of degree `t - 1` with `f(0) = s`; share `i` is `f(i)`; the commitments are
@@ -10,7 +14,7 @@
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::VartimeMultiscalarMul;
+use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -227,28 +231,37 @@ pub fn deal(threshold: usize, holders: usize) -> Result<Dealing, CryptoError> {
             format!("need 2 <= t <= n <= {MAX_SHARES}, got t = {threshold}, n = {holders}"),
         ));
     }
+    // f(x) = a_0 + a_1·x + .. + a_{t-1}·x^{t-1}, with the secret a_0 and the other
+    // coefficients drawn fresh. Commitments are `[G, a_0·G, .., a_{t-1}·G]` (generator first, as
+    // vsss-rs lays out a Feldman verifier set), each from the fixed-base table: a third of a
+    // general multiplication.
     let mut rng = crate::rng();
-    let secret = Zeroizing::new(Scalar::random(&mut rng));
-    let wrapped = IdentifierPrimeField(WrappedScalar(*secret));
-    let (shares, verifiers) =
-        feldman::split_secret::<VShare, VVerifier>(threshold, holders, &wrapped, None, &mut rng)
-            .map_err(|e| invalid("dealing", format!("{e:?}")))?;
-    let shares = shares
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Share {
-            index: (i + 1) as u16,
-            value: Zeroizing::new(s.value.0 .0.to_bytes()),
+    let coefficients: Vec<Zeroizing<Scalar>> = (0..threshold)
+        .map(|_| Zeroizing::new(Scalar::random(&mut rng)))
+        .collect();
+    let secret = &coefficients[0];
+    let mut commitments = Vec::with_capacity(threshold + 1);
+    commitments.push(RISTRETTO_BASEPOINT_POINT.compress().to_bytes());
+    for a in &coefficients {
+        commitments.push(RistrettoPoint::mul_base(a).compress().to_bytes());
+    }
+    let commitments = Commitments(commitments);
+    // Share i is f(i), by Horner's rule.
+    let shares = (1..=holders)
+        .map(|i| {
+            let x = Scalar::from(i as u64);
+            let mut value = Zeroizing::new(Scalar::ZERO);
+            for a in coefficients.iter().rev() {
+                *value = *value * x + **a;
+            }
+            Share {
+                index: i as u16,
+                value: Zeroizing::new(value.to_bytes()),
+            }
         })
         .collect();
-    let commitments = Commitments(
-        verifiers
-            .iter()
-            .map(|v| v.0 .0.compress().to_bytes())
-            .collect(),
-    );
     Ok(Dealing {
-        key: derive_key(&secret),
+        key: derive_key(secret),
         shares,
         commitments,
     })
@@ -263,17 +276,17 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// `Σ A_j·i^j`: what share `i` times the generator must be. Only public values go in
-    /// (the index and the commitments), so one variable-time multiscalar product is safe.
+    /// `Σ A_j·i^j`: what share `i` times the generator must be, by Horner's rule
+    /// (`((A_{t-1}·i + A_{t-2})·i + ..)·i + A_0`). The index is small (at most 16 bits), so each
+    /// step is a handful of doublings and additions, where a general multiscalar product runs
+    /// about 250 doublings whatever the scalars. Only public values go in (the index and the
+    /// commitments), so variable time is safe.
     fn public_share(&self, index: u16) -> RistrettoPoint {
-        let x = Scalar::from(u64::from(index));
-        let mut power = Scalar::ONE;
-        let mut powers = Vec::with_capacity(self.points.len() - 1);
-        for _ in 1..self.points.len() {
-            powers.push(power);
-            power *= x;
+        let mut acc = RistrettoPoint::identity();
+        for a in self.points[1..].iter().rev() {
+            acc = mul_small(&acc, index) + a;
         }
-        RistrettoPoint::vartime_multiscalar_mul(&powers, &self.points[1..])
+        acc
     }
 
     fn expected(&self, index: u16) -> RistrettoPoint {
@@ -327,6 +340,19 @@ impl Verifier {
             Err(CryptoError::BadShare { index: share.index })
         }
     }
+}
+
+/// `k·P` for a small public `k`, by double-and-add over its bits (variable time: public
+/// values only).
+fn mul_small(p: &RistrettoPoint, k: u16) -> RistrettoPoint {
+    let mut r = RistrettoPoint::identity();
+    for bit in (0..16 - k.leading_zeros()).rev() {
+        r = r + r;
+        if (k >> bit) & 1 == 1 {
+            r += p;
+        }
+    }
+    r
 }
 
 /// Checks a share against the commitments (vsss-rs's own check; a reader checking several
@@ -553,6 +579,21 @@ mod tests {
             let mut pick: Vec<Share> = d.shares[..t].to_vec();
             pick[1] = pick[0].clone();
             prop_assert!(combine(&pick, t).is_err());
+        }
+
+        #[test]
+        fn horner_public_shares_match_the_multiscalar_product(t in 2usize..8, index in 1u16..u16::MAX) {
+            let d = deal(t, t).unwrap();
+            let v = d.commitments.verifier().unwrap();
+            let x = Scalar::from(u64::from(index));
+            let mut power = Scalar::ONE;
+            let mut powers = Vec::new();
+            for _ in 1..v.points.len() {
+                powers.push(power);
+                power *= x;
+            }
+            let msm = RistrettoPoint::vartime_multiscalar_mul(&powers, &v.points[1..]);
+            prop_assert_eq!(v.public_share(index), msm);
         }
 
         #[test]
