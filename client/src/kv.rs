@@ -722,8 +722,8 @@ pub fn deal_version(
             node_id: h.id,
             purpose: Purpose::Deal,
         };
-        let env =
-            seal::seal(&pk, &ctx, &share.to_bytes()).map_err(|e| Error::Other(e.to_string()))?;
+        let env = seal::seal(&pk, &ctx, &share.to_bytes())
+            .map_err(|e| Error::Other(format!("node {} has a bad sealing key: {e}", h.id)))?;
         envelopes.push(tessera_proto::Envelope {
             enc: env.enc.to_vec(),
             ciphertext: env.ciphertext,
