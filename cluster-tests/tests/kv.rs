@@ -431,7 +431,14 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // write wait for that holder's verdict; see below for a write that does not.)
         set_ack_fault_tolerance(&client, 1).await;
         let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
-        let other = r.holders.iter().position(|h| *h != 1).unwrap();
+        // Neither node 1 (it serves the request) nor the leader: the victim is stopped below,
+        // and stopping the leader would leave that write waiting for an election.
+        let leader = c.status(1).and_then(|s| s["leader"].as_u64()).unwrap_or(0);
+        let other = r
+            .holders
+            .iter()
+            .position(|h| *h != 1 && *h != leader)
+            .unwrap();
         let victim = r.holders[other];
         r.envelopes[other].ciphertext[5] ^= 0x55;
         let s = client.raw().kv_put(r.clone()).await.unwrap_err();
