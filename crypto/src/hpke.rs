@@ -128,6 +128,18 @@ fn shared_secret(dh: &[u8; 32], enc: &[u8; 32], pk_r: &[u8; 32]) -> Zeroizing<[u
     ss
 }
 
+/// `LabeledExtract("", "psk_id_hash", "")`: base mode has no PSK, so this depends on the suite
+/// alone; worked out once per suite rather than on every seal and open.
+fn psk_id_hash(aead: AeadId) -> [u8; 32] {
+    static CHACHA: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    static EXPORT_ONLY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let cell = match aead {
+        AeadId::ChaCha20Poly1305 => &CHACHA,
+        AeadId::ExportOnly => &EXPORT_ONLY,
+    };
+    *cell.get_or_init(|| *labeled_extract(&hpke_suite(aead), b"", b"psk_id_hash", b""))
+}
+
 /// An HPKE context after the key schedule. Only sequence number 0 is ever used: an envelope
 /// context seals or opens exactly one message, a release context only exports.
 pub(crate) struct Context {
@@ -147,7 +159,7 @@ impl Context {
     /// `KeySchedule(mode_base, shared_secret, info, psk = "", psk_id = "")`.
     fn schedule(aead: AeadId, shared_secret: &[u8; 32], info: &[u8]) -> Context {
         let suite = hpke_suite(aead);
-        let psk_id_hash = labeled_extract(&suite, b"", b"psk_id_hash", b"");
+        let psk_id_hash = psk_id_hash(aead);
         let info_hash = labeled_extract(&suite, b"", b"info_hash", info);
         let mut ksc = [0u8; 65];
         ksc[0] = 0x00; // mode_base
