@@ -757,3 +757,49 @@ fn concurrent_reads_share_calls_and_each_gets_its_own_value() {
         "48 reads at once were sent one call each: {per_call:?}"
     );
 }
+
+/// `tessera bench kv --ops` runs only the phases asked for (so that `chaos/cpu.sh` can charge a
+/// run's CPU to one kind of operation): a write-only run writes no secrets to read, every phase
+/// stops at `--max-ops`, and a read phase with nothing to read is refused before it starts.
+#[test]
+fn bench_runs_only_the_phases_asked_for() {
+    let c = Cluster::start(Opts::default());
+    let bench = |args: &[&str]| -> Value {
+        let mut a = vec!["bench", "kv", "--duration", "20", "--format", "json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&ok(&c.cli(1, &a))).expect("bench prints JSON")
+    };
+    let rows = bench(&["--ops", "write", "--concurrency", "2", "--max-ops", "5"]);
+    let rows = rows.as_array().expect("one row per phase");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["op"], "kv_write");
+    assert_eq!(
+        (rows[0]["ops"].as_u64(), rows[0]["errors"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let runs = c.json(1, &["kv", "list", "bench/"]);
+    let run = runs[0].as_str().expect("the run's folder").to_string();
+    let inside = c.json(1, &["kv", "list", &format!("bench/{run}")]);
+    assert_eq!(inside, serde_json::json!(["w/"]), "{inside}");
+
+    let err = fails(&c.cli(1, &["bench", "kv", "--ops", "read", "--keys", "0"]));
+    assert!(err.contains("--keys must be at least 1"), "{err}");
+
+    let rows = bench(&[
+        "--ops",
+        "read",
+        "--concurrency",
+        "1",
+        "--max-ops",
+        "4",
+        "--keys",
+        "2",
+    ]);
+    let rows = rows.as_array().expect("one row per phase");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["op"], "kv_read");
+    assert_eq!(
+        (rows[0]["ops"].as_u64(), rows[0]["errors"].as_u64()),
+        (Some(4), Some(0))
+    );
+}

@@ -55,6 +55,16 @@ pub struct KvBench {
     /// Secrets written before the read phases (read at random).
     #[arg(long, default_value_t = 100)]
     keys: usize,
+    /// Phases to run at each concurrency, e.g. `write` alone, so that a run's resource use
+    /// (`chaos/cpu.sh`) belongs to one kind of operation.
+    #[arg(long, value_delimiter = ',', default_value = "write,read")]
+    ops: Vec<KvOp>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvOp {
+    Write,
+    Read,
 }
 
 struct Stats {
@@ -258,8 +268,16 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
     let value = Arc::new(vec![b'v'; a.value_size]);
     let run_id = format!("{:08x}", rand08::random::<u32>());
     let dur = Duration::from_secs(a.duration.max(1));
+    let reads = a.ops.contains(&KvOp::Read);
+    if reads && a.keys == 0 {
+        return Err(Failure {
+            message: "--keys must be at least 1 when the read phase runs (it reads those secrets)"
+                .into(),
+            code: 2,
+        });
+    }
     // Secrets to read.
-    for k in 0..a.keys {
+    for k in (0..a.keys).filter(|_| reads) {
         client
             .kv_put(
                 &format!("bench/{run_id}/r/{k}"),
@@ -271,9 +289,13 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
     let mut rows = Vec::new();
     let mut results = Vec::new();
     for &conc in &a.concurrency {
-        for kind in ["write", "read"] {
+        for &op in &a.ops {
             let (value, run_id, keys) = (value.clone(), run_id.clone(), a.keys as u64);
-            let stats = if kind == "write" {
+            let kind = match op {
+                KvOp::Write => "write",
+                KvOp::Read => "read",
+            };
+            let stats = if op == KvOp::Write {
                 phase(client, conc, dur, a.max_ops, move |c: Client, n| {
                     let (value, path) = (value.clone(), format!("bench/{run_id}/w/{conc}/{n}"));
                     async move {

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# CPU time per KV operation on a local 3-node cluster: user + system time of every node and of
+# the load generator, summed over the phase, divided by the operations done. On a shared 2-core
+# machine throughput moves a lot from run to run with the host's load; the CPU an operation costs
+# moves much less, so this is the figure to compare two builds by (`chaos/bench.sh` gives the
+# rates and latencies). Each phase runs alone (`tessera bench kv --ops ...`), bounded in time.
+#
+#   chaos/cpu.sh                        # release build, writes and reads at 1 and 32, 10 s each
+#   DUR=8 PHASES="write:32" PROFILE=dev chaos/cpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10}
+PHASES=${PHASES:-write:1 read:1 write:32 read:32}
+NODES=${NODES:-3}
+PORT=${PORT:-7800}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+PROFILE=${PROFILE:-release}
+if [[ $PROFILE == release ]]; then
+  cargo build --release --bin tessera >/dev/null
+  T="$CARGO_TARGET_DIR/release/tessera"
+else
+  cargo build --bin tessera >/dev/null
+  T="$CARGO_TARGET_DIR/debug/tessera"
+fi
+dir=$(mktemp -d /tmp/tessera-cpu.XXXXXX)
+"$T" dev --nodes "$NODES" --regions a,b,c --dir "$dir/cluster" --base-port "$PORT" >"$dir/dev.log" 2>&1 &
+dev=$!
+trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 120); do
+  [[ -f $dir/cluster/env.sh ]] && grep -q "Ctrl-C" "$dir/dev.log" && break
+  sleep 0.5
+done
+# shellcheck disable=SC1091
+source "$dir/cluster/env.sh"
+TESSERA_ADDR=$("$T" status --format json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(next(n["address"] for n in s["nodes"] if n["id"] == s["leader"]))')
+export TESSERA_ADDR
+nodes=$(pgrep -P "$dev" | tr '\n' ' ')
+
+# CPU seconds (user + system) of the given processes and their finished children.
+cpu() {
+  python3 - "$@" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in sys.argv[1:]:
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    total += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+print(total / tick)
+PY
+}
+
+printf '%-6s %5s %8s %8s %10s %10s\n' OP CONC OPS/S P50_MS CPU_MS/OP NODES_MS/OP
+for phase in $PHASES; do
+  op=${phase%%:*} conc=${phase##*:}
+  before=$(cpu $nodes)
+  # The load generator's own CPU comes from its rusage when it exits.
+  load=$(python3 - "$T" "$op" "$conc" "$DUR" "$dir/out.json" <<'PY'
+import os, subprocess, sys
+t, op, conc, dur, out = sys.argv[1:]
+with open(out, "wb") as f:
+    p = subprocess.Popen([t, "bench", "kv", "--ops", op, "--concurrency", conc,
+                          "--duration", dur, "--keys", "20", "--format", "json"],
+                         stdout=f, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+if status != 0:
+    sys.exit("tessera bench kv failed")
+print(ru.ru_utime + ru.ru_stime)
+PY
+)
+  after=$(cpu $nodes)
+  python3 - "$dir/out.json" "$before" "$after" "$load" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))[-1]
+nodes = float(sys.argv[3]) - float(sys.argv[2])
+load = float(sys.argv[4])
+ops = max(r["ops"], 1)
+print(f"{r['op'][3:]:<6} {r['concurrency']:>5} {r['ops_per_sec']:>8.0f} {r['p50_ms']:>8.2f}"
+      f" {(nodes + load) * 1000 / ops:>10.3f} {nodes * 1000 / ops:>10.3f}")
+PY
+done
