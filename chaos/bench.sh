@@ -15,36 +15,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 OUT=${OUT:-/tmp/tessera-bench}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$OUT"
-PROFILE=${PROFILE:-release}
-if [[ $PROFILE == release ]]; then
-  cargo build --release --bin tessera >/dev/null
-  T="$CARGO_TARGET_DIR/release/tessera"
-else
-  cargo build --bin tessera >/dev/null
-  T="$CARGO_TARGET_DIR/debug/tessera"
-fi
+# shellcheck source=chaos/lib.sh
+source chaos/lib.sh
+build_tessera
 
 run_tessera() {  # nodes regions base-port
-  local n=$1 regions=$2 port=$3 dir="$OUT/cluster-$1"
-  rm -rf "$dir"
-  "$T" dev --nodes "$n" --regions "$regions" --dir "$dir" --base-port "$port" >"$OUT/dev-$n.log" 2>&1 &
-  local dev=$!
-  for _ in $(seq 1 120); do [[ -f $dir/env.sh ]] && grep -q "Ctrl-C" "$OUT/dev-$n.log" && break; sleep 0.5; done
-  # shellcheck disable=SC1091
-  ( source "$dir/env.sh"
-    TESSERA_ADDR=$("$T" status --format json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print(next(n["address"] for n in s["nodes"] if n["id"] == s["leader"]))')
-    export TESSERA_ADDR
+  local n=$1 regions=$2 port=$3
+  ( start_dev "$n" "$regions" "$port" "$OUT/cluster-$n" "$OUT/dev-$n.log"
+    trap 'kill -TERM $DEV; wait $DEV || true' EXIT
     echo "== Tessera $n nodes ($regions), load to the leader $TESSERA_ADDR, $(uptime)"
     "$T" bench kv --duration "$DUR" --concurrency 1,32 --format json >"$OUT/tessera-$n.json"
     if [[ $n == 5 ]]; then
       "$T" bench sign --duration "$DUR" --concurrency 1,16 --format json >"$OUT/tessera-sign-$n.json"
     fi )
-  kill -TERM "$dev"; wait "$dev" || true
 }
 
 run_tessera 3 a,b,c 7600

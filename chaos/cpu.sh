@@ -13,31 +13,14 @@ DUR=${DUR:-10}
 PHASES=${PHASES:-write:1 read:1 write:32 read:32}
 NODES=${NODES:-3}
 PORT=${PORT:-7800}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-PROFILE=${PROFILE:-release}
-if [[ $PROFILE == release ]]; then
-  cargo build --release --bin tessera >/dev/null
-  T="$CARGO_TARGET_DIR/release/tessera"
-else
-  cargo build --bin tessera >/dev/null
-  T="$CARGO_TARGET_DIR/debug/tessera"
-fi
+# shellcheck source=chaos/lib.sh
+source chaos/lib.sh
+build_tessera
 dir=$(mktemp -d /tmp/tessera-cpu.XXXXXX)
-"$T" dev --nodes "$NODES" --regions a,b,c --dir "$dir/cluster" --base-port "$PORT" >"$dir/dev.log" 2>&1 &
-dev=$!
-trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 120); do
-  [[ -f $dir/cluster/env.sh ]] && grep -q "Ctrl-C" "$dir/dev.log" && break
-  sleep 0.5
-done
-# shellcheck disable=SC1091
-source "$dir/cluster/env.sh"
-TESSERA_ADDR=$("$T" status --format json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print(next(n["address"] for n in s["nodes"] if n["id"] == s["leader"]))')
-export TESSERA_ADDR
-nodes=$(pgrep -P "$dev" | tr '\n' ' ')
+DEV=
+trap '[[ -n $DEV ]] && { kill -TERM $DEV; wait $DEV; }; rm -rf "$dir"' EXIT
+start_dev "$NODES" a,b,c "$PORT" "$dir/cluster" "$dir/dev.log"
+nodes=$(pgrep -P "$DEV" | tr '\n' ' ')
 
 # CPU seconds (user + system) of the given processes and their finished children.
 cpu() {

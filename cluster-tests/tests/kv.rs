@@ -764,19 +764,27 @@ fn concurrent_reads_share_calls_and_each_gets_its_own_value() {
 #[test]
 fn bench_runs_only_the_phases_asked_for() {
     let c = Cluster::start(Opts::default());
-    let bench = |args: &[&str]| -> Value {
-        let mut a = vec!["bench", "kv", "--duration", "20", "--format", "json"];
+    // Runs one phase and checks that it was the only one, with `ops` operations and no error.
+    let one_phase = |op: &str, ops: u64, args: &[&str]| {
+        let mut a = vec![
+            "bench",
+            "kv",
+            "--ops",
+            op,
+            "--duration",
+            "20",
+            "--format",
+            "json",
+        ];
         a.extend_from_slice(args);
-        serde_json::from_str(&ok(&c.cli(1, &a))).expect("bench prints JSON")
+        let rows: Value = serde_json::from_str(&ok(&c.cli(1, &a))).expect("bench prints JSON");
+        let rows = rows.as_array().expect("one row per phase");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["op"], format!("kv_{op}"));
+        let done = (rows[0]["ops"].as_u64(), rows[0]["errors"].as_u64());
+        assert_eq!(done, (Some(ops), Some(0)), "{rows:?}");
     };
-    let rows = bench(&["--ops", "write", "--concurrency", "2", "--max-ops", "5"]);
-    let rows = rows.as_array().expect("one row per phase");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["op"], "kv_write");
-    assert_eq!(
-        (rows[0]["ops"].as_u64(), rows[0]["errors"].as_u64()),
-        (Some(5), Some(0))
-    );
+    one_phase("write", 5, &["--concurrency", "2", "--max-ops", "5"]);
     let runs = c.json(1, &["kv", "list", "bench/"]);
     let run = runs[0].as_str().expect("the run's folder").to_string();
     let inside = c.json(1, &["kv", "list", &format!("bench/{run}")]);
@@ -785,21 +793,9 @@ fn bench_runs_only_the_phases_asked_for() {
     let err = fails(&c.cli(1, &["bench", "kv", "--ops", "read", "--keys", "0"]));
     assert!(err.contains("--keys must be at least 1"), "{err}");
 
-    let rows = bench(&[
-        "--ops",
+    one_phase(
         "read",
-        "--concurrency",
-        "1",
-        "--max-ops",
-        "4",
-        "--keys",
-        "2",
-    ]);
-    let rows = rows.as_array().expect("one row per phase");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["op"], "kv_read");
-    assert_eq!(
-        (rows[0]["ops"].as_u64(), rows[0]["errors"].as_u64()),
-        (Some(4), Some(0))
+        4,
+        &["--concurrency", "1", "--max-ops", "4", "--keys", "2"],
     );
 }
