@@ -3,7 +3,8 @@
 # the load generator, summed over the phase, divided by the operations done. On a shared 2-core
 # machine throughput moves a lot from run to run with the host's load; the CPU an operation costs
 # moves much less, so this is the figure to compare two builds by (`chaos/bench.sh` gives the
-# rates and latencies). Each phase runs alone (`tessera bench kv --ops ...`), bounded in time.
+# rates and latencies). Each phase runs alone (`tessera bench kv --ops ...`), bounded in time;
+# a read phase also pays for writing its 20 secrets first (about 1% of the phase's CPU).
 #
 #   chaos/cpu.sh                        # release build, writes and reads at 1 and 32, 10 s each
 #   DUR=8 PHASES="write:32" PROFILE=dev chaos/cpu.sh

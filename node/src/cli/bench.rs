@@ -276,8 +276,8 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
             code: 2,
         });
     }
-    // Secrets to read.
-    for k in (0..a.keys).filter(|_| reads) {
+    // Secrets to read (none when no read phase runs).
+    for k in 0..if reads { a.keys } else { 0 } {
         client
             .kv_put(
                 &format!("bench/{run_id}/r/{k}"),
@@ -291,26 +291,28 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
     for &conc in &a.concurrency {
         for &op in &a.ops {
             let (value, run_id, keys) = (value.clone(), run_id.clone(), a.keys as u64);
-            let kind = match op {
-                KvOp::Write => "write",
-                KvOp::Read => "read",
-            };
-            let stats = if op == KvOp::Write {
-                phase(client, conc, dur, a.max_ops, move |c: Client, n| {
-                    let (value, path) = (value.clone(), format!("bench/{run_id}/w/{conc}/{n}"));
-                    async move {
-                        c.kv_put(&path, &value, &PutOptions::default())
-                            .await
-                            .map(|_| ())
-                    }
-                })
-                .await
-            } else {
-                phase(client, conc, dur, a.max_ops, move |c: Client, n| {
-                    let path = format!("bench/{run_id}/r/{}", n.wrapping_mul(2654435761) % keys);
-                    async move { c.kv_get(&path, None).await.map(|_| ()) }
-                })
-                .await
+            let (kind, stats) = match op {
+                KvOp::Write => (
+                    "write",
+                    phase(client, conc, dur, a.max_ops, move |c: Client, n| {
+                        let (value, path) = (value.clone(), format!("bench/{run_id}/w/{conc}/{n}"));
+                        async move {
+                            c.kv_put(&path, &value, &PutOptions::default())
+                                .await
+                                .map(|_| ())
+                        }
+                    })
+                    .await,
+                ),
+                KvOp::Read => (
+                    "read",
+                    phase(client, conc, dur, a.max_ops, move |c: Client, n| {
+                        let path =
+                            format!("bench/{run_id}/r/{}", n.wrapping_mul(2654435761) % keys);
+                        async move { c.kv_get(&path, None).await.map(|_| ()) }
+                    })
+                    .await,
+                ),
             };
             record(&format!("kv {kind}"), conc, &stats, &mut rows, &mut results);
         }
