@@ -513,13 +513,10 @@ impl Node {
     ) -> Result<LeaderReply, Option<ForwardToLeader<NodeId, NodeInfo>>> {
         let res = match op {
             LeaderOp::Command(cmd) => {
+                // No heartbeat is triggered here to tell the followers of the new commit
+                // index: openraft sends it to every follower as soon as it advances (its
+                // `ReplicateCommitted`), once per commit rather than once per write.
                 let res = self.raft.client_write(cmd.clone()).await;
-                if res.is_ok() {
-                    // Followers learn the new commit index with the next append-entries; send
-                    // it now rather than at the next heartbeat tick, so that holders apply (and
-                    // acknowledge) a new version within a round trip.
-                    let _ = self.raft.trigger().heartbeat().await;
-                }
                 res.map(|r| LeaderReply {
                     index: r.log_id.index,
                     error: r.data.error,
