@@ -2,7 +2,12 @@
 # for $PROFILE, and a `tessera dev` cluster started in the background and ready for load.
 
 # Builds tessera (release unless PROFILE=dev: the release build is what is deployed) and sets T.
+# TESSERA_BIN=path uses that binary as it is instead (to compare two builds, A/B).
 build_tessera() {
+  if [[ -n ${TESSERA_BIN:-} ]]; then
+    T=$TESSERA_BIN
+    return
+  fi
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
   if [[ ${PROFILE:-release} == release ]]; then
     cargo build --release --bin tessera >/dev/null

@@ -216,6 +216,22 @@ fn a_byzantine_holder_is_detected_named_and_routed_around() {
 }
 
 #[test]
+fn a_holder_that_signs_bad_receipts_cannot_sink_a_write() {
+    let c = Cluster::start_with_byzantine(2);
+    // Node 1 gathers the write's receipts. Node 2's does not verify: node 1 leaves it out
+    // (node 2 then acknowledges through Raft once its share is stored) instead of submitting
+    // a write that every node would refuse on apply.
+    put(&c, 1, "prod/r", "k=kept");
+    let log = std::fs::read_to_string(&c.node(1).log).unwrap();
+    assert!(
+        log.contains("left out a receipt that does not verify"),
+        "{log}"
+    );
+    let out = ok(&c.cli(3, &["kv", "get", "prod/r", "--field", "k"]));
+    assert_eq!(out.trim(), "kept");
+}
+
+#[test]
 fn policy_is_enforced_by_every_holder_itself() {
     let c = Cluster::start(Opts::default());
     put(&c, 1, "prod/app/x", "v=app");

@@ -219,6 +219,7 @@ impl Api {
             st.model.settings.acks_required(p.holders.len())
         };
         let members = self.members_now();
+        let cluster_id = self.node.config.cluster_id.as_str();
         let commitments: Vec<Vec<u8>> = p.commitments.0.iter().map(|c| c.to_vec()).collect();
         let mut asks = tokio::task::JoinSet::new();
         for (h, env) in p.holders.iter().zip(&p.envelopes) {
@@ -281,7 +282,15 @@ impl Api {
             }
             match tokio::time::timeout_at(until, asks.join_next()).await {
                 Ok(Some(Ok((id, Ok(signature))))) => {
-                    receipts.push((id, signature));
+                    // Checked here as every node checks it on apply: a receipt that does not
+                    // verify (a faulty or hostile holder) is left out instead of having the
+                    // whole write refused on apply, and apply finds the others verified.
+                    match model_kv::check_receipt(&members, cluster_id, p, id, &signature) {
+                        Ok(()) => receipts.push((id, signature)),
+                        Err(e) => {
+                            tracing::warn!(node = id, error = %e, "left out a receipt that does not verify")
+                        }
+                    }
                 }
                 Ok(Some(Ok((id, Err(s))))) if s.code() == tonic::Code::InvalidArgument => {
                     return Err(bad(format!(

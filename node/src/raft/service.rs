@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::EntryPayload;
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::vss::Commitments;
 use tessera_proto::raft_server::Raft as RaftRpc;
@@ -14,8 +15,10 @@ use tessera_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{NodeId, TypeConfig};
+use super::{Entry, NodeId, TypeConfig};
 use crate::node::{LeaderOp, Node};
+use crate::state::kv::{check_receipt, KvPut};
+use crate::state::{Command, Members, Op};
 use crate::tls::peer_identity;
 
 pub struct RaftService {
@@ -28,6 +31,38 @@ const MAX_RECEIPT_ITEMS: usize = 256;
 impl RaftService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// Starts checking the receipts of the writes in an append on another task, while Raft
+    /// stores the entries and waits for the disk. Apply checks every receipt again and alone
+    /// decides (`state::kv::validate_put`); it then finds these already verified, instead of
+    /// verifying them one after another on its single task.
+    fn check_receipts_ahead(&self, entries: &[Entry]) {
+        let puts: Vec<KvPut> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Normal(Command {
+                    op: Op::KvPut(p), ..
+                }) if !p.receipts.is_empty() => Some((**p).clone()),
+                _ => None,
+            })
+            .collect();
+        if puts.is_empty() {
+            return;
+        }
+        let members = {
+            let st = self.node.state.read().expect("state lock");
+            Members::from_membership(&st.membership)
+        };
+        let cluster_id = self.node.config.cluster_id.clone();
+        tokio::spawn(async move {
+            for p in &puts {
+                for (node, signature) in &p.receipts {
+                    // Only the verification is wanted here; apply reports any failure.
+                    let _ = check_receipt(&members, &cluster_id, p, *node, signature);
+                }
+            }
+        });
     }
 
     /// One receipt: this node opens the envelope sealed to it and checks the share against the
@@ -104,6 +139,7 @@ impl RaftRpc for RaftService {
         let from = calling_node(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
+        self.check_receipts_ahead(&rpc.entries);
         encode(&self.node.raft.append_entries(rpc).await)
     }
 

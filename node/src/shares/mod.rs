@@ -28,7 +28,7 @@ pub struct ShareVault {
     keys: NodeKeys,
     node_id: NodeId,
     cluster_id: String,
-    /// Test builds only: release a corrupted share (a Byzantine holder).
+    /// Test builds only: release a corrupted share and sign bad receipts (a Byzantine holder).
     corrupt_releases: bool,
     dkg: dkg::DkgRunner,
     /// Signing shares already opened and parsed, by key name, with their generation.
@@ -234,7 +234,13 @@ impl ShareVault {
             commitments,
             env,
         );
-        Ok(self.keys.ack.sign(&msg).to_vec())
+        let mut signature = self.keys.ack.sign(&msg).to_vec();
+        if self.corrupt_releases {
+            // A Byzantine holder's receipt: the node gathering receipts must leave it out
+            // rather than submit a write that every node would refuse on apply.
+            signature[0] ^= 1;
+        }
+        Ok(signature)
     }
 
     fn keep_checked(&self, d: &Dealt, share: Share) {

@@ -227,27 +227,48 @@ pub(super) fn validate_put(
     }
     let mut seen = std::collections::BTreeSet::new();
     for (node, signature) in &p.receipts {
-        let Some(pos) = p.holders.iter().position(|h| h == node) else {
-            return Err(format!(
-                "receipt from node {node}, which is not a holder of this write"
-            ));
-        };
         if !seen.insert(*node) {
             return Err(format!("two receipts from node {node}"));
         }
-        let key = ack_key(members, *node)?;
-        let msg = receipt_message(
-            cluster_id,
-            &p.path,
-            p.version,
-            *node,
-            &p.commitments,
-            &p.envelopes[pos],
-        );
-        verify_ack(&key, &msg, signature)
-            .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))?;
+        check_receipt(members, cluster_id, p, *node, signature)?;
     }
     Ok(())
+}
+
+/// Checks one holder's receipt for a put: the node is a holder of it and signed, with the key
+/// the membership records for it, the statement that names its own envelope.
+///
+/// Apply checks every receipt this way on every node (`validate_put`). The node that gathers
+/// the receipts and the followers that receive the write check them too, before apply, where
+/// two cores can share the work; apply then finds each signature already verified (see
+/// `tessera_crypto::ack::verify_ack`), so Raft's serial apply does not wait on the arithmetic.
+pub fn check_receipt(
+    members: &Members,
+    cluster_id: &str,
+    p: &KvPut,
+    node: NodeId,
+    signature: &[u8],
+) -> Result<(), String> {
+    let Some(pos) = p.holders.iter().position(|h| *h == node) else {
+        return Err(format!(
+            "receipt from node {node}, which is not a holder of this write"
+        ));
+    };
+    let envelope = p
+        .envelopes
+        .get(pos)
+        .ok_or_else(|| format!("no envelope for node {node}"))?;
+    let key = ack_key(members, node)?;
+    let msg = receipt_message(
+        cluster_id,
+        &p.path,
+        p.version,
+        node,
+        &p.commitments,
+        envelope,
+    );
+    verify_ack(&key, &msg, signature)
+        .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))
 }
 
 fn ack_key(members: &Members, node: NodeId) -> Result<[u8; 32], String> {
