@@ -159,8 +159,8 @@ impl Cluster {
     }
 
     /// Starts a 3-node cluster in which node `byzantine` (a `byzantine-test` build) corrupts
-    /// every share and signature share it releases and every write receipt it signs, and waits
-    /// until it is ready.
+    /// every share and signature share it releases and every write receipt it signs for another
+    /// node, and waits until it is ready.
     pub fn start_with_byzantine(byzantine: u64) -> Cluster {
         let mut c = Cluster::init(Opts::default());
         for id in 1..=3 {

@@ -89,7 +89,7 @@ impl RaftService {
         env.check(64).map_err(|e| bad(e.to_string()))?;
         self.node
             .vault
-            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
+            .receipt_for_peer(&r.path, r.version, &Commitments(points), &r.holders, &env)
             .map_err(bad)
     }
 }

@@ -28,7 +28,8 @@ pub struct ShareVault {
     keys: NodeKeys,
     node_id: NodeId,
     cluster_id: String,
-    /// Test builds only: release a corrupted share and sign bad receipts (a Byzantine holder).
+    /// Test builds only: release a corrupted share and sign bad receipts for peers (a
+    /// Byzantine holder).
     corrupt_releases: bool,
     dkg: dkg::DkgRunner,
     /// Signing shares already opened and parsed, by key name, with their generation.
@@ -234,10 +235,22 @@ impl ShareVault {
             commitments,
             env,
         );
-        let mut signature = self.keys.ack.sign(&msg).to_vec();
+        Ok(self.keys.ack.sign(&msg).to_vec())
+    }
+
+    /// A receipt another node asked for (it gathers the write's receipts). A Byzantine holder
+    /// (test builds) signs it wrongly: the gatherer must leave it out rather than submit a write
+    /// that every node would refuse on apply.
+    pub fn receipt_for_peer(
+        &self,
+        path: &str,
+        version: u64,
+        commitments: &vss::Commitments,
+        holders: &[u64],
+        env: &Envelope,
+    ) -> Result<Vec<u8>, String> {
+        let mut signature = self.receipt(path, version, commitments, holders, env)?;
         if self.corrupt_releases {
-            // A Byzantine holder's receipt: the node gathering receipts must leave it out
-            // rather than submit a write that every node would refuse on apply.
             signature[0] ^= 1;
         }
         Ok(signature)
