@@ -89,7 +89,8 @@ impl RaftService {
         env.check(64).map_err(|e| bad(e.to_string()))?;
         self.node
             .vault
-            .receipt_for_peer(&r.path, r.version, &Commitments(points), &r.holders, &env)
+            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
+            .map(|signature| self.node.vault.for_peer(signature))
             .map_err(bad)
     }
 }

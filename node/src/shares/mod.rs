@@ -238,22 +238,14 @@ impl ShareVault {
         Ok(self.keys.ack.sign(&msg).to_vec())
     }
 
-    /// A receipt another node asked for (it gathers the write's receipts). A Byzantine holder
-    /// (test builds) signs it wrongly: the gatherer must leave it out rather than submit a write
-    /// that every node would refuse on apply.
-    pub fn receipt_for_peer(
-        &self,
-        path: &str,
-        version: u64,
-        commitments: &vss::Commitments,
-        holders: &[u64],
-        env: &Envelope,
-    ) -> Result<Vec<u8>, String> {
-        let mut signature = self.receipt(path, version, commitments, holders, env)?;
+    /// The receipt signature as sent to the node that asked for it (it gathers the write's
+    /// receipts). A Byzantine holder (test builds) sends a wrong one: the gatherer must leave
+    /// it out rather than submit a write that every node would refuse on apply.
+    pub fn for_peer(&self, mut signature: Vec<u8>) -> Vec<u8> {
         if self.corrupt_releases {
             signature[0] ^= 1;
         }
-        Ok(signature)
+        signature
     }
 
     fn keep_checked(&self, d: &Dealt, share: Share) {
