@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::EntryPayload;
+use tessera_crypto::ack::verify_ack;
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::vss::Commitments;
 use tessera_proto::raft_server::Raft as RaftRpc;
@@ -17,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Entry, NodeId, TypeConfig};
 use crate::node::{LeaderOp, Node};
-use crate::state::kv::{check_receipt, KvPut};
+use crate::state::kv::receipt_statement;
 use crate::state::{Command, Members, Op};
 use crate::tls::peer_identity;
 
@@ -38,29 +39,34 @@ impl RaftService {
     /// decides (`state::kv::validate_put`); it then finds these already verified, instead of
     /// verifying them one after another on its single task.
     fn check_receipts_ahead(&self, entries: &[Entry]) {
-        let puts: Vec<KvPut> = entries
-            .iter()
-            .filter_map(|e| match &e.payload {
-                EntryPayload::Normal(Command {
-                    op: Op::KvPut(p), ..
-                }) if !p.receipts.is_empty() => Some((**p).clone()),
-                _ => None,
-            })
-            .collect();
-        if puts.is_empty() {
-            return;
-        }
         let members = {
             let st = self.node.state.read().expect("state lock");
             Members::from_membership(&st.membership)
         };
-        let cluster_id = self.node.config.cluster_id.clone();
+        let cluster_id = &self.node.config.cluster_id;
+        // The statements are hashed here (cheap); only the signature checks go to the task.
+        let checks: Vec<([u8; 32], Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Normal(Command {
+                    op: Op::KvPut(p), ..
+                }) => Some(p),
+                _ => None,
+            })
+            .flat_map(|p| {
+                p.receipts.iter().filter_map(|(node, signature)| {
+                    let (key, msg) = receipt_statement(&members, cluster_id, p, *node).ok()?;
+                    Some((key, msg, signature.clone()))
+                })
+            })
+            .collect();
+        if checks.is_empty() {
+            return;
+        }
         tokio::spawn(async move {
-            for p in &puts {
-                for (node, signature) in &p.receipts {
-                    // Only the verification is wanted here; apply reports any failure.
-                    let _ = check_receipt(&members, &cluster_id, p, *node, signature);
-                }
+            for (key, msg, signature) in &checks {
+                // Only the verification is wanted here; apply reports any failure.
+                let _ = verify_ack(key, msg, signature);
             }
         });
     }

@@ -249,6 +249,19 @@ pub fn check_receipt(
     node: NodeId,
     signature: &[u8],
 ) -> Result<(), String> {
+    let (key, msg) = receipt_statement(members, cluster_id, p, node)?;
+    verify_ack(&key, &msg, signature)
+        .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))
+}
+
+/// What node `node`'s receipt for a put must be a signature of, and the key it must verify
+/// under (cheap: a hash; the verification is the costly part).
+pub fn receipt_statement(
+    members: &Members,
+    cluster_id: &str,
+    p: &KvPut,
+    node: NodeId,
+) -> Result<([u8; 32], Vec<u8>), String> {
     let Some(pos) = p.holders.iter().position(|h| *h == node) else {
         return Err(format!(
             "receipt from node {node}, which is not a holder of this write"
@@ -267,8 +280,7 @@ pub fn check_receipt(
         &p.commitments,
         envelope,
     );
-    verify_ack(&key, &msg, signature)
-        .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))
+    Ok((key, msg))
 }
 
 fn ack_key(members: &Members, node: NodeId) -> Result<[u8; 32], String> {
