@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Entry, NodeId, TypeConfig};
 use crate::node::{LeaderOp, Node};
-use crate::state::kv::receipt_statement;
+use crate::state::kv::{receipt_statement, KvPut};
 use crate::state::{Command, Members, Op};
 use crate::tls::peer_identity;
 
@@ -39,20 +39,27 @@ impl RaftService {
     /// decides (`state::kv::validate_put`); it then finds these already verified, instead of
     /// verifying them one after another on its single task.
     fn check_receipts_ahead(&self, entries: &[Entry]) {
+        let puts: Vec<&KvPut> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Normal(Command {
+                    op: Op::KvPut(p), ..
+                }) => Some(&**p),
+                _ => None,
+            })
+            .collect();
+        // Heartbeats and other entries: nothing to check, and no membership to copy.
+        if puts.is_empty() {
+            return;
+        }
         let members = {
             let st = self.node.state.read().expect("state lock");
             Members::from_membership(&st.membership)
         };
         let cluster_id = &self.node.config.cluster_id;
         // The statements are hashed here (cheap); only the signature checks go to the task.
-        let checks: Vec<([u8; 32], Vec<u8>, Vec<u8>)> = entries
-            .iter()
-            .filter_map(|e| match &e.payload {
-                EntryPayload::Normal(Command {
-                    op: Op::KvPut(p), ..
-                }) => Some(p),
-                _ => None,
-            })
+        let checks: Vec<([u8; 32], Vec<u8>, Vec<u8>)> = puts
+            .into_iter()
             .flat_map(|p| {
                 p.receipts.iter().filter_map(|(node, signature)| {
                     let (key, msg) = receipt_statement(&members, cluster_id, p, *node).ok()?;
