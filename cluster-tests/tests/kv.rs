@@ -503,9 +503,10 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
     assert_eq!(shares(&c).iter().filter(|s| s.1 == "bad/x").count(), 3);
 }
 
-/// Writes under way together share their receipt calls to each holder; a holder that finds
-/// one write's share bad refuses that write alone, and the writes beside it in the same calls
-/// are stored and read back.
+/// Writes under way together share their receipt calls to each holder, and a holder signs the
+/// receipts of one call together (one signature over a Merkle root); a holder that finds one
+/// write's share bad refuses that write alone, and the writes beside it in the same calls are
+/// stored and read back, their receipts verified.
 #[test]
 fn concurrent_writes_each_get_their_own_holders_verdict() {
     let c = Cluster::start(Opts::default());
@@ -569,6 +570,10 @@ fn concurrent_writes_each_get_their_own_holders_verdict() {
             }
         }
     });
+    // Every receipt signed together with others, refused items beside them included, verified
+    // where it was gathered.
+    let log = std::fs::read_to_string(&c.node(1).log).unwrap();
+    assert!(!log.contains("left out a receipt"), "{log}");
     // 3 shares of each of the 24 good writes (the refused ones left none, or shares of a
     // version marked invalid).
     wait_until(

@@ -6,6 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::merkle;
 use crate::seal::Envelope;
 use crate::vss::Commitments;
 use crate::{invalid, CryptoError, SecretBytes};
@@ -49,6 +50,79 @@ pub fn receipt_message(
         ],
         &[version, node_id],
     )
+}
+
+/// What a holder signs for receipts it answers together: the Merkle root of their statements
+/// (`receipt_message`s) and how many there are. A label of its own, so that it can pass for no
+/// single receipt, acknowledgement or batch of acknowledgements.
+fn receipts_message(cluster_id: &str, node_id: u64, root: &[u8; 32], count: u32) -> Vec<u8> {
+    statement_digest(
+        &[b"tessera/receipts/v1", cluster_id.as_bytes(), root],
+        &[node_id, u64::from(count)],
+    )
+}
+
+/// Bytes of a receipt that is a signature alone, and of the fixed part of a batched one
+/// (signature, then place and count, big-endian; the proof's 32-byte hashes follow).
+const SINGLE: usize = 64;
+const BATCHED: usize = 64 + 4 + 4;
+
+/// The message and signature a receipt for `statement` stands on. A receipt is either a
+/// signature over the statement itself (64 bytes) or a signature over the root of a batch of
+/// statements with this one's place in it and its Merkle proof (see `AckKey::sign_receipts`).
+/// Refused when it is neither, or its proof does not fit its place; the signature itself is
+/// for `verify_ack` to check.
+pub fn receipt_signed(
+    cluster_id: &str,
+    node_id: u64,
+    statement: &[u8],
+    receipt: &[u8],
+) -> Result<(Vec<u8>, [u8; 64]), CryptoError> {
+    let malformed = || {
+        invalid(
+            "receipt",
+            format!(
+                "{} bytes: neither a signature nor a signature with a batch proof",
+                receipt.len()
+            ),
+        )
+    };
+    if receipt.len() < SINGLE {
+        return Err(malformed());
+    }
+    let (sig, rest) = receipt.split_at(SINGLE);
+    let sig: [u8; 64] = sig.try_into().expect("64 bytes");
+    if rest.is_empty() {
+        return Ok((statement.to_vec(), sig));
+    }
+    if receipt.len() < BATCHED || !(receipt.len() - BATCHED).is_multiple_of(32) {
+        return Err(malformed());
+    }
+    let index = u32::from_be_bytes(rest[0..4].try_into().expect("4 bytes"));
+    let count = u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let proof: Vec<[u8; 32]> = rest[8..]
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32 bytes"))
+        .collect();
+    let root = merkle::root_from_proof(statement, index, count, &proof).ok_or_else(|| {
+        invalid(
+            "receipt",
+            format!("its proof does not fit place {index} of a batch of {count}"),
+        )
+    })?;
+    Ok((receipts_message(cluster_id, node_id, &root, count), sig))
+}
+
+/// Checks node `node_id`'s receipt for `statement` (its `receipt_message`) under its key.
+pub fn verify_receipt(
+    public: &[u8; 32],
+    cluster_id: &str,
+    node_id: u64,
+    statement: &[u8],
+    receipt: &[u8],
+) -> Result<(), CryptoError> {
+    let (msg, sig) = receipt_signed(cluster_id, node_id, statement, receipt)?;
+    verify_ack(public, &msg, &sig)
 }
 
 /// What an acknowledgement signs.
@@ -143,6 +217,42 @@ impl AckKey {
 
     pub fn public(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()
+    }
+
+    /// Receipts for `statements` (this node's `receipt_message`s), in order, under one
+    /// signature: every node verifies every receipt in the log, and one signature per batch
+    /// is one verification per batch on each of them instead of one per write. A lone
+    /// statement gets a plain signature.
+    pub fn sign_receipts(
+        &self,
+        cluster_id: &str,
+        node_id: u64,
+        statements: &[&[u8]],
+    ) -> Vec<Vec<u8>> {
+        match statements {
+            [] => Vec::new(),
+            [one] => vec![self.sign(one).to_vec()],
+            _ => {
+                let count = u32::try_from(statements.len())
+                    .ok()
+                    .filter(|c| *c <= merkle::MAX_LEAVES)
+                    .expect("a receipt batch is bounded far below the Merkle limit");
+                let (root, proofs) = merkle::tree(statements);
+                let sig = self.sign(&receipts_message(cluster_id, node_id, &root, count));
+                proofs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, proof)| {
+                        let mut r = Vec::with_capacity(BATCHED + 32 * proof.len());
+                        r.extend_from_slice(&sig);
+                        r.extend_from_slice(&(index as u32).to_be_bytes());
+                        r.extend_from_slice(&count.to_be_bytes());
+                        proof.iter().for_each(|h| r.extend_from_slice(h));
+                        r
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Signs `msg`. The signature is also filed as verified: a holder's own receipt comes back
@@ -296,6 +406,54 @@ mod tests {
         }
         // Nor does it pass for any one statement signed alone.
         assert!(verify_ack(&k.public(), &a, &sig).is_err());
+    }
+
+    #[test]
+    fn receipts_signed_together_each_verify_for_their_own_statement_only() {
+        let k = AckKey::generate();
+        let c = Commitments(vec![[1; 32]]);
+        let env = envelope();
+        let statements: Vec<Vec<u8>> = (1..=5)
+            .map(|v| receipt_message("c", "p", v, 2, &c, &env))
+            .collect();
+        let refs: Vec<&[u8]> = statements.iter().map(|s| s.as_slice()).collect();
+        let receipts = k.sign_receipts("c", 2, &refs);
+        assert_eq!(receipts.len(), 5);
+        let other = AckKey::generate();
+        for (i, r) in receipts.iter().enumerate() {
+            verify_receipt(&k.public(), "c", 2, &statements[i], r).unwrap();
+            // Not for another write of the batch, another node, cluster or key.
+            let j = (i + 1) % 5;
+            assert!(verify_receipt(&k.public(), "c", 2, &statements[j], r).is_err());
+            assert!(verify_receipt(&k.public(), "c", 3, &statements[i], r).is_err());
+            assert!(verify_receipt(&k.public(), "d", 2, &statements[i], r).is_err());
+            assert!(verify_receipt(&other.public(), "c", 2, &statements[i], r).is_err());
+            // Nor with its place, count or proof changed.
+            for byte in [64 + 3, 64 + 7, r.len() - 1] {
+                let mut bad = r.clone();
+                bad[byte] ^= 1;
+                assert!(verify_receipt(&k.public(), "c", 2, &statements[i], &bad).is_err());
+            }
+        }
+        // The batch signature vouches for none of the statements alone.
+        let bare = &receipts[0][..64];
+        for s in &statements {
+            assert!(verify_receipt(&k.public(), "c", 2, s, bare).is_err());
+        }
+        // A lone statement gets a plain signature, as a receipt always was.
+        let one = k.sign_receipts("c", 2, &refs[..1]);
+        assert_eq!(one[0].len(), 64);
+        verify_receipt(&k.public(), "c", 2, &statements[0], &one[0]).unwrap();
+    }
+
+    #[test]
+    fn a_receipt_of_the_wrong_shape_is_refused_with_its_length() {
+        let k = AckKey::generate();
+        let s = receipt_message("c", "p", 1, 2, &Commitments(vec![[1; 32]]), &envelope());
+        for len in [0, 63, 65, 71, 73, 72 + 31] {
+            let e = verify_receipt(&k.public(), "c", 2, &s, &vec![0; len]).unwrap_err();
+            assert!(e.to_string().contains(&format!("{len} bytes")), "{e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   one suite Tessera uses, written for the hot path and checked against the `hpke` crate).
 //! - [`release`]: a holder releases shares to a reader's one-time key, one HPKE context per reply.
 //! - [`at_rest`]: a node keeps its share sealed under its key-encryption key.
-//! - [`ack`]: a node signs (Ed25519) that it holds a verified share.
+//! - [`ack`]: a node signs (Ed25519) that it holds a verified share; [`merkle`] lets one
+//!   signature vouch for a batch of such statements.
 //!
 //! Every type that holds secret material zeroizes on drop and prints a placeholder in `Debug`.
 
@@ -20,6 +21,7 @@ pub mod b64;
 pub mod frost;
 mod hpke;
 pub mod jwt;
+pub mod merkle;
 pub mod release;
 pub mod seal;
 pub mod secret;

@@ -42,7 +42,7 @@ pub struct ReceiptCall {
 
 impl Call for ReceiptCall {
     type Item = ReceiptRequest;
-    /// The peer's signature, or why it refused (its own status) or could not be asked.
+    /// The peer's receipt, or why it refused (its own status) or could not be asked.
     type Answer = Result<Vec<u8>, Status>;
     /// The peer takes up to 256.
     const MAX_ITEMS: usize = 64;
@@ -64,7 +64,7 @@ impl Call for ReceiptCall {
             .items
             .into_iter()
             .map(|i| match i.error_code {
-                0 => Ok(i.signature),
+                0 => Ok(i.receipt),
                 c => Err(Status::new(Code::from(c as i32), i.error)),
             })
             .collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::EntryPayload;
-use tessera_crypto::ack::verify_ack;
+use tessera_crypto::ack::{receipt_signed, verify_ack};
 use tessera_crypto::seal::Envelope;
 use tessera_crypto::vss::Commitments;
 use tessera_proto::raft_server::Raft as RaftRpc;
@@ -58,15 +58,21 @@ impl RaftService {
         };
         let cluster_id = &self.node.config.cluster_id;
         // The statements are hashed here (cheap); only the signature checks go to the task.
-        let checks: Vec<([u8; 32], Vec<u8>, Vec<u8>)> = puts
+        // Receipts a holder signed together share one signature over one message: it is
+        // verified once.
+        let mut checks: Vec<([u8; 32], Vec<u8>, [u8; 64])> = puts
             .into_iter()
             .flat_map(|p| {
-                p.receipts.iter().filter_map(|(node, signature)| {
-                    let (key, msg) = receipt_statement(&members, cluster_id, p, *node).ok()?;
-                    Some((key, msg, signature.clone()))
+                p.receipts.iter().filter_map(|(node, receipt)| {
+                    let (key, statement) =
+                        receipt_statement(&members, cluster_id, p, *node).ok()?;
+                    let (msg, sig) = receipt_signed(cluster_id, *node, &statement, receipt).ok()?;
+                    Some((key, msg, sig))
                 })
             })
             .collect();
+        checks.sort_unstable();
+        checks.dedup();
         if checks.is_empty() {
             return;
         }
@@ -78,9 +84,9 @@ impl RaftService {
         });
     }
 
-    /// One receipt: this node opens the envelope sealed to it and checks the share against the
-    /// commitments (law 3) before it signs.
-    fn receipt(&self, r: ReceiptRequest) -> Result<Vec<u8>, Status> {
+    /// Checks one receipt item: this node opens the envelope sealed to it and checks the share
+    /// against the commitments (law 3). Returns the statement its receipt will sign.
+    fn check_receipt_item(&self, r: ReceiptRequest) -> Result<Vec<u8>, Status> {
         let bad = |m: String| Status::invalid_argument(m);
         let mut points = Vec::with_capacity(r.commitments.len());
         for (i, c) in r.commitments.iter().enumerate() {
@@ -102,8 +108,7 @@ impl RaftService {
         env.check(64).map_err(|e| bad(e.to_string()))?;
         self.node
             .vault
-            .receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
-            .map(|signature| self.node.vault.for_peer(signature))
+            .check_for_receipt(&r.path, r.version, &Commitments(points), &r.holders, &env)
             .map_err(bad)
     }
 }
@@ -216,16 +221,29 @@ impl RaftRpc for RaftService {
                 r.items.len()
             )));
         }
-        let items = r
+        let checked: Vec<Result<Vec<u8>, Status>> = r
             .items
             .into_iter()
-            .map(|item| match self.receipt(item) {
-                Ok(signature) => ReceiptReply {
-                    signature,
+            .map(|item| self.check_receipt_item(item))
+            .collect();
+        // The items whose shares verified are signed together: one signature for the call.
+        let statements: Vec<&[u8]> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().map(|s| s.as_slice()))
+            .collect();
+        let mut receipts = self.node.vault.sign_receipts(&statements).into_iter();
+        let items = checked
+            .iter()
+            .map(|c| match c {
+                Ok(_) => ReceiptReply {
+                    receipt: self
+                        .node
+                        .vault
+                        .for_peer(receipts.next().expect("one receipt per statement")),
                     ..Default::default()
                 },
                 Err(s) => ReceiptReply {
-                    signature: Vec::new(),
+                    receipt: Vec::new(),
                     error_code: s.code() as u32,
                     error: s.message().to_string(),
                 },

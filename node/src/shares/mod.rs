@@ -8,6 +8,7 @@
 
 pub mod dkg;
 pub mod keys;
+mod own_receipts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::raft::db::{cf, CF_SHARES};
 use crate::raft::NodeId;
 use crate::state::kv::{AckItem, VersionEntry};
 pub use keys::NodeKeys;
+pub use own_receipts::OwnTicket;
 
 pub struct ShareVault {
     db: Arc<DB>,
@@ -37,6 +39,8 @@ pub struct ShareVault {
     /// Shares this node opened and checked for a receipt, kept until the write is applied so
     /// that apply need not open and check the same envelope again (see `Checked`).
     checked: std::sync::Mutex<HashMap<(String, u64), Checked>>,
+    /// This node's receipts for the writes it gathers, signed together (`own_receipts`).
+    own_receipts: own_receipts::OwnReceipts,
 }
 
 /// This node's share of one write as dealt: where it belongs and what it must match.
@@ -112,6 +116,7 @@ impl ShareVault {
             dkg: dkg::DkgRunner::default(),
             key_shares: Default::default(),
             checked: Default::default(),
+            own_receipts: Default::default(),
         }
     }
 
@@ -202,10 +207,11 @@ impl ShareVault {
         Ok(share)
     }
 
-    /// Checks this node's share of a write that is about to be submitted and signs a receipt
-    /// for it (see `KvPut::receipts`). Nothing is stored: the share is stored when the write is
-    /// applied, from the same envelope, which the receipt names.
-    pub fn receipt(
+    /// Opens and checks this node's share of a write that is about to be submitted, and keeps
+    /// it for apply; returns the statement its receipt signs (`receipt_message`; see
+    /// `KvPut::receipts`). Nothing is stored: the share is stored when the write is applied,
+    /// from the same envelope, which the receipt names.
+    pub fn check_for_receipt(
         &self,
         path: &str,
         version: u64,
@@ -227,25 +233,31 @@ impl ShareVault {
         };
         let share = self.open_verified(&dealt)?;
         self.keep_checked(&dealt, share);
-        let msg = receipt_message(
+        Ok(receipt_message(
             &self.cluster_id,
             path,
             version,
             self.node_id,
             commitments,
             env,
-        );
-        Ok(self.keys.ack.sign(&msg).to_vec())
+        ))
     }
 
-    /// The receipt signature as sent to the node that asked for it (it gathers the write's
-    /// receipts). A Byzantine holder (test builds) sends a wrong one: the gatherer must leave
+    /// Receipts for statements from `check_for_receipt`, in order, under one signature.
+    pub fn sign_receipts(&self, statements: &[&[u8]]) -> Vec<Vec<u8>> {
+        self.keys
+            .ack
+            .sign_receipts(&self.cluster_id, self.node_id, statements)
+    }
+
+    /// A receipt as sent to the node that asked for it (it gathers the write's receipts). A
+    /// Byzantine holder (test builds) sends one with a wrong signature: the gatherer must leave
     /// it out rather than submit a write that every node would refuse on apply.
-    pub fn for_peer(&self, mut signature: Vec<u8>) -> Vec<u8> {
+    pub fn for_peer(&self, mut receipt: Vec<u8>) -> Vec<u8> {
         if self.corrupt_releases {
-            signature[0] ^= 1;
+            receipt[0] ^= 1;
         }
-        signature
+        receipt
     }
 
     fn keep_checked(&self, d: &Dealt, share: Share) {
@@ -368,7 +380,7 @@ mod tests {
     use tessera_crypto::at_rest::Kek;
     use tessera_crypto::seal::SealingKey;
 
-    fn vault(dir: &std::path::Path) -> ShareVault {
+    pub(super) fn vault(dir: &std::path::Path) -> ShareVault {
         let keys = NodeKeys {
             kek: Kek::generate(),
             sealing: SealingKey::generate(),
@@ -400,7 +412,7 @@ mod tests {
         // Checked at receipt time, then applied as it was checked: stored, and it releases.
         let env = to_me(1, &d.shares[1]);
         vault
-            .receipt("a", 1, &d.commitments, &[1, 2, 3], &env)
+            .check_for_receipt("a", 1, &d.commitments, &[1, 2, 3], &env)
             .unwrap();
         let mut batch = WriteBatch::default();
         vault
@@ -413,7 +425,7 @@ mod tests {
         // anew and refuses (a receipt-time check vouches for nothing else).
         let env = to_me(2, &d.shares[1]);
         vault
-            .receipt("a", 2, &d.commitments, &[1, 2, 3], &env)
+            .check_for_receipt("a", 2, &d.commitments, &[1, 2, 3], &env)
             .unwrap();
         let other = vss::deal(2, 3).unwrap();
         let mut batch = WriteBatch::default();
@@ -423,7 +435,7 @@ mod tests {
         // Another envelope than the one checked: opened and checked anew (here it is good).
         let env3 = to_me(3, &d.shares[1]);
         vault
-            .receipt("a", 3, &d.commitments, &[1, 2, 3], &to_me(3, &d.shares[1]))
+            .check_for_receipt("a", 3, &d.commitments, &[1, 2, 3], &to_me(3, &d.shares[1]))
             .unwrap();
         let mut batch = WriteBatch::default();
         vault
@@ -432,7 +444,7 @@ mod tests {
         // A bad share is never kept: its receipt is refused.
         let bad = to_me(4, &d.shares[1].corrupted());
         assert!(vault
-            .receipt("a", 4, &d.commitments, &[1, 2, 3], &bad)
+            .check_for_receipt("a", 4, &d.commitments, &[1, 2, 3], &bad)
             .is_err());
         assert!(vault.checked.lock().unwrap().is_empty());
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tessera_crypto::ack::{
-    ack_message, batch_message, complaint_message, receipt_message, verify_ack,
+    ack_message, batch_message, complaint_message, receipt_message, verify_ack, verify_receipt,
 };
 use tessera_crypto::b64;
 use tessera_crypto::seal::Envelope;
@@ -95,7 +95,9 @@ pub struct KvPut {
     pub holders: Vec<NodeId>,
     pub envelopes: Vec<Envelope>,
     /// Receipts of the holders that opened and verified their own share before the write was
-    /// submitted: (node, signature over `receipt_message`, which names the node's envelope).
+    /// submitted: (node, receipt). A receipt is the node's signature over `receipt_message`,
+    /// which names the node's envelope, or over a batch of such statements with this one's
+    /// Merkle proof (`tessera_crypto::ack::receipt_signed`).
     /// They count as acknowledgements at once, so a write commits in one Raft round instead of
     /// waiting for a second round of acknowledgements. Each such holder's envelope stays in
     /// the state until the holder has applied the write and stored its share at rest, and says
@@ -226,17 +228,18 @@ pub(super) fn validate_put(
         return Err("the value ciphertext is shorter than its tag".into());
     }
     let mut seen = std::collections::BTreeSet::new();
-    for (node, signature) in &p.receipts {
+    for (node, receipt) in &p.receipts {
         if !seen.insert(*node) {
             return Err(format!("two receipts from node {node}"));
         }
-        check_receipt(members, cluster_id, p, *node, signature)?;
+        check_receipt(members, cluster_id, p, *node, receipt)?;
     }
     Ok(())
 }
 
 /// Checks one holder's receipt for a put: the node is a holder of it and signed, with the key
-/// the membership records for it, the statement that names its own envelope.
+/// the membership records for it, the statement that names its own envelope (alone, or among
+/// a batch of statements it signed together).
 ///
 /// Apply checks every receipt this way on every node (`validate_put`). The node that gathers
 /// the receipts and the followers that receive the write check them too, before apply, where
@@ -247,14 +250,14 @@ pub fn check_receipt(
     cluster_id: &str,
     p: &KvPut,
     node: NodeId,
-    signature: &[u8],
+    receipt: &[u8],
 ) -> Result<(), String> {
-    let (key, msg) = receipt_statement(members, cluster_id, p, node)?;
-    verify_ack(&key, &msg, signature)
+    let (key, statement) = receipt_statement(members, cluster_id, p, node)?;
+    verify_receipt(&key, cluster_id, node, &statement, receipt)
         .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))
 }
 
-/// What node `node`'s receipt for a put must be a signature of, and the key it must verify
+/// The statement node `node`'s receipt for a put must vouch for, and the key it must verify
 /// under (cheap: a hash; the verification is the costly part).
 pub fn receipt_statement(
     members: &Members,
