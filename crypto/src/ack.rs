@@ -222,37 +222,44 @@ impl AckKey {
     /// Receipts for `statements` (this node's `receipt_message`s), in order, under one
     /// signature: every node verifies every receipt in the log, and one signature per batch
     /// is one verification per batch on each of them instead of one per write. A lone
-    /// statement gets a plain signature.
+    /// statement gets a plain signature. (Past the Merkle tree's limit, one signature per
+    /// limit's worth.)
     pub fn sign_receipts(
         &self,
         cluster_id: &str,
         node_id: u64,
         statements: &[&[u8]],
     ) -> Vec<Vec<u8>> {
-        match statements {
-            [] => Vec::new(),
-            [one] => vec![self.sign(one).to_vec()],
-            _ => {
-                let count = u32::try_from(statements.len())
-                    .ok()
-                    .filter(|c| *c <= merkle::MAX_LEAVES)
-                    .expect("a receipt batch is bounded far below the Merkle limit");
-                let (root, proofs) = merkle::tree(statements);
-                let sig = self.sign(&receipts_message(cluster_id, node_id, &root, count));
-                proofs
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, proof)| {
-                        let mut r = Vec::with_capacity(BATCHED + 32 * proof.len());
-                        r.extend_from_slice(&sig);
-                        r.extend_from_slice(&(index as u32).to_be_bytes());
-                        r.extend_from_slice(&count.to_be_bytes());
-                        proof.iter().for_each(|h| r.extend_from_slice(h));
-                        r
-                    })
-                    .collect()
-            }
+        statements
+            .chunks(merkle::MAX_LEAVES as usize)
+            .flat_map(|batch| self.sign_receipt_batch(cluster_id, node_id, batch))
+            .collect()
+    }
+
+    fn sign_receipt_batch(
+        &self,
+        cluster_id: &str,
+        node_id: u64,
+        statements: &[&[u8]],
+    ) -> Vec<Vec<u8>> {
+        if let [one] = statements {
+            return vec![self.sign(one).to_vec()];
         }
+        let count = statements.len() as u32;
+        let (root, proofs) = merkle::tree(statements);
+        let sig = self.sign(&receipts_message(cluster_id, node_id, &root, count));
+        proofs
+            .into_iter()
+            .enumerate()
+            .map(|(index, proof)| {
+                let mut r = Vec::with_capacity(BATCHED + 32 * proof.len());
+                r.extend_from_slice(&sig);
+                r.extend_from_slice(&(index as u32).to_be_bytes());
+                r.extend_from_slice(&count.to_be_bytes());
+                proof.iter().for_each(|h| r.extend_from_slice(h));
+                r
+            })
+            .collect()
     }
 
     /// Signs `msg`. The signature is also filed as verified: a holder's own receipt comes back
@@ -440,10 +447,11 @@ mod tests {
         for s in &statements {
             assert!(verify_receipt(&k.public(), "c", 2, s, bare).is_err());
         }
-        // A lone statement gets a plain signature, as a receipt always was.
+        // A lone statement gets a plain signature, as a receipt always was; none, none.
         let one = k.sign_receipts("c", 2, &refs[..1]);
         assert_eq!(one[0].len(), 64);
         verify_receipt(&k.public(), "c", 2, &statements[0], &one[0]).unwrap();
+        assert!(k.sign_receipts("c", 2, &[]).is_empty());
     }
 
     #[test]
