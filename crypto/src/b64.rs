@@ -1,15 +1,17 @@
 //! Public byte strings (ciphertexts, envelopes, commitments, signatures) in the records nodes
-//! store and replicate, written as base64 text.
+//! store and replicate: base64 text in JSON, raw bytes in a binary format.
 //!
-//! The Raft log, the messages between nodes and the replicated state are JSON, and serde spells
-//! a plain byte array there as an array of numbers: about four characters and one parser step
-//! per byte. A write is mostly such bytes, and every node encodes and decodes it several times
-//! (log append, replication, apply, state), so that spelling cost a tenth of the cluster's CPU
-//! under write load. Base64 is a third of the size and is decoded in one pass.
+//! serde spells a plain byte array in JSON as an array of numbers: about four characters and one
+//! parser step per byte. A write is mostly such bytes, and every node encodes and decodes it
+//! several times (log append, replication, apply, state), so that spelling once cost a tenth of
+//! the cluster's CPU under write load. Base64 is a third of that size and is decoded in one
+//! pass; a binary format (not human-readable in serde's terms, such as the MessagePack the Raft
+//! log now uses) takes the bytes as they are.
 //!
-//! Reading takes either spelling, so records written before base64 (arrays of numbers) still
-//! load. Use with `#[serde(with = "tessera_crypto::b64::bytes")]` and its siblings; only
-//! public bytes belong here (secret material never enters a serialized record).
+//! Reading takes every spelling, so records written before base64 (arrays of numbers) and JSON
+//! records from before the binary format still load. Use with
+//! `#[serde(with = "tessera_crypto::b64::bytes")]` and its siblings; only public bytes belong
+//! here (secret material never enters a serialized record).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,7 +61,12 @@ struct Text<'a>(&'a [u8]);
 
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(self.0))
+        // A binary format (the Raft log's MessagePack) carries the bytes as they are.
+        if s.is_human_readable() {
+            s.serialize_str(&STANDARD.encode(self.0))
+        } else {
+            s.serialize_bytes(self.0)
+        }
     }
 }
 

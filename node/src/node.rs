@@ -494,7 +494,7 @@ impl Node {
         op: &LeaderOp,
     ) -> Result<LeaderReply, String> {
         let mut client = self.peers.client(id, &node.addr)?;
-        let data = serde_json::to_vec(op).map_err(|e| e.to_string())?;
+        let data = crate::raft::codec::encode(op).map_err(|e| e.to_string())?;
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
             client.forward(RaftPayload { data }),
@@ -502,7 +502,7 @@ impl Node {
         .await
         .map_err(|_| format!("leader {id} did not answer in time"))?
         .map_err(|s| format!("leader {id}: {}", s.message()))?;
-        serde_json::from_slice(&reply.into_inner().data).map_err(|e| e.to_string())
+        crate::raft::codec::decode(&reply.into_inner().data).map_err(|e| e.to_string())
     }
 
     /// Executes a leader operation locally. `Err(Some(_))` says who the leader is;

@@ -12,6 +12,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
+use super::codec;
 use super::db::{cf, state_write, synced, CF_LOG, CF_RAFT_META};
 use super::{any, Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -49,7 +50,7 @@ impl LogStore {
             .map_err(|e| StorageIOError::read(any(e)))?;
         match raw {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
+            Some(b) => codec::decode(&b)
                 .map(Some)
                 .map_err(|e| StorageIOError::read(any(e)).into()),
         }
@@ -65,7 +66,7 @@ impl LogStore {
         v: &T,
         opts: &rocksdb::WriteOptions,
     ) -> Result<(), StorageError> {
-        let b = serde_json::to_vec(v).map_err(|e| StorageIOError::write(any(e)))?;
+        let b = codec::encode(v).map_err(|e| StorageIOError::write(any(e)))?;
         self.db
             .put_cf_opt(cf(&self.db, CF_RAFT_META), key, b, opts)
             .map_err(|e| StorageIOError::write(any(e)).into())
@@ -93,8 +94,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&idx) {
                 break;
             }
-            let entry: Entry =
-                serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(any(e)))?;
+            let entry: Entry = codec::decode(&v).map_err(|e| StorageIOError::read_logs(any(e)))?;
             out.push(entry);
         }
         Ok(out)
@@ -112,7 +112,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(item) => {
                 let (_, v) = item.map_err(|e| StorageIOError::read_logs(any(e)))?;
                 let entry: Entry =
-                    serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(any(e)))?;
+                    codec::decode(&v).map_err(|e| StorageIOError::read_logs(any(e)))?;
                 Some(entry.log_id)
             }
         };
@@ -159,7 +159,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let log = cf(&self.db, CF_LOG);
         for entry in entries {
-            let v = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(any(e)))?;
+            let v = codec::encode(&entry).map_err(|e| StorageIOError::write_logs(any(e)))?;
             batch.put_cf(log, idx_key(entry.log_id.index), v);
         }
         let res = self.db.write_opt(batch, &synced());

@@ -20,7 +20,7 @@ use tessera_proto::{RaftPayload, ReceiptRequest, ReceiptsRequest};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::{NodeId, NodeInfo, TypeConfig};
+use super::{codec, NodeId, NodeInfo, TypeConfig};
 use crate::tls::TlsMaterial;
 
 /// Largest gRPC message a node accepts or sends (a batch of log entries or a snapshot chunk).
@@ -184,7 +184,7 @@ impl PeerLink {
             Ok(c) => c.clone(),
             Err(e) => return Err(unreachable(e.clone())),
         };
-        let data = serde_json::to_vec(req).map_err(|e| unreachable(e.to_string()))?;
+        let data = codec::encode(req).map_err(|e| unreachable(e.to_string()))?;
         let payload = RaftPayload { data };
         let mut client = client;
         let fut = async move {
@@ -200,7 +200,7 @@ impl PeerLink {
             Ok(Ok(r)) => r.into_inner(),
         };
         let res: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.data).map_err(|e| unreachable(e.to_string()))?;
+            codec::decode(&reply.data).map_err(|e| unreachable(e.to_string()))?;
         res.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 }

@@ -16,7 +16,7 @@ use tessera_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Entry, NodeId, TypeConfig};
+use super::{codec, Entry, NodeId, TypeConfig};
 use crate::node::{LeaderOp, Node};
 use crate::state::kv::{receipt_statement, KvPut};
 use crate::state::{Command, Members, Op};
@@ -139,12 +139,11 @@ fn same_sender(cert: NodeId, claimed: NodeId) -> Result<(), Status> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
-    serde_json::from_slice(&p.data)
-        .map_err(|e| Status::invalid_argument(format!("bad Raft payload: {e}")))
+    codec::decode(&p.data).map_err(|e| Status::invalid_argument(format!("bad Raft payload: {e}")))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
-    serde_json::to_vec(v)
+    codec::encode(v)
         .map(|data| Response::new(RaftPayload { data }))
         .map_err(|e| Status::internal(e.to_string()))
 }

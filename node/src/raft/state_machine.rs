@@ -18,6 +18,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use super::codec;
 use super::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::shares::ShareVault;
@@ -113,7 +114,7 @@ impl StateMachine {
         acks: mpsc::UnboundedSender<Outgoing>,
     ) -> anyhow::Result<Self> {
         let mut applied: Applied = match db.get_cf(cf(&db, CF_STATE), KEY_APPLIED)? {
-            Some(b) => serde_json::from_slice(&b)
+            Some(b) => codec::decode(&b)
                 .map_err(|e| anyhow::anyhow!("state machine data is corrupt: {e}"))?,
             None => Applied::default(),
         };
@@ -126,8 +127,8 @@ impl StateMachine {
             let Some(path) = k.strip_prefix(SECRET_PREFIX) else {
                 break;
             };
-            let entry: SecretEntry = serde_json::from_slice(&v)
-                .map_err(|e| anyhow::anyhow!("secret entry is corrupt: {e}"))?;
+            let entry: SecretEntry =
+                codec::decode(&v).map_err(|e| anyhow::anyhow!("secret entry is corrupt: {e}"))?;
             applied
                 .model
                 .secrets
@@ -205,8 +206,7 @@ impl StateMachine {
     }
 
     fn write_applied(&self, batch: &mut WriteBatch, applied: &Applied) -> Result<(), StorageError> {
-        let b =
-            serde_json::to_vec(applied).map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+        let b = codec::encode(applied).map_err(|e| StorageIOError::write_state_machine(any(e)))?;
         batch.put_cf(cf(&self.db, CF_STATE), KEY_APPLIED, b);
         Ok(())
     }
@@ -219,8 +219,8 @@ impl StateMachine {
     ) -> Result<(), StorageError> {
         match model.secrets.get(path) {
             Some(e) => {
-                let b = serde_json::to_vec(e)
-                    .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+                let b =
+                    codec::encode(e).map_err(|e| StorageIOError::write_state_machine(any(e)))?;
                 batch.put_cf(cf(&self.db, CF_STATE), secret_key(path), b);
             }
             None => batch.delete_cf(cf(&self.db, CF_STATE), secret_key(path)),
@@ -266,7 +266,7 @@ impl StateMachine {
     }
 
     fn save_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
-        let b = serde_json::to_vec(snap)
+        let b = codec::encode(snap)
             .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), any(e)))?;
         self.db
             .put_cf_opt(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT, b, &synced())
@@ -280,7 +280,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // go, so that applying (which takes the lock to write) is held up only for the copy,
         // not for encoding every secret entry.
         let copy = self.state.read().expect("state lock").clone();
-        let data = serde_json::to_vec(&SnapshotPayloadRef {
+        let data = codec::encode(&SnapshotPayloadRef {
             applied: &copy,
             secrets: &copy.model.secrets,
         })
@@ -394,7 +394,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload: SnapshotPayload = serde_json::from_slice(&data)
+        let payload: SnapshotPayload = codec::decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let mut applied = payload.applied;
         applied.model.secrets = payload.secrets;
@@ -435,8 +435,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT)
             .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
         let Some(raw) = raw else { return Ok(None) };
-        let snap: StoredSnapshot = serde_json::from_slice(&raw)
-            .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
+        let snap: StoredSnapshot =
+            codec::decode(&raw).map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
         Ok(Some(Snapshot {
             meta: snap.meta,
             snapshot: Box::new(Cursor::new(snap.data)),
