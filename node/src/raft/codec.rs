@@ -8,9 +8,12 @@
 //! (a map, not a tuple) because several records leave out empty optional fields.
 //!
 //! Records written before this encoding (JSON, from a data directory of an earlier version,
-//! or from a peer still running one) still load: the marker `0xc1` is the one byte that is
+//! or sent by a peer still running one) still load: the marker `0xc1` is the one byte that is
 //! never valid in MessagePack and never starts UTF-8 text, so a record starting with it is
 //! MessagePack and any other is JSON. Nothing is guessed from the content.
+//!
+//! The other way does not hold: a node of an earlier version cannot read this format, so a
+//! running cluster is not upgraded one node at a time across this change (stop, upgrade, start).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
