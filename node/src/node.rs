@@ -16,6 +16,7 @@ use tonic::Status;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
+use crate::raft::batcher::Batcher;
 use crate::raft::network::{Network, Peers, MAX_MESSAGE_BYTES};
 use crate::raft::state_machine::{Outgoing, SharedState, StateMachine};
 use crate::raft::{db, log_store::LogStore, NodeId, NodeInfo, Raft};
@@ -48,6 +49,8 @@ pub struct Node {
     pub id: NodeId,
     pub config: NodeConfig,
     pub raft: Raft,
+    /// Commands for Raft while this node leads, written together when they arrive together.
+    commands: Batcher,
     pub state: SharedState,
     pub peers: Arc<Peers>,
     pub audit: Arc<AuditLog>,
@@ -127,6 +130,7 @@ impl Node {
         let metrics = Metrics::new()?;
         Ok(Arc::new(Node {
             id: config.id,
+            commands: Batcher::start(raft.clone(), config.id),
             config,
             raft,
             state,
@@ -516,10 +520,10 @@ impl Node {
                 // No heartbeat is triggered here to tell the followers of the new commit
                 // index: openraft sends it to every follower as soon as it advances (its
                 // `ReplicateCommitted`), once per commit rather than once per write.
-                let res = self.raft.client_write(cmd.clone()).await;
-                res.map(|r| LeaderReply {
-                    index: r.log_id.index,
-                    error: r.data.error,
+                let res = self.commands.write(cmd.clone()).await;
+                res.map(|(index, r)| LeaderReply {
+                    index,
+                    error: r.error,
                 })
             }
             LeaderOp::AddLearner { id, node } => self

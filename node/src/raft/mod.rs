@@ -5,6 +5,7 @@
 // as the traits do rather than boxing and unboxing at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod batcher;
 pub mod codec;
 pub mod db;
 pub mod log_store;

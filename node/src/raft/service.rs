@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use super::{codec, Entry, NodeId, TypeConfig};
 use crate::node::{LeaderOp, Node};
 use crate::state::kv::{receipt_statement, KvPut};
-use crate::state::{Command, Members, Op};
+use crate::state::{Members, Op};
 use crate::tls::peer_identity;
 
 pub struct RaftService {
@@ -42,9 +42,12 @@ impl RaftService {
         let puts: Vec<&KvPut> = entries
             .iter()
             .filter_map(|e| match &e.payload {
-                EntryPayload::Normal(Command {
-                    op: Op::KvPut(p), ..
-                }) => Some(&**p),
+                EntryPayload::Normal(cmd) => Some(cmd.each()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|c| match &c.op {
+                Op::KvPut(p) => Some(&**p),
                 _ => None,
             })
             .collect();

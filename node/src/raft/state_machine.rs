@@ -324,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         if let Some(delay) = self.slow_puts {
-            let put = |e: &Entry| matches!(&e.payload, EntryPayload::Normal(c) if matches!(c.op, Op::KvPut(_)));
+            let put = |e: &Entry| matches!(&e.payload, EntryPayload::Normal(c) if c.each().iter().any(|c| matches!(c.op, Op::KvPut(_))));
             if entries.iter().any(put) {
                 tokio::time::sleep(delay).await;
             }
@@ -349,15 +349,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             cluster_id: &self.cluster_id,
                             index: entry.log_id.index,
                         };
-                        let (res, fx) = st.model.apply(&cmd, &ctx);
-                        // A key-generation step keeps results that exist nowhere else (this
-                        // node's key package); the log cannot recreate them.
-                        sync_now |= fx.dkg.is_some();
-                        for path in &fx.secrets {
-                            self.write_secret(&mut batch, &st.model, path)?;
+                        // A batch's commands are applied one by one, each exactly as it would be
+                        // in an entry of its own (`raft::batcher`).
+                        let batched = matches!(cmd.op, Op::Batch(_));
+                        let mut each = Vec::with_capacity(cmd.each().len());
+                        for cmd in cmd.each() {
+                            let (res, fx) = st.model.apply(cmd, &ctx);
+                            // A key-generation step keeps results that exist nowhere else
+                            // (this node's key package); the log cannot recreate them.
+                            sync_now |= fx.dkg.is_some();
+                            for path in &fx.secrets {
+                                self.write_secret(&mut batch, &st.model, path)?;
+                            }
+                            self.share_effects(&mut batch, &st.model, &fx, &mut pending, &members);
+                            each.push(res);
                         }
-                        self.share_effects(&mut batch, &st.model, &fx, &mut pending, &members);
-                        results.push(res);
+                        results.push(if batched {
+                            CommandResult {
+                                error: None,
+                                batch: each,
+                            }
+                        } else {
+                            each.pop().unwrap_or_default()
+                        });
                     }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -441,5 +455,106 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: snap.meta,
             snapshot: Box::new(Cursor::new(snap.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::{CommittedLeaderId, Entry as RaftEntry};
+
+    use super::*;
+    use crate::state::Command;
+
+    fn entry(index: u64, op: Op) -> Entry {
+        RaftEntry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command {
+                by: "admin".into(),
+                op,
+            }),
+        }
+    }
+
+    fn put_group(name: &str) -> Op {
+        Op::PutGroup {
+            name: name.into(),
+            members: BTreeSet::from(["alice".to_string()]),
+        }
+    }
+
+    fn machine(dir: &std::path::Path) -> StateMachine {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        StateMachine::open(crate::raft::db::open(dir).unwrap(), "c1".into(), None, tx).unwrap()
+    }
+
+    fn cmd(op: Op) -> Command {
+        Command {
+            by: "admin".into(),
+            op,
+        }
+    }
+
+    /// A batch is the same as its commands in entries of their own: each is validated and
+    /// answered on its own (one refused does not refuse the others), in order, and what they
+    /// change is the same.
+    #[tokio::test]
+    async fn a_batch_applies_each_command_as_if_alone() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ops = || {
+            vec![
+                put_group("ops"),
+                Op::DeleteGroup {
+                    name: "nobody".into(),
+                },
+                put_group("dev"),
+                Op::DeleteGroup { name: "ops".into() },
+            ]
+        };
+
+        let mut batched = machine(a.path());
+        let res = batched
+            .apply(vec![entry(
+                1,
+                Op::Batch(ops().into_iter().map(cmd).collect()),
+            )])
+            .await
+            .unwrap();
+        assert_eq!(res.len(), 1);
+        let each: Vec<Option<String>> = res[0].batch.iter().map(|r| r.error.clone()).collect();
+        assert_eq!(each.len(), 4);
+        assert!(each[0].is_none() && each[2].is_none() && each[3].is_none());
+        assert_eq!(each[1].as_deref(), Some("group \"nobody\" does not exist"));
+
+        let mut alone = machine(b.path());
+        let entries = ops()
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| entry(i as u64 + 1, op))
+            .collect::<Vec<_>>();
+        let res_alone = alone.apply(entries).await.unwrap();
+        let alone_errors: Vec<Option<String>> = res_alone.iter().map(|r| r.error.clone()).collect();
+        assert_eq!(each, alone_errors);
+
+        let groups = |m: &StateMachine| m.shared().read().unwrap().model.groups.clone();
+        assert_eq!(groups(&batched), groups(&alone));
+        assert!(groups(&batched).contains_key("dev") && !groups(&batched).contains_key("ops"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_inside_a_batch_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = machine(dir.path());
+        let inner = Op::Batch(vec![cmd(put_group("ops"))]);
+        let res = sm
+            .apply(vec![entry(1, Op::Batch(vec![cmd(inner)]))])
+            .await
+            .unwrap();
+        assert_eq!(
+            res[0].batch[0].error.as_deref(),
+            Some("a batch of commands cannot be nested")
+        );
+        assert!(sm.shared().read().unwrap().model.groups.is_empty());
     }
 }

@@ -28,6 +28,17 @@ pub struct Command {
     pub op: Op,
 }
 
+impl Command {
+    /// The commands this one stands for, in order: a batch's, or itself alone. Whatever looks
+    /// into the log for a kind of command looks through this, so that batching changes nothing.
+    pub fn each(&self) -> &[Command] {
+        match &self.op {
+            Op::Batch(cmds) => cmds,
+            _ => std::slice::from_ref(self),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     PutGroup {
@@ -143,6 +154,10 @@ pub enum Op {
         attempt: u64,
         reason: String,
     },
+    /// Commands the leader received while its previous entry was being written, carried by one
+    /// Raft entry (`raft::batcher`). Each is applied on its own, in order, with its own result,
+    /// exactly as if each had its own entry; a batch inside a batch is refused.
+    Batch(Vec<Command>),
 }
 
 /// The outcome of applying a command, identical on every node.
@@ -150,15 +165,19 @@ pub enum Op {
 pub struct CommandResult {
     /// `None` when applied; otherwise why the model refused it (and nothing changed).
     pub error: Option<String>,
+    /// For an `Op::Batch`: the result of each of its commands, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResult>,
 }
 
 impl CommandResult {
     pub fn ok() -> Self {
-        Self { error: None }
+        Self::default()
     }
     pub fn refused(msg: impl Into<String>) -> Self {
         Self {
             error: Some(msg.into()),
+            batch: Vec::new(),
         }
     }
 }

@@ -332,6 +332,9 @@ impl Model {
                     return Err(format!("key {name:?} attempt {attempt} is not generating"));
                 }
             }
+            // The state machine applies a batch's commands one by one; reaching here means a
+            // batch inside a batch, which no node builds.
+            Op::Batch(_) => return Err("a batch of commands cannot be nested".into()),
         }
         Ok(())
     }
@@ -571,6 +574,7 @@ impl Model {
                 }
                 fx.secrets.push(path.clone());
             }
+            Op::Batch(_) => {} // refused by `validate`
         }
         fx
     }
