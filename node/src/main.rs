@@ -15,9 +15,9 @@ fn main() -> std::process::ExitCode {
 ///
 /// mimalloc's heaps are eligible for huge pages, so the kernel zeroes a whole 2 MiB page the
 /// first time any byte of it is touched; a node's work is many small, short-lived buffers, and
-/// that zeroing cost it more than fewer TLB misses gave back (4–5% more writes/s at 32 with
-/// huge pages off, README "Benchmarks"). It only changes speed and memory footprint, so a
-/// kernel that refuses the call is no reason to stop.
+/// that zeroing cost it more than fewer TLB misses gave back (about 3% more writes/s at 32
+/// with huge pages off, README "Benchmarks"). It only changes speed and memory footprint, so
+/// a kernel that refuses the call is no reason to stop.
 fn transparent_huge_pages_off() {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
