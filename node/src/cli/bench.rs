@@ -19,6 +19,10 @@ pub enum BenchCmd {
     Kv(KvBench),
     /// Threshold signing (raw Ed25519 and SSH certificates) throughput and latency.
     Sign(SignBench),
+    /// The floor of one read at concurrency 1 on this machine: each piece a read cannot avoid
+    /// (synced audit lines, sealing, opening, checking, one loopback round trip), measured in
+    /// this process with no cluster.
+    Floor(super::bench_floor::FloorBench),
 }
 
 #[derive(Args)]
@@ -264,6 +268,7 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
     let a = match cmd {
         BenchCmd::Kv(a) => a,
         BenchCmd::Sign(a) => return run_sign(a, client, out).await,
+        BenchCmd::Floor(_) => unreachable!("local: run before connecting"),
     };
     let value = Arc::new(vec![b'v'; a.value_size]);
     let run_id = format!("{:08x}", rand08::random::<u32>());

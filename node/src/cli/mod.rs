@@ -1,8 +1,9 @@
 //! The `tessera` command line: `server` and `dev` run nodes; every other command is a client of
 //! the API (`status`, `operator ...`, `group ...`, `policy ...`), except `operator init`,
-//! `operator client-cert` and `audit verify`, which work on local files.
+//! `operator client-cert`, `audit verify` and `bench floor`, which work on local files.
 
 mod bench;
+mod bench_floor;
 mod commands;
 mod dev;
 mod init;
@@ -142,7 +143,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JwtCmd,
     },
-    /// Load a running cluster and report throughput and latency.
+    /// Load a running cluster and report throughput and latency (`floor`: what one read
+    /// cannot avoid on this machine, measured without a cluster).
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
@@ -391,6 +393,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Audit {
             cmd: AuditCmd::Verify { file },
         } => commands::audit_verify(&file, out),
+        Cmd::Bench {
+            cmd: bench::BenchCmd::Floor(a),
+        } => bench_floor::run(a, out),
         cmd => {
             let client = cli.client.connect().await?;
             commands::run(cmd, &client, out).await
