@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark, in one run on this machine: Tessera KV write/read (3-node and 5-node
-# clusters, concurrency 1 and 32) and threshold signing (raw and SSH certificates, 3-of-5,
-# concurrency 1 and 16), and OpenBao's KV v2 and single-key SSH signing baseline from
-# ../shared/bench/openbao.
+# Side-by-side benchmark, in one run on this machine: Tessera KV write/read and ping (one audited
+# call that does no work) on 3-node and 5-node clusters at concurrency 1 and 32, threshold
+# signing (raw and SSH certificates, 3-of-5, concurrency 1 and 16), then `tessera bench floor`
+# (the least one read costs on this machine), and OpenBao's KV v2 and single-key SSH signing
+# baseline from ../shared/bench/openbao.
 # Every phase is bounded in time (DUR seconds) and count; all traffic stays on 127.0.0.1.
 #
 #   chaos/bench.sh                 # needs ../shared/bench/openbao/setup.sh to have run for OpenBao
@@ -25,7 +26,7 @@ run_tessera() {  # nodes regions base-port
   ( start_dev "$n" "$regions" "$port" "$OUT/cluster-$n" "$OUT/dev-$n.log"
     trap 'kill -TERM $DEV; wait $DEV || true' EXIT
     echo "== Tessera $n nodes ($regions), load to the leader $TESSERA_ADDR, $(uptime)"
-    "$T" bench kv --duration "$DUR" --concurrency 1,32 --format json >"$OUT/tessera-$n.json"
+    "$T" bench kv --duration "$DUR" --concurrency 1,32 --ops write,read,ping --format json >"$OUT/tessera-$n.json"
     if [[ $n == 5 ]]; then
       "$T" bench sign --duration "$DUR" --concurrency 1,16 --format json >"$OUT/tessera-sign-$n.json"
     fi )
@@ -33,6 +34,11 @@ run_tessera() {  # nodes regions base-port
 
 run_tessera 3 a,b,c 7600
 run_tessera 5 eu,us,ap 7700
+# The floor of one read at concurrency 1 (what it cannot avoid here), for the threshold of each
+# cluster above (2 of 3, 3 of 5), with the audit logs on the disk that held their data.
+for t in 2 3; do
+  "$T" bench floor --threshold "$t" --dir "$OUT" --format json >"$OUT/floor-t$t.json"
+done
 
 if [[ -z ${SKIP_OPENBAO:-} ]]; then
   OB=../shared/bench/openbao
@@ -58,4 +64,11 @@ for tag, op, concs in [("leader_kv_write", "kv_write", (1, 32)), ("leader_kv_rea
             j = json.loads(f.read_text())
             p = j["latencyPercentilesSuccessful"]
             print(f"| OpenBao 3 nodes (no TLS) | {op} | {c} | {j['summary']['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} |")
+print()
+for t in (2, 3):
+    f = out / f"floor-t{t}.json"
+    if f.exists():
+        j = json.loads(f.read_text())
+        parts = ", ".join(f"{p['piece']} {p['p50_us']:.0f}" for p in j["pieces"] if p["in_floor"])
+        print(f"Floor of one read at t = {t}: {j['floor_us']:.0f} us ({parts}), so at most {j['max_reads_per_sec_at_1']:.0f} reads/s at concurrency 1")
 PY

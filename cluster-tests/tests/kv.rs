@@ -781,7 +781,8 @@ fn concurrent_reads_share_calls_and_each_gets_its_own_value() {
 
 /// `tessera bench kv --ops` runs only the phases asked for (so that `chaos/cpu.sh` can charge a
 /// run's CPU to one kind of operation): a write-only run writes no secrets to read, every phase
-/// stops at `--max-ops`, and a read phase with nothing to read is refused before it starts.
+/// stops at `--max-ops`, a read phase with nothing to read is refused before it starts, and a
+/// ping phase stores nothing.
 #[test]
 fn bench_runs_only_the_phases_asked_for() {
     let c = Cluster::start(Opts::default());
@@ -819,4 +820,19 @@ fn bench_runs_only_the_phases_asked_for() {
         4,
         &["--concurrency", "1", "--max-ops", "4", "--keys", "2"],
     );
+
+    // `ping` is one call that does no work but is audited like every call: it writes no
+    // secret, and each call leaves one line in the connected node's audit log.
+    let whoami_lines = || {
+        std::fs::read_to_string(c.node(1).data_dir.join("audit.log"))
+            .unwrap()
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).unwrap()["operation"] == "whoami")
+            .count()
+    };
+    let before = whoami_lines();
+    one_phase("ping", 3, &["--concurrency", "1", "--max-ops", "3"]);
+    assert_eq!(whoami_lines() - before, 3, "one audit line per ping");
+    let runs = c.json(1, &["kv", "list", "bench/"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs}");
 }

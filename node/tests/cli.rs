@@ -138,7 +138,19 @@ fn bench_floor_measures_a_reads_pieces_without_a_cluster_and_cleans_up() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["threshold"], 2);
     let pieces = v["pieces"].as_array().unwrap();
-    assert_eq!(pieces.len(), 7, "{v}");
+    assert_eq!(pieces.len(), 8, "{v}");
+    // The floor holds one call over the transport the nodes speak, not a bare TCP trip.
+    let counted = |prefix: &str| {
+        pieces
+            .iter()
+            .find(|p| p["piece"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no piece {prefix:?}: {v}"))["in_floor"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(counted("one gRPC call over mutual TLS"), "{v}");
+    assert!(!counted("loopback TCP round trip"), "{v}");
+    assert!(counted("audit line synced, t holders at once"), "{v}");
     let mut in_floor = 0.0;
     for p in pieces {
         let (p50, p99) = (p["p50_us"].as_f64().unwrap(), p["p99_us"].as_f64().unwrap());

@@ -1,6 +1,8 @@
 //! `tessera bench kv`: closed-loop load against a running cluster through the SDK: KV writes
 //! (new secrets) and reads (of pre-written secrets), each phase bounded in time and in count,
-//! at one or more concurrencies; reports throughput and p50/p99 latency.
+//! at one or more concurrencies; reports throughput and p50/p99 latency. A `ping` phase times one
+//! authenticated call that does no work but is audited like every call (`WhoAmI`), so that a
+//! read's latency can be split into what any call costs and what the read itself adds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,7 +62,8 @@ pub struct KvBench {
     #[arg(long, default_value_t = 100)]
     keys: usize,
     /// Phases to run at each concurrency, e.g. `write` alone, so that a run's resource use
-    /// (`chaos/cpu.sh`) belongs to one kind of operation.
+    /// (`chaos/cpu.sh`) belongs to one kind of operation. `ping` is one mutually authenticated
+    /// call that does no work (`WhoAmI` on the connected node), audited like every call.
     #[arg(long, value_delimiter = ',', default_value = "write,read")]
     ops: Vec<KvOp>,
 }
@@ -69,6 +72,7 @@ pub struct KvBench {
 pub enum KvOp {
     Write,
     Read,
+    Ping,
 }
 
 struct Stats {
@@ -315,6 +319,13 @@ pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure
                         let path =
                             format!("bench/{run_id}/r/{}", n.wrapping_mul(2654435761) % keys);
                         async move { c.kv_get(&path, None).await.map(|_| ()) }
+                    })
+                    .await,
+                ),
+                KvOp::Ping => (
+                    "ping",
+                    phase(client, conc, dur, a.max_ops, |c: Client, _| async move {
+                        c.who_am_i().await.map(|_| ())
                     })
                     .await,
                 ),

@@ -395,7 +395,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => commands::audit_verify(&file, out),
         Cmd::Bench {
             cmd: bench::BenchCmd::Floor(a),
-        } => bench_floor::run(a, out),
+        } => bench_floor::run(a, out).await,
         cmd => {
             let client = cli.client.connect().await?;
             commands::run(cmd, &client, out).await

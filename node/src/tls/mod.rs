@@ -34,6 +34,16 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 impl TlsMaterial {
+    /// From PEM already in memory (certificates issued in-process, e.g. by
+    /// `tessera bench floor` for a throwaway CA that never touches the disk).
+    pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Self {
+        Self {
+            ca: ca.to_vec(),
+            cert: cert.to_vec(),
+            key: zeroize::Zeroizing::new(key.to_vec()),
+        }
+    }
+
     pub fn load(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<Self> {
         Ok(Self {
             ca: read(ca, "CA certificate")?,
