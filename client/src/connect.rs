@@ -5,11 +5,28 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tessera_proto::tessera_client::TesseraClient;
+use tessera_proto::kv_client::KvClient;
+use tessera_proto::signing_client::SigningClient;
+use tessera_proto::sys_client::SysClient;
 use tessera_proto::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::{transport_hint, Error};
+
+/// The largest message a client sends or takes (a value is at most 1 MiB; a snapshot more).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) fn kv_rpc(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+pub(crate) fn signing_rpc(channel: Channel) -> SigningClient<Channel> {
+    SigningClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
 /// Where and as whom to connect. Mirrors the CLI flags and the `TESSERA_*` environment.
 #[derive(Clone)]
@@ -37,11 +54,12 @@ impl std::fmt::Debug for ClientConfig {
 
 #[derive(Clone)]
 pub struct Client {
-    inner: TesseraClient<Channel>,
+    /// The connection to the node this client was pointed at.
+    channel: Channel,
     address: String,
     /// What it takes to open more connections: readers talk to several holders.
     pub(crate) tls: Arc<TlsFiles>,
-    pub(crate) pool: Arc<Mutex<HashMap<u64, TesseraClient<Channel>>>>,
+    pub(crate) pool: Arc<Mutex<HashMap<u64, Channel>>>,
     pub(crate) timeout: Duration,
     /// The last topology seen (holders, keys, threshold), refreshed when a write says it changed.
     pub(crate) topology: Arc<Mutex<Option<tessera_proto::TopologyReply>>>,
@@ -150,9 +168,7 @@ impl Client {
             message: transport_hint(&tonic::Status::from_error(Box::new(e))),
         })?;
         Ok(Client {
-            inner: TesseraClient::new(channel)
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
+            channel,
             address,
             has_identity: cfg.client_cert.is_some(),
             tls: Arc::new(files),
@@ -171,7 +187,7 @@ impl Client {
     }
 
     /// A connection to node `id` at `addr` whose certificate must name that node. Reused.
-    pub(crate) fn node_client(&self, id: u64, addr: &str) -> Result<TesseraClient<Channel>, Error> {
+    pub(crate) fn node_channel(&self, id: u64, addr: &str) -> Result<Channel, Error> {
         let mut pool = self.pool.lock().expect("pool lock");
         if let Some(c) = pool.get(&id) {
             return Ok(c.clone());
@@ -184,11 +200,8 @@ impl Client {
             .timeout(self.timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        let c = TesseraClient::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024);
-        pool.insert(id, c.clone());
-        Ok(c)
+        pool.insert(id, channel.clone());
+        Ok(channel)
     }
 
     /// The release queue to node `id` at `addr`, started on first use and reused.
@@ -230,14 +243,14 @@ impl Client {
         id: u64,
         addr: &str,
         closed: impl Fn(&Q) -> bool,
-        start: impl FnOnce(TesseraClient<Channel>) -> Q,
+        start: impl FnOnce(Channel) -> Q,
     ) -> Result<Q, Error> {
         if let Some(q) = map.lock().expect("queues lock").get(&key) {
             if !closed(q) {
                 return Ok(q.clone());
             }
         }
-        let rpc = self.node_client(id, addr)?;
+        let rpc = self.node_channel(id, addr)?;
         let mut all = map.lock().expect("queues lock");
         let q = match all.get(&key) {
             Some(q) if !closed(q) => q.clone(),
@@ -247,10 +260,20 @@ impl Client {
         Ok(q)
     }
 
-    /// The generated gRPC client, for calls the SDK does not wrap (and for tests that send
-    /// deliberately malformed requests).
-    pub fn raw(&self) -> TesseraClient<Channel> {
-        self.inner.clone()
+    /// The generated gRPC clients of each service, for calls the SDK does not wrap (and for
+    /// tests that send deliberately malformed requests).
+    pub fn kv_rpc(&self) -> KvClient<Channel> {
+        kv_rpc(self.channel.clone())
+    }
+
+    pub fn signing_rpc(&self) -> SigningClient<Channel> {
+        signing_rpc(self.channel.clone())
+    }
+
+    pub fn sys_rpc(&self) -> SysClient<Channel> {
+        SysClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub(crate) fn status_err(&self, s: tonic::Status) -> Error {
@@ -274,17 +297,17 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<StatusReply, Error> {
-        let r = self.inner.clone().status(Empty {}).await;
+        let r = self.sys_rpc().status(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn who_am_i(&self) -> Result<WhoAmIReply, Error> {
-        let r = self.inner.clone().who_am_i(Empty {}).await;
+        let r = self.sys_rpc().who_am_i(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn list_members(&self) -> Result<Vec<NodeEntry>, Error> {
-        let r = self.inner.clone().list_members(Empty {}).await;
+        let r = self.sys_rpc().list_members(Empty {}).await;
         r.map(|r| r.into_inner().members).map_err(|s| self.err(s))
     }
 
@@ -301,14 +324,13 @@ impl Client {
             region: region.into(),
             voter,
         };
-        let r = self.inner.clone().add_member(req).await;
+        let r = self.sys_rpc().add_member(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn remove_member(&self, id: u64) -> Result<u64, Error> {
         let r = self
-            .inner
-            .clone()
+            .sys_rpc()
             .remove_member(RemoveMemberRequest { id })
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
@@ -319,28 +341,26 @@ impl Client {
             name: name.into(),
             members,
         };
-        let r = self.inner.clone().write_group(req).await;
+        let r = self.sys_rpc().write_group(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn read_group(&self, name: &str) -> Result<Group, Error> {
         let r = self
-            .inner
-            .clone()
+            .sys_rpc()
             .read_group(NameRequest { name: name.into() })
             .await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn list_groups(&self) -> Result<Vec<String>, Error> {
-        let r = self.inner.clone().list_groups(Empty {}).await;
+        let r = self.sys_rpc().list_groups(Empty {}).await;
         r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<u64, Error> {
         let r = self
-            .inner
-            .clone()
+            .sys_rpc()
             .delete_group(NameRequest { name: name.into() })
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
@@ -351,28 +371,26 @@ impl Client {
             name: name.into(),
             text: text.into(),
         };
-        let r = self.inner.clone().write_policy(req).await;
+        let r = self.sys_rpc().write_policy(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn read_policy(&self, name: &str) -> Result<PolicyReply, Error> {
         let r = self
-            .inner
-            .clone()
+            .sys_rpc()
             .read_policy(NameRequest { name: name.into() })
             .await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn list_policies(&self) -> Result<Vec<String>, Error> {
-        let r = self.inner.clone().list_policies(Empty {}).await;
+        let r = self.sys_rpc().list_policies(Empty {}).await;
         r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
     }
 
     pub async fn delete_policy(&self, name: &str) -> Result<u64, Error> {
         let r = self
-            .inner
-            .clone()
+            .sys_rpc()
             .delete_policy(NameRequest { name: name.into() })
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
@@ -392,21 +410,17 @@ impl Client {
             identity: identity.unwrap_or_default().into(),
             detach,
         };
-        let r = self.inner.clone().attach_policy(req).await;
+        let r = self.sys_rpc().attach_policy(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn snapshot_save(&self) -> Result<Vec<u8>, Error> {
-        let r = self.inner.clone().snapshot_save(Empty {}).await;
+        let r = self.sys_rpc().snapshot_save(Empty {}).await;
         r.map(|r| r.into_inner().data).map_err(|s| self.err(s))
     }
 
     pub async fn snapshot_restore(&self, data: Vec<u8>) -> Result<u64, Error> {
-        let r = self
-            .inner
-            .clone()
-            .snapshot_restore(SnapshotData { data })
-            .await;
+        let r = self.sys_rpc().snapshot_restore(SnapshotData { data }).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::error::Error as _;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Local configuration: missing or unreadable certificate files, a bad address.
     #[error("{0}")]
@@ -10,48 +10,165 @@ pub enum Error {
     /// The node could not be reached or the TLS handshake failed.
     #[error("cannot reach {address}: {message}")]
     Connect { address: String, message: String },
-    /// The node refused: no certificate, unknown CA, or a policy denies the operation.
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    NotFound(String),
-    /// The request was malformed; nothing was changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// The cluster could not serve the request now (no quorum, no leader, audit log down).
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Other(String),
+
+    // What a node refused, as it typed it (`tessera-refusal-bin`): each variant is one rule,
+    // with the facts the node sent. `reason` is the node's message for people.
+    /// No usable client certificate.
+    #[error("{reason}")]
+    Unauthenticated { reason: String },
+    /// The caller's policies do not grant `capability` on `path`.
+    #[error("{reason}")]
+    Denied {
+        identity: String,
+        path: String,
+        capability: String,
+        reason: String,
+    },
+    #[error("{reason}")]
+    NotFound { reason: String },
+    /// The request was malformed (here or at the node); nothing was changed.
+    #[error("{reason}")]
+    Invalid { reason: String },
+    #[error("{reason}")]
+    AlreadyExists { reason: String },
+    /// A write was dealt for a version that is not the next one: `path` is at `current`.
+    #[error("{reason}")]
+    VersionConflict {
+        path: String,
+        current: u64,
+        reason: String,
+    },
+    /// A write was dealt to holders or a threshold the cluster no longer has.
+    #[error("{reason}")]
+    StaleTopology { reason: String },
+    /// The node asked holds no share of what was asked.
+    #[error("{reason}")]
+    NotAHolder { node: u64, reason: String },
+    /// The request breaks a rule of the replicated state; nothing was changed.
+    #[error("{reason}")]
+    Rejected { reason: String },
+    /// The cluster could not serve the request now (no leader, no quorum, a node behind, too
+    /// few holders answering).
+    #[error("{reason}")]
+    Unavailable { reason: String },
+    /// A node could not write its audit log, so it refused (law 4).
+    #[error("{reason}")]
+    AuditUnavailable { reason: String },
+    /// Fewer holders acknowledged a write than it needs to be readable at once.
+    #[error("{reason}")]
+    TooFewAcks {
+        have: u32,
+        need: u32,
+        reason: String,
+    },
+    /// A signer no longer has the round-1 nonce named.
+    #[error("{reason}")]
+    NonceUnknown { reason: String },
+    #[error("{reason}")]
+    RateLimited { reason: String },
+    /// A node answered something that does not check (a share that does not verify, malformed
+    /// commitments or keys): the client names it and does not use it.
+    #[error("{reason}")]
+    Misbehaving { reason: String },
+    /// A failure with no typed refusal (a node's internal fault, or a status from something
+    /// that is not a Tessera node). Shown to people; never branched on.
+    #[error("{reason}")]
+    Unexpected { code: String, reason: String },
 }
 
 impl Error {
     pub fn from_status(address: &str, s: tonic::Status) -> Self {
+        use prost::Message;
         use tonic::Code::*;
+        if let Some(r) = s
+            .metadata()
+            .get_bin(tessera_proto::REFUSAL_METADATA_KEY)
+            .and_then(|v| v.to_bytes().ok())
+            .and_then(|b| tessera_proto::Refusal::decode(b.as_ref()).ok())
+        {
+            return Error::from_refusal(r);
+        }
         let msg = s.message().to_string();
         match s.code() {
-            PermissionDenied | Unauthenticated => Error::Denied(msg),
-            NotFound => Error::NotFound(msg),
-            InvalidArgument | FailedPrecondition | AlreadyExists | OutOfRange => {
-                Error::Invalid(msg)
-            }
             Unavailable | Unknown | Cancelled | DeadlineExceeded if is_transport(&s) => {
                 Error::Connect {
                     address: address.to_string(),
                     message: transport_hint(&s),
                 }
             }
-            Unavailable | DeadlineExceeded => Error::Unavailable(msg),
-            _ => Error::Other(format!("{}: {msg}", s.code())),
+            Unavailable | DeadlineExceeded | Cancelled => Error::Unavailable { reason: msg },
+            code => Error::Unexpected {
+                code: format!("{code:?}"),
+                reason: format!("{code}: {msg}"),
+            },
         }
     }
 
+    /// The typed error for a node's refusal (of a whole call, or of one item of a batch).
+    pub fn from_refusal(r: tessera_proto::Refusal) -> Self {
+        use tessera_proto::RefusalKind as K;
+        let reason = r.reason;
+        match K::try_from(r.kind).unwrap_or(K::Unspecified) {
+            K::Unauthenticated => Error::Unauthenticated { reason },
+            K::Denied => Error::Denied {
+                identity: r.identity,
+                path: r.path,
+                capability: r.capability,
+                reason,
+            },
+            K::NotFound => Error::NotFound { reason },
+            K::Invalid => Error::Invalid { reason },
+            K::AlreadyExists => Error::AlreadyExists { reason },
+            K::VersionConflict => Error::VersionConflict {
+                path: r.path,
+                current: r.current,
+                reason,
+            },
+            K::StaleTopology => Error::StaleTopology { reason },
+            K::NotAHolder => Error::NotAHolder {
+                node: r.node,
+                reason,
+            },
+            K::Rejected => Error::Rejected { reason },
+            K::NotLeader | K::NotCaughtUp | K::NoQuorum | K::Unavailable => {
+                Error::Unavailable { reason }
+            }
+            K::AuditUnavailable => Error::AuditUnavailable { reason },
+            K::TooFewAcks => Error::TooFewAcks {
+                have: r.have,
+                need: r.need,
+                reason,
+            },
+            K::NonceUnknown => Error::NonceUnknown { reason },
+            K::RateLimited => Error::RateLimited { reason },
+            K::Internal | K::Unspecified => Error::Unexpected {
+                code: "Internal".into(),
+                reason,
+            },
+        }
+    }
+
+    /// A node's answer that does not check.
+    pub fn misbehaving(reason: impl Into<String>) -> Self {
+        Error::Misbehaving {
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this is a refusal of access (the caller's identity or policies).
+    pub fn is_denial(&self) -> bool {
+        matches!(self, Error::Denied { .. } | Error::Unauthenticated { .. })
+    }
+
     /// Process exit code for the CLI: 1 for errors from the cluster, 3 for refusals,
-    /// 4 for unreachable.
+    /// 4 for unreachable or unavailable.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Denied(_) => 3,
-            Error::Connect { .. } | Error::Unavailable(_) => 4,
+            Error::Denied { .. } | Error::Unauthenticated { .. } => 3,
+            Error::Connect { .. }
+            | Error::Unavailable { .. }
+            | Error::AuditUnavailable { .. }
+            | Error::TooFewAcks { .. } => 4,
             _ => 1,
         }
     }

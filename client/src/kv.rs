@@ -13,6 +13,7 @@ use tessera_crypto::seal::{self, Context, Purpose, SealingPublicKey};
 use tessera_crypto::value::{self, ValueCiphertext};
 use tessera_crypto::vss::{self, Commitments, Share};
 use tessera_crypto::SecretBytes;
+use tessera_proto::sys_client::SysClient;
 use tessera_proto::*;
 
 use crate::release::{ReleaseError, Released};
@@ -72,17 +73,17 @@ impl Plan {
                 .iter()
                 .map(|c| <[u8; 32]>::try_from(c.as_slice()))
                 .collect::<Result<_, _>>()
-                .map_err(|_| Error::Other("the node sent malformed commitments".into()))?,
+                .map_err(|_| Error::misbehaving("the node sent malformed commitments"))?,
         );
         if commitments.threshold() != t {
-            return Err(Error::Other(format!(
+            return Err(Error::misbehaving(format!(
                 "the node sent {} commitments for threshold {t}",
                 commitments.0.len()
             )));
         }
         let verifier = client
             .verifier(&commitments, v.holders.len())
-            .map_err(|e| Error::Other(format!("the node sent bad commitments: {e}")))?;
+            .map_err(|e| Error::misbehaving(format!("the node sent bad commitments: {e}")))?;
         let positions = v
             .holders
             .iter()
@@ -94,7 +95,7 @@ impl Plan {
                 .nonce
                 .as_slice()
                 .try_into()
-                .map_err(|_| Error::Other("the node sent a malformed nonce".into()))?,
+                .map_err(|_| Error::misbehaving("the node sent a malformed nonce"))?,
             ciphertext: v.ciphertext,
         };
         Ok(Plan {
@@ -165,19 +166,19 @@ struct Gathered {
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid(msg.into())
+    Error::Invalid { reason: msg.into() }
 }
 
 impl Client {
     pub async fn topology(&self) -> Result<TopologyReply, Error> {
-        let r = self.raw().topology(Empty {}).await;
+        let r = self.sys_rpc().topology(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
     }
 
     pub async fn kv_metadata(&self, path: &str) -> Result<KvMetadataReply, Error> {
         let r = self
-            .raw()
-            .kv_metadata(PathRequest { path: path.into() })
+            .kv_rpc()
+            .metadata(PathRequest { path: path.into() })
             .await;
         r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
     }
@@ -209,32 +210,23 @@ impl Client {
             attempts += 1;
             let version = current + 1;
             let req = deal_version(&topo, path, version, opts.cas, value)?;
-            match self.raw().kv_put(req).await {
+            match self.kv_rpc().put(req).await {
                 Ok(r) => {
                     *self.topology.lock().expect("topology lock") = Some(topo);
                     return Ok(r.into_inner());
                 }
-                Err(s) => {
-                    let e = self.status_err(s);
+                Err(s) => match (self.status_err(s), opts.cas) {
                     // The membership or threshold changed since the topology was fetched.
-                    let stale_topology = matches!(&e, Error::Invalid(m)
-                        if m.contains("holders must be exactly") || m.contains("dealt with threshold") || m.contains("not a voting member"));
-                    if stale_topology && attempts < 5 {
+                    (Error::StaleTopology { .. }, _) if attempts < 5 => {
                         *self.topology.lock().expect("topology lock") = None;
                         topo = self.topology().await?;
-                        continue;
                     }
                     // Someone else wrote meanwhile: deal again for the next version.
-                    if let (Error::Invalid(m), None) = (&e, opts.cas) {
-                        if let Some(v) = conflict_version(m) {
-                            if attempts < 8 {
-                                current = v;
-                                continue;
-                            }
-                        }
+                    (Error::VersionConflict { current: v, .. }, None) if attempts < 8 => {
+                        current = v;
                     }
-                    return Err(e);
-                }
+                    (e, _) => return Err(e),
+                },
             }
         }
     }
@@ -252,8 +244,8 @@ impl Client {
             None => {
                 got = Gathered::default();
                 let v = self
-                    .raw()
-                    .kv_version(KvVersionRequest {
+                    .kv_rpc()
+                    .version(KvVersionRequest {
                         path: path.into(),
                         version: version.unwrap_or(0),
                     })
@@ -276,26 +268,31 @@ impl Client {
                     .iter()
                     .map(|(n, e)| format!("node {n}: {e}")),
             );
-            return Err(Error::Unavailable(format!(
-                "{} of {t} required share holders reachable with a valid share for version {} of {path:?} ({})",
-                got.good.len(),
-                plan.version,
-                why.join("; ")
-            )));
+            return Err(Error::Unavailable {
+                reason: format!(
+                    "{} of {t} required share holders reachable with a valid share for version {} of {path:?} ({})",
+                    got.good.len(),
+                    plan.version,
+                    why.join("; ")
+                ),
+            });
         }
         let good = &got.good[..t];
         let indices: Vec<u16> = good.iter().map(|s| s.index).collect();
         let key = self
             .lagrange(&indices)
             .and_then(|l| vss::combine_with(good, &l))
-            .map_err(|e| Error::Other(e.to_string()))?;
+            .map_err(|e| Error::Misbehaving {
+                reason: format!("the shares released do not combine: {e}"),
+            })?;
         let aad = value::value_aad(&plan.cluster_id, path, plan.version);
-        let value = value::decrypt(&key, &aad, &plan.ciphertext).map_err(|e| {
-            Error::Other(format!(
-                "the recombined key does not decrypt version {}: {e}",
-                plan.version
-            ))
-        })?;
+        let value =
+            value::decrypt(&key, &aad, &plan.ciphertext).map_err(|e| Error::Misbehaving {
+                reason: format!(
+                    "the recombined key does not decrypt version {}: {e}",
+                    plan.version
+                ),
+            })?;
         Ok(KvValue {
             version: plan.version,
             value,
@@ -412,7 +409,7 @@ impl Client {
         let plan = match &lead_answer {
             Ok((v, Some(m), _)) if !m.stale && *v == m.version => Plan::new(self, m.clone())?,
             // The leader's own policy check refused: that is the answer.
-            Err(ReleaseError::Denied(e)) => return Err(Error::Denied(e.clone())),
+            Err(ReleaseError::Denied(e)) => return Err(e.clone()),
             // The node we took for the leader is not (or has no lease), or it could not
             // answer: look again, and read in two rounds this time.
             _ => {
@@ -590,11 +587,15 @@ impl Client {
                     node_id: h.id,
                     reason: reason.clone(),
                 };
-                let _ = self.raw().report_bad_share(report).await;
+                let _ = self.kv_rpc().report_bad_share(report).await;
                 got.bad_holders.push((h.id, reason));
                 false
             }
-            Err(ReleaseError::Denied(why) | ReleaseError::Unavailable(why)) => {
+            Err(ReleaseError::Denied(why)) => {
+                got.unavailable.push((h.id, why.to_string()));
+                false
+            }
+            Err(ReleaseError::Unavailable(why)) => {
                 got.unavailable.push((h.id, why));
                 false
             }
@@ -603,8 +604,8 @@ impl Client {
 
     pub async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let r = self
-            .raw()
-            .kv_list(PathRequest {
+            .kv_rpc()
+            .list(PathRequest {
                 path: prefix.into(),
             })
             .await;
@@ -614,8 +615,8 @@ impl Client {
 
     pub async fn kv_delete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
-            .raw()
-            .kv_delete(KvVersionsRequest {
+            .kv_rpc()
+            .delete(KvVersionsRequest {
                 path: path.into(),
                 versions,
             })
@@ -626,8 +627,8 @@ impl Client {
 
     pub async fn kv_undelete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
-            .raw()
-            .kv_undelete(KvVersionsRequest {
+            .kv_rpc()
+            .undelete(KvVersionsRequest {
                 path: path.into(),
                 versions,
             })
@@ -638,8 +639,8 @@ impl Client {
 
     pub async fn kv_destroy(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
-            .raw()
-            .kv_destroy(KvVersionsRequest {
+            .kv_rpc()
+            .destroy(KvVersionsRequest {
                 path: path.into(),
                 versions,
             })
@@ -649,42 +650,33 @@ impl Client {
     }
 
     pub async fn kv_metadata_put(&self, req: KvMetadataPutRequest) -> Result<u64, Error> {
-        let r = self.raw().kv_metadata_put(req).await;
+        let r = self.kv_rpc().metadata_put(req).await;
         r.map(|r| r.into_inner().index)
             .map_err(|s| self.status_err(s))
     }
 
     pub async fn kv_metadata_delete(&self, path: &str) -> Result<u64, Error> {
         let r = self
-            .raw()
-            .kv_metadata_delete(PathRequest { path: path.into() })
+            .kv_rpc()
+            .metadata_delete(PathRequest { path: path.into() })
             .await;
         r.map(|r| r.into_inner().index)
             .map_err(|s| self.status_err(s))
     }
 
     pub async fn config_set(&self, req: ConfigSetRequest) -> Result<u64, Error> {
-        let r = self.raw().config_set(req).await;
+        let r = self.sys_rpc().config_set(req).await;
         r.map(|r| r.into_inner().index)
             .map_err(|s| self.status_err(s))
     }
 
     /// The shares node `id` holds (paths, versions, indices; never values).
     pub async fn shares_of(&self, id: u64, addr: &str) -> Result<SharesReply, Error> {
-        let r = self.node_client(id, addr)?.shares(Empty {}).await;
+        let r = SysClient::new(self.node_channel(id, addr)?)
+            .shares(Empty {})
+            .await;
         r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
     }
-}
-
-/// The current version named by a "version conflict: PATH is at version N, ..." refusal.
-fn conflict_version(msg: &str) -> Option<u64> {
-    let rest = msg.strip_prefix("version conflict: ")?;
-    let after = &rest[rest.find(" is at version ")? + " is at version ".len()..];
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Deals one version: encrypt the value, split its key over the holders, seal each share.
@@ -714,7 +706,7 @@ pub fn deal_version(
     let mut envelopes = Vec::with_capacity(n);
     for (h, share) in topo.holders.iter().zip(&dealing.shares) {
         let pk = SealingPublicKey::from_slice(&h.sealing_key)
-            .map_err(|e| Error::Other(format!("node {} has a bad sealing key: {e}", h.id)))?;
+            .map_err(|e| Error::misbehaving(format!("node {} has a bad sealing key: {e}", h.id)))?;
         let ctx = Context {
             cluster_id: &topo.cluster_id,
             path,
@@ -723,8 +715,8 @@ pub fn deal_version(
             purpose: Purpose::Deal,
         };
         let env = seal::seal(&pk, &ctx, &share.to_bytes())
-            .map_err(|e| Error::Other(format!("node {} has a bad sealing key: {e}", h.id)))?;
-        envelopes.push(tessera_proto::Envelope {
+            .map_err(|e| Error::misbehaving(format!("node {} has a bad sealing key: {e}", h.id)))?;
+        envelopes.push(tessera_proto::ShareEnvelope {
             enc: env.enc.to_vec(),
             ciphertext: env.ciphertext,
         });
@@ -740,14 +732,4 @@ pub fn deal_version(
         holders: topo.holders.iter().map(|h| h.id).collect(),
         envelopes,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn conflicts_name_the_current_version() {
-        let m = "version conflict: \"a/b\" is at version 12, so the next is 13, not 1";
-        assert_eq!(super::conflict_version(m), Some(12));
-        assert_eq!(super::conflict_version("check-and-set failed"), None);
-    }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tessera_crypto::release::{Item, Opener, Reply};
 use tessera_crypto::seal::SealingKey;
 use tessera_crypto::vss::Share;
-use tessera_proto::tessera_client::TesseraClient;
+use tessera_proto::kv_client::KvClient;
 use tessera_proto::{KvVersionReply, ReleaseItem, ReleaseSharesRequest};
 use tonic::transport::Channel;
 
@@ -23,17 +23,22 @@ use crate::Error;
 pub(crate) enum ReleaseError {
     /// It released something that does not open or verify: reported, and named to the caller.
     Bad(String),
-    /// It refused by policy.
-    Denied(String),
+    /// It refused by policy (`Error::Denied` or `Error::Unauthenticated`).
+    Denied(Error),
     /// It could not be reached, refused for another reason, or lags.
     Unavailable(String),
 }
 
 impl ReleaseError {
     fn from_status(address: &str, s: tonic::Status) -> ReleaseError {
-        match Error::from_status(address, s) {
-            Error::Denied(m) => ReleaseError::Denied(m),
-            e => ReleaseError::Unavailable(e.to_string()),
+        Self::from_error(Error::from_status(address, s))
+    }
+
+    fn from_error(e: Error) -> ReleaseError {
+        if e.is_denial() {
+            ReleaseError::Denied(e)
+        } else {
+            ReleaseError::Unavailable(e.to_string())
         }
     }
 }
@@ -56,13 +61,13 @@ pub(crate) struct Releaser {
 impl Releaser {
     /// Starts the holder's task. It ends when every clone of this `Releaser` is gone.
     pub(crate) fn start(
-        rpc: TesseraClient<Channel>,
+        channel: Channel,
         node_id: u64,
         address: &str,
         cluster_id: &str,
     ) -> Releaser {
         let holder = Holder {
-            rpc,
+            rpc: crate::connect::kv_rpc(channel),
             node_id,
             address: address.into(),
             cluster_id: cluster_id.into(),
@@ -98,7 +103,7 @@ impl Releaser {
 }
 
 struct Holder {
-    rpc: TesseraClient<Channel>,
+    rpc: KvClient<Channel>,
     node_id: u64,
     address: Arc<str>,
     cluster_id: Arc<str>,
@@ -160,7 +165,7 @@ impl Holder {
             cluster_id: &self.cluster_id,
             node_id: self.node_id,
         };
-        let released = reply.items.iter().any(|i| i.error_code == 0);
+        let released = reply.items.iter().any(|i| i.refusal.is_none());
         let opener = if released {
             Opener::new(&key, &context, &reply.enc).map_err(|e| e.to_string())
         } else {
@@ -168,9 +173,8 @@ impl Holder {
         };
         let mut answers = Vec::with_capacity(items.len());
         for (position, (item, it)) in items.iter().zip(reply.items).enumerate() {
-            let res = if it.error_code != 0 {
-                let status = tonic::Status::new(tonic::Code::from(it.error_code as i32), it.error);
-                Err(ReleaseError::from_status(&self.address, status))
+            let res = if let Some(refusal) = it.refusal {
+                Err(ReleaseError::from_error(Error::from_refusal(refusal)))
             } else {
                 let share = match &opener {
                     Ok(o) => {

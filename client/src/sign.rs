@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tessera_crypto::frost::{self, AggregateError};
+use tessera_crypto::purpose::KeyPurpose;
 use tessera_crypto::sign_request::SignRequest;
-use tessera_proto::tessera_client::TesseraClient;
+use tessera_proto::signing_client::SigningClient;
 use tessera_proto::*;
 use tonic::transport::Channel;
 
@@ -30,14 +31,14 @@ impl Client {
     pub async fn key_create(
         &self,
         name: &str,
-        purpose: &str,
+        purpose: KeyPurpose,
         timeout_seconds: u32,
     ) -> Result<KeyInfo, Error> {
         let r = self
-            .raw()
-            .key_create(KeyCreateRequest {
+            .signing_rpc()
+            .create_key(KeyCreateRequest {
                 name: name.into(),
-                purpose: purpose.into(),
+                purpose: purpose.as_str().into(),
                 timeout_seconds,
             })
             .await;
@@ -45,12 +46,15 @@ impl Client {
     }
 
     pub async fn key_read(&self, name: &str) -> Result<KeyInfo, Error> {
-        let r = self.raw().key_read(NameRequest { name: name.into() }).await;
+        let r = self
+            .signing_rpc()
+            .read_key(NameRequest { name: name.into() })
+            .await;
         r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
     }
 
     pub async fn key_list(&self) -> Result<Vec<KeyInfo>, Error> {
-        let r = self.raw().key_list(Empty {}).await;
+        let r = self.signing_rpc().list_keys(Empty {}).await;
         r.map(|r| r.into_inner().keys)
             .map_err(|s| self.status_err(s))
     }
@@ -64,10 +68,12 @@ impl Client {
             None => {
                 let i = self.key_read(name).await?;
                 if i.status != "active" {
-                    return Err(Error::Invalid(format!("key {name:?} is {}", i.status)));
+                    return Err(Error::Rejected {
+                        reason: format!("key {name:?} is {}", i.status),
+                    });
                 }
                 let pk = frost::PublicKeys::parse(&i.public_key_package)
-                    .map_err(|e| Error::Other(format!("key {name:?}: {e}")))?;
+                    .map_err(|e| Error::misbehaving(format!("key {name:?}: {e}")))?;
                 let entry = (i, std::sync::Arc::new(pk));
                 self.keys
                     .lock()
@@ -80,10 +86,12 @@ impl Client {
             .group_key
             .as_slice()
             .try_into()
-            .map_err(|_| Error::Other("the node sent a malformed group key".into()))?;
+            .map_err(|_| Error::misbehaving("the node sent a malformed group key"))?;
         let t = info.threshold as usize;
         let message = request.message(&group_key);
-        let request_json = serde_json::to_vec(request).map_err(|e| Error::Other(e.to_string()))?;
+        let request_json = serde_json::to_vec(request).map_err(|e| Error::Invalid {
+            reason: format!("the sign request cannot be encoded: {e}"),
+        })?;
         let mut order: Vec<(usize, Holder)> =
             info.participants.iter().cloned().enumerate().collect();
         order.sort_by_key(|(i, h)| (h.region != info.region, *i));
@@ -119,20 +127,21 @@ impl Client {
             let batch = self.nonce_batch.clamp(1, MAX_NONCE_BATCH);
             let request_id = format!("{:032x}", u128::from_le_bytes(rand_bytes()));
             let r1 = join_all(need.iter().map(|h| {
-                let c = self.node_client(h.id, &h.address);
+                let c = self.node_channel(h.id, &h.address);
                 let req = SignCommitRequest {
                     key: name.into(),
                     request_id: request_id.clone(),
                     count: batch,
                 };
+                let address = h.address.clone();
                 async move {
                     match c {
-                        Ok(mut c) => c
-                            .sign_commit(req)
+                        Ok(c) => crate::connect::signing_rpc(c)
+                            .commit(req)
                             .await
                             .map(|r| r.into_inner())
-                            .map_err(|s| s.message().to_string()),
-                        Err(e) => Err(e.to_string()),
+                            .map_err(|s| Error::from_status(&address, s)),
+                        Err(e) => Err(e),
                     }
                 }
             }))
@@ -170,8 +179,8 @@ impl Client {
                         failed = true;
                     }
                     Err(e) => {
-                        if e.contains("permission denied") {
-                            return Err(Error::Denied(e));
+                        if e.is_denial() {
+                            return Err(e);
                         }
                         problems.push(format!("node {}: {e}", h.id));
                         excluded.insert(h.id);
@@ -195,7 +204,7 @@ impl Client {
                 async move {
                     match signer {
                         Ok(s) => s.sign_share(req).await,
-                        Err(e) => Err((tonic::Code::Unavailable, e.to_string())),
+                        Err(e) => Err(e),
                     }
                 }
             }))
@@ -206,20 +215,17 @@ impl Client {
                     Ok(r) => {
                         shares.insert(h.id, r);
                     }
-                    Err((code, e)) => {
-                        if code == tonic::Code::PermissionDenied
-                            || code == tonic::Code::InvalidArgument
-                        {
-                            return Err(if code == tonic::Code::PermissionDenied {
-                                Error::Denied(e)
-                            } else {
-                                Error::Invalid(format!("node {}: {e}", h.id))
-                            });
+                    Err(e) => {
+                        match &e {
+                            Error::Denied { .. } | Error::Unauthenticated { .. } => return Err(e),
+                            Error::Invalid { reason } => {
+                                return Err(Error::Invalid {
+                                    reason: format!("node {}: {reason}", h.id),
+                                })
+                            }
+                            _ => {}
                         }
-                        if code == tonic::Code::FailedPrecondition
-                            && e.contains("no round-1 commitment")
-                            && refreshed.insert(h.id)
-                        {
+                        if matches!(e, Error::NonceUnknown { .. }) && refreshed.insert(h.id) {
                             // Its preprocessed nonces are gone (expired, or the node
                             // restarted): ask it for fresh ones on the next attempt.
                             self.drop_commitments(name, h.id);
@@ -249,7 +255,7 @@ impl Client {
                             "node {b}: returned a signature share that does not verify"
                         ));
                         let _ = self
-                            .raw()
+                            .signing_rpc()
                             .report_cheater(CheaterReport {
                                 key: name.into(),
                                 node_id: b,
@@ -260,20 +266,22 @@ impl Client {
                     }
                 }
                 Err(AggregateError::Other(e)) => {
-                    return Err(Error::Other(format!("aggregation failed: {e}")))
+                    return Err(Error::misbehaving(format!("aggregation failed: {e}")))
                 }
             }
         }
         let available = candidates.len() - excluded.len();
-        Err(Error::Unavailable(format!(
-            "{available} of {t} required signers available for key {name:?} ({})",
-            problems.join("; ")
-        )))
+        Err(Error::Unavailable {
+            reason: format!(
+                "{available} of {t} required signers available for key {name:?} ({})",
+                problems.join("; ")
+            ),
+        })
     }
 }
 
 /// What a signer answered for one signature share: the share, or its refusal.
-type ShareAnswer = Result<Vec<u8>, (tonic::Code, String)>;
+type ShareAnswer = Result<Vec<u8>, Error>;
 
 /// The round-2 sender for one signer (cheap to clone): the signature shares a client asks of
 /// it while its calls are on the network go together, in one `SignShares` call. The signer
@@ -286,9 +294,9 @@ pub(crate) struct Signer {
 
 impl Signer {
     /// Starts the signer's task. It ends when every clone of this `Signer` is gone.
-    pub(crate) fn start(rpc: TesseraClient<Channel>, node_id: u64, address: &str) -> Signer {
+    pub(crate) fn start(channel: Channel, node_id: u64, address: &str) -> Signer {
         let call = SignerCall {
-            rpc,
+            rpc: crate::connect::signing_rpc(channel),
             node_id,
             address: address.into(),
         };
@@ -306,16 +314,15 @@ impl Signer {
     async fn sign_share(&self, req: SignShareRequest) -> ShareAnswer {
         let address = &self.address;
         self.queue.send(req).await.unwrap_or_else(|_| {
-            Err((
-                tonic::Code::Unavailable,
-                format!("the signing queue for {address} closed"),
-            ))
+            Err(Error::Unavailable {
+                reason: format!("the signing queue for {address} closed"),
+            })
         })
     }
 }
 
 struct SignerCall {
-    rpc: TesseraClient<Channel>,
+    rpc: SigningClient<Channel>,
     node_id: u64,
     address: std::sync::Arc<str>,
 }
@@ -328,9 +335,7 @@ impl Call for SignerCall {
 
     async fn call(&self, items: Vec<SignShareRequest>) -> Vec<ShareAnswer> {
         let n = items.len();
-        let all = |code: tonic::Code, message: String| -> Vec<ShareAnswer> {
-            (0..n).map(|_| Err((code, message.clone()))).collect()
-        };
+        let all = |e: Error| -> Vec<ShareAnswer> { (0..n).map(|_| Err(e.clone())).collect() };
         let reply = match self
             .rpc
             .clone()
@@ -338,25 +343,25 @@ impl Call for SignerCall {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) => return all(s.code(), s.message().to_string()),
+            Err(s) => return all(Error::from_status(&self.address, s)),
         };
         if reply.node_id != self.node_id {
             let m = format!("{} answered as node {}", self.address, reply.node_id);
-            return all(tonic::Code::Unknown, m);
+            return all(Error::misbehaving(m));
         }
         if reply.items.len() != n {
             let m = format!(
                 "answered {} signature shares for {n} asked",
                 reply.items.len()
             );
-            return all(tonic::Code::Unknown, m);
+            return all(Error::misbehaving(m));
         }
         reply
             .items
             .into_iter()
-            .map(|i| match i.error_code {
-                0 => Ok(i.share),
-                code => Err((tonic::Code::from(code as i32), i.error)),
+            .map(|i| match i.refusal {
+                None => Ok(i.share),
+                Some(r) => Err(Error::from_refusal(r)),
             })
             .collect()
     }

@@ -12,25 +12,35 @@ use serde_json::Value;
 
 /// The `tessera` binary under test: `TESSERA_BIN`, or the one cargo built next to this test.
 pub fn tessera_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TESSERA_BIN") {
+    workspace_bin("tessera", "TESSERA_BIN")
+}
+
+/// The `tessera-bench` binary (the benchmark lab, kept out of `tessera`): `TESSERA_BENCH_BIN`,
+/// or the one cargo built next to this test.
+pub fn bench_bin() -> PathBuf {
+    workspace_bin("tessera-bench", "TESSERA_BENCH_BIN")
+}
+
+fn workspace_bin(name: &str, env: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test-binary> → target/<profile>/tessera
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("tessera");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it first (cargo build --bin tessera) or set TESSERA_BIN",
+        "{} not found: build it first (cargo build --bin {name}) or set {env}",
         bin.display()
     );
-    // `cargo nextest run --workspace` rebuilds the binary (node has integration tests);
-    // `-p cluster-tests` alone does not, so say so when it looks stale.
+    // `cargo nextest run --workspace` rebuilds the binaries (their packages have integration
+    // tests); `-p cluster-tests` alone does not, so say so when one looks stale.
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(b), Some(t)) = (mtime(&bin), mtime(&exe)) {
         if b < t {
             eprintln!(
-                "warning: {} is older than this test binary; run `cargo build --bin tessera` or test with --workspace",
+                "warning: {} is older than this test binary; run `cargo build --bin {name}` or test with --workspace",
                 bin.display()
             );
         }
@@ -322,7 +332,17 @@ impl Cluster {
     /// Environment for the CLI as `identity` (whose cert/key are in the cluster dir), talking
     /// to node `via`.
     pub fn cli_as(&self, identity: &str, via: u64, args: &[&str]) -> Output {
-        Command::new(tessera_bin())
+        self.run_as(tessera_bin(), identity, via, args)
+    }
+
+    /// `tessera-bench` as the admin, through node `via`.
+    pub fn bench(&self, via: u64, args: &[&str]) -> Output {
+        self.run_as(bench_bin(), "admin", via, args)
+    }
+
+    /// A client binary with the connection environment of `identity` through node `via`.
+    fn run_as(&self, bin: PathBuf, identity: &str, via: u64, args: &[&str]) -> Output {
+        Command::new(bin)
             .args(args)
             .env("TESSERA_ADDR", &self.node(via).api_addr)
             .env("TESSERA_CACERT", self.dir.join("ca.crt"))
@@ -336,7 +356,7 @@ impl Cluster {
             )
             .env_remove("TESSERA_TLS_SERVER_NAME")
             .output()
-            .expect("run tessera")
+            .expect("run a client binary")
     }
 
     /// The CLI as the admin created by init, through node `via`.

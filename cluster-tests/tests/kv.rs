@@ -266,7 +266,7 @@ fn policy_is_enforced_by_every_holder_itself() {
             ..Default::default()
         };
         client
-            .raw()
+            .kv_rpc()
             .release_shares(tessera_client::proto::ReleaseSharesRequest {
                 reader_key: reader.public().0.to_vec(),
                 items: vec![item("prod/db/x"), item("prod/app/x")],
@@ -276,17 +276,19 @@ fn policy_is_enforced_by_every_holder_itself() {
             .into_inner()
     });
     let (denied, allowed) = (&reply.items[0], &reply.items[1]);
+    let refusal = denied.refusal.as_ref().expect("the item is refused");
     assert_eq!(
-        denied.error_code,
-        tonic::Code::PermissionDenied as u32,
+        refusal.kind(),
+        tessera_client::proto::RefusalKind::Denied,
         "{denied:?}"
     );
     assert!(
         denied.sealed_share.is_empty(),
         "a refused item carries no share"
     );
-    assert!(denied.error.contains("prod/db/x"), "{}", denied.error);
-    assert_eq!(allowed.error_code, 0, "{allowed:?}");
+    assert_eq!(refusal.path, "prod/db/x", "{refusal:?}");
+    assert!(refusal.reason.contains("prod/db/x"), "{}", refusal.reason);
+    assert!(allowed.refusal.is_none(), "{allowed:?}");
     assert!(!allowed.sealed_share.is_empty());
     let audit = std::fs::read_to_string(c.node(follower).data_dir.join("audit.log")).unwrap();
     let refused = audit.lines().any(|l| {
@@ -382,7 +384,7 @@ fn versions_delete_undelete_destroy_and_metadata() {
 
 #[test]
 fn malformed_writes_get_clear_errors_and_store_nothing() {
-    use tessera_client::proto::Envelope;
+    use tessera_client::proto::ShareEnvelope;
     let mut c = Cluster::start(Opts::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -394,9 +396,9 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         let topo = client.topology().await.unwrap();
         let good = || tessera_client::deal_version(&topo, "bad/x", 1, None, b"value").unwrap();
         let expect = |req: tessera_client::proto::KvPutRequest, needle: &'static str| {
-            let mut raw = client.raw();
+            let mut raw = client.kv_rpc();
             async move {
-                let s = raw.kv_put(req).await.unwrap_err();
+                let s = raw.put(req).await.unwrap_err();
                 assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
                 assert!(
                     s.message().contains(needle),
@@ -412,7 +414,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         expect(r, "envelope for node 1").await;
         // An envelope that is not even well-formed.
         let mut r = good();
-        r.envelopes[0] = Envelope {
+        r.envelopes[0] = ShareEnvelope {
             enc: vec![1, 2, 3],
             ciphertext: vec![],
         };
@@ -439,7 +441,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // Nothing was stored.
         assert!(matches!(
             client.kv_metadata("bad/x").await,
-            Err(tessera_client::Error::NotFound(_))
+            Err(tessera_client::Error::NotFound { .. })
         ));
 
         // A bad envelope for another holder: that holder checks its share before the write is
@@ -457,14 +459,14 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             .unwrap();
         let victim = r.holders[other];
         r.envelopes[other].ciphertext[5] ^= 0x55;
-        let s = client.raw().kv_put(r.clone()).await.unwrap_err();
+        let s = client.kv_rpc().put(r.clone()).await.unwrap_err();
         assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
         let needle = format!("node {victim} refused its share of this write");
         assert!(s.message().contains(&needle), "{:?}", s.message());
         assert!(s.message().contains("nothing was stored"), "{s:?}");
         assert!(matches!(
             client.kv_metadata("bad/y").await,
-            Err(tessera_client::Error::NotFound(_))
+            Err(tessera_client::Error::NotFound { .. })
         ));
 
         // The same write while that holder is down, with the cluster content with `t`
@@ -472,7 +474,7 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // files a complaint, and the version is marked invalid.
         set_ack_fault_tolerance(&client, 0).await;
         c.stop(victim);
-        client.raw().kv_put(r).await.unwrap();
+        client.kv_rpc().put(r).await.unwrap();
         c.start_node(victim);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let m = loop {
@@ -488,8 +490,8 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         };
         assert_eq!(m.versions[0].complaints, vec![victim]);
         match client.kv_get("bad/y", None).await {
-            Err(tessera_client::Error::Invalid(e)) => {
-                assert!(e.contains("invalid and never served"), "{e}")
+            Err(tessera_client::Error::Rejected { reason }) => {
+                assert!(reason.contains("invalid and never served"), "{reason}")
             }
             other => panic!("an invalid version was served: {other:?}"),
         }
@@ -536,7 +538,7 @@ fn concurrent_writes_each_get_their_own_holders_verdict() {
                     r.envelopes[other].ciphertext[5] ^= 0x55;
                     r.holders[other]
                 });
-                let res = client.raw().kv_put(r).await;
+                let res = client.kv_rpc().put(r).await;
                 (path, value, victim, res)
             }));
         }
@@ -559,7 +561,7 @@ fn concurrent_writes_each_get_their_own_holders_verdict() {
                     assert!(s.message().contains(&needle), "{path}: {:?}", s.message());
                     assert!(matches!(
                         client.kv_metadata(&path).await,
-                        Err(tessera_client::Error::NotFound(_))
+                        Err(tessera_client::Error::NotFound { .. })
                     ));
                 }
                 None => {
@@ -779,7 +781,7 @@ fn concurrent_reads_share_calls_and_each_gets_its_own_value() {
     );
 }
 
-/// `tessera bench kv --ops` runs only the phases asked for (so that `chaos/cpu.sh` can charge a
+/// `tessera-bench kv --ops` runs only the phases asked for (so that `bench/cpu.sh` can charge a
 /// run's CPU to one kind of operation): a write-only run writes no secrets to read, every phase
 /// stops at `--max-ops`, a read phase with nothing to read is refused before it starts, and a
 /// ping phase stores nothing.
@@ -788,18 +790,9 @@ fn bench_runs_only_the_phases_asked_for() {
     let c = Cluster::start(Opts::default());
     // Runs one phase and checks that it was the only one, with `ops` operations and no error.
     let one_phase = |op: &str, ops: u64, args: &[&str]| {
-        let mut a = vec![
-            "bench",
-            "kv",
-            "--ops",
-            op,
-            "--duration",
-            "20",
-            "--format",
-            "json",
-        ];
+        let mut a = vec!["kv", "--ops", op, "--duration", "20", "--format", "json"];
         a.extend_from_slice(args);
-        let rows: Value = serde_json::from_str(&ok(&c.cli(1, &a))).expect("bench prints JSON");
+        let rows: Value = serde_json::from_str(&ok(&c.bench(1, &a))).expect("bench prints JSON");
         let rows = rows.as_array().expect("one row per phase");
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0]["op"], format!("kv_{op}"));
@@ -812,7 +805,7 @@ fn bench_runs_only_the_phases_asked_for() {
     let inside = c.json(1, &["kv", "list", &format!("bench/{run}")]);
     assert_eq!(inside, serde_json::json!(["w/"]), "{inside}");
 
-    let err = fails(&c.cli(1, &["bench", "kv", "--ops", "read", "--keys", "0"]));
+    let err = fails(&c.bench(1, &["kv", "--ops", "read", "--keys", "0"]));
     assert!(err.contains("--keys must be at least 1"), "{err}");
 
     one_phase(

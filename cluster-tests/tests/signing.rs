@@ -145,7 +145,11 @@ async fn commit_as(
         request_id: "0123456789abcdef0123".into(),
         ..Default::default()
     };
-    client.raw().sign_commit(req).await.map(|r| r.into_inner())
+    client
+        .signing_rpc()
+        .commit(req)
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[test]
@@ -196,7 +200,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
         };
         c.sdk("app", 1)
             .await
-            .raw()
+            .signing_rpc()
             .sign_shares(tessera_client::proto::SignSharesRequest {
                 items: vec![item("k"), item("open")],
             })
@@ -206,13 +210,13 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
     });
     assert_eq!(reply.items.len(), 2);
     assert_eq!(
-        reply.items[0].error_code,
-        tonic::Code::PermissionDenied as u32,
+        reply.items[0].refusal.as_ref().map(|r| r.kind()),
+        Some(tessera_client::proto::RefusalKind::Denied),
         "{:?}",
         reply.items[0]
     );
     assert!(reply.items[0].share.is_empty());
-    assert_eq!(reply.items[1].error_code, 0, "{:?}", reply.items[1]);
+    assert!(reply.items[1].refusal.is_none(), "{:?}", reply.items[1]);
     assert_eq!(reply.items[1].share.len(), 32);
     let log = std::fs::read_to_string(c.node(1).data_dir.join("audit.log")).unwrap();
     let line = |path: &str, outcome: &str| {

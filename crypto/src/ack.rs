@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::merkle;
-use crate::seal::Envelope;
+use crate::seal::ShareEnvelope;
 use crate::vss::Commitments;
 use crate::{invalid, CryptoError, SecretBytes};
 
@@ -36,7 +36,7 @@ pub fn receipt_message(
     version: u64,
     node_id: u64,
     commitments: &Commitments,
-    envelope: &Envelope,
+    envelope: &ShareEnvelope,
 ) -> Vec<u8> {
     let points: Vec<u8> = commitments.0.concat();
     statement_digest(
@@ -343,8 +343,8 @@ pub fn verify_ack(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), Crypt
 mod tests {
     use super::*;
 
-    fn envelope() -> Envelope {
-        Envelope {
+    fn envelope() -> ShareEnvelope {
+        ShareEnvelope {
             enc: [9; 32],
             ciphertext: vec![7; 48],
         }

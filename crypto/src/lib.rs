@@ -22,6 +22,7 @@ pub mod frost;
 mod hpke;
 pub mod jwt;
 pub mod merkle;
+pub mod purpose;
 pub mod release;
 pub mod seal;
 pub mod secret;

@@ -129,16 +129,17 @@ impl SealingKey {
     }
 }
 
-/// A sealed message: the HPKE encapsulated key and the ciphertext. Public.
+/// A share (or a DKG package) sealed to one node: the HPKE encapsulated key and the
+/// ciphertext. Public; only that node can open it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct ShareEnvelope {
     #[serde(with = "crate::b64::array")]
     pub enc: [u8; 32],
     #[serde(with = "crate::b64::bytes")]
     pub ciphertext: Vec<u8>,
 }
 
-impl Envelope {
+impl ShareEnvelope {
     /// Structural check, for refusing malformed requests early.
     pub fn check(&self, max_plaintext: usize) -> Result<(), CryptoError> {
         if self.ciphertext.len() < 16 || self.ciphertext.len() > max_plaintext + 16 {
@@ -155,15 +156,19 @@ pub fn seal(
     to: &SealingPublicKey,
     ctx: &Context,
     plaintext: &[u8],
-) -> Result<Envelope, CryptoError> {
+) -> Result<ShareEnvelope, CryptoError> {
     let (enc, sender) = hpke::setup_sender(&to.0, &ctx.info(), AeadId::ChaCha20Poly1305)?;
     let ciphertext = sender.seal(b"", plaintext)?;
-    Ok(Envelope { enc, ciphertext })
+    Ok(ShareEnvelope { enc, ciphertext })
 }
 
 /// Opens an envelope sealed to `key` for exactly this context. Any failure (a wrong key or
 /// context, a changed byte, an encapsulated key that is not a usable point) is `Decrypt`.
-pub fn open(key: &SealingKey, ctx: &Context, env: &Envelope) -> Result<SecretBytes, CryptoError> {
+pub fn open(
+    key: &SealingKey,
+    ctx: &Context,
+    env: &ShareEnvelope,
+) -> Result<SecretBytes, CryptoError> {
     key.receiver(&env.enc, &ctx.info(), AeadId::ChaCha20Poly1305)
         .map_err(|_| CryptoError::Decrypt)?
         .open(b"", &env.ciphertext)

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::jwt::JwtRequest;
+use crate::purpose::KeyPurpose;
 use crate::ssh::CertRequest;
 use crate::{invalid, CryptoError};
 
@@ -24,13 +25,13 @@ pub enum SignRequest {
 }
 
 impl SignRequest {
-    /// The purpose name this request needs the key to have.
-    pub fn purpose(&self) -> &'static str {
+    /// The purpose this request needs the key to have.
+    pub fn purpose(&self) -> KeyPurpose {
         match self {
-            SignRequest::Raw { .. } => "raw",
-            SignRequest::Ssh(c) if c.cert_type == 2 => "ssh-host-ca",
-            SignRequest::Ssh(_) => "ssh-user-ca",
-            SignRequest::Jwt(_) => "jwt",
+            SignRequest::Raw { .. } => KeyPurpose::Raw,
+            SignRequest::Ssh(c) if c.cert_type == 2 => KeyPurpose::SshHostCa,
+            SignRequest::Ssh(_) => KeyPurpose::SshUserCa,
+            SignRequest::Jwt(_) => KeyPurpose::Jwt,
         }
     }
 
@@ -45,7 +46,7 @@ impl SignRequest {
 
     /// What every signer checks before it signs: the key's purpose, the request's own
     /// consistency, and lifetimes against its own clock.
-    pub fn check(&self, key_purpose: &str, now: u64) -> Result<(), CryptoError> {
+    pub fn check(&self, key_purpose: KeyPurpose, now: u64) -> Result<(), CryptoError> {
         if self.purpose() != key_purpose {
             return Err(invalid(
                 "sign request",

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use tonic::Status;
-
+use crate::error::Refusal;
 use crate::node::Node;
 use crate::policy::{allowed, Capability, Policy};
 use crate::state::ROOT_POLICY;
 
-pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Result<(), Status> {
+pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Result<(), Refusal> {
     if node.config.root_identities.iter().any(|r| r == identity) {
         return Ok(());
     }
@@ -27,14 +26,11 @@ pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Re
     if allowed(&refs, path, cap) {
         Ok(())
     } else {
-        Err(Status::permission_denied(format!(
-            "permission denied: identity {identity:?} may not {} {path:?} (policies: {})",
-            cap.as_str(),
-            if names.is_empty() {
-                "none attached".to_string()
-            } else {
-                names.into_iter().collect::<Vec<_>>().join(", ")
-            }
-        )))
+        Err(Refusal::Denied {
+            identity: identity.to_string(),
+            path: path.to_string(),
+            capability: cap.as_str().to_string(),
+            policies: names.into_iter().collect(),
+        })
     }
 }

@@ -13,6 +13,8 @@
 //! the last line, leaves a valid shorter chain. Detecting that needs an anchor
 //! kept elsewhere, such as the head hash from [`AuditLog::head`].
 
+mod auditor;
+mod operation;
 mod verify;
 
 use std::fs::{File, OpenOptions};
@@ -23,6 +25,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use self::auditor::Auditor;
+pub use self::operation::Operation;
 pub use self::verify::{verify_file, VerifyError};
 
 /// The `prev` of the first line.

@@ -248,7 +248,6 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
             | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
         },
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
-        Cmd::Bench { cmd } => return super::bench::run(cmd, c, out).await,
         Cmd::Key { cmd } => return super::keys::run_key(cmd, c, out).await,
         Cmd::Sign(a) => return super::keys::run_sign(a, c, out).await,
         Cmd::Ssh {

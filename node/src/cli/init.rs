@@ -143,6 +143,7 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
             None => {
                 let e = topology::check(&counts, topology::fallback_threshold(a.nodes as usize))
                     .err()
+                    .map(|e| e.to_string())
                     .unwrap_or_default();
                 anyhow::bail!(
                     "no threshold keeps the topology guarantee for {} nodes in regions {}: {e}. Spread the nodes over more regions, or pass --allow-unsafe-topology for a development setup",

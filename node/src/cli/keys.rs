@@ -12,6 +12,8 @@ use tessera_client::crypto::ssh::{parse_public_key_line, public_key_line, CertRe
 use tessera_client::Client;
 
 use super::output::{pairs, table, Out};
+use tessera_client::crypto::purpose::{KeyPurpose, UnknownPurpose};
+
 use super::{Failure, Format};
 
 #[derive(Subcommand)]
@@ -66,8 +68,8 @@ pub async fn run_role(cmd: RoleCmd, c: &Client, out: Out) -> Result<(), Failure>
         } => {
             let max_ttl_seconds = parse_ttl(&max_ttl)?;
             let r = c
-                .raw()
-                .ssh_role_write(tessera_client::proto::SshRoleRequest {
+                .signing_rpc()
+                .write_ssh_role(tessera_client::proto::SshRoleRequest {
                     key: key.clone(),
                     allowed_principals,
                     allowed_extensions,
@@ -203,7 +205,11 @@ pub async fn run_key(cmd: KeyCmd, c: &Client, out: Out) -> Result<(), Failure> {
             eprintln!(
                 "Generating key {name:?} by distributed key generation (up to {timeout} s)..."
             );
-            let k = c.key_create(&name, &purpose, timeout).await?;
+            let purpose: KeyPurpose = purpose.parse().map_err(|e: UnknownPurpose| Failure {
+                message: e.to_string(),
+                code: 2,
+            })?;
+            let k = c.key_create(&name, purpose, timeout).await?;
             let gk = hex::encode(&k.group_key);
             out.emit(json!({ "name": k.name, "purpose": k.purpose, "group_key": gk, "threshold": k.threshold, "participants": k.participants.iter().map(|p| p.id).collect::<Vec<_>>() }), || {
                 println!("Success! Created key {name} ({}), {} of {} signers", k.purpose, k.threshold, k.participants.len());

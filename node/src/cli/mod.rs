@@ -1,15 +1,16 @@
 //! The `tessera` command line: `server` and `dev` run nodes; every other command is a client of
 //! the API (`status`, `operator ...`, `group ...`, `policy ...`), except `operator init`,
-//! `operator client-cert`, `audit verify` and `bench floor`, which work on local files.
+//! `operator client-cert` and `audit verify`, which work on local files.
+//!
+//! `output`, `ClientArgs`, `Format` and `Failure` are public so that companion binaries
+//! (`tessera-bench`) speak with the same flags, formats and exit codes.
 
-mod bench;
-mod bench_floor;
 mod commands;
 mod dev;
 mod init;
 mod keys;
 mod kv;
-mod output;
+pub mod output;
 mod server;
 
 use std::path::PathBuf;
@@ -142,12 +143,6 @@ enum Cmd {
     Jwt {
         #[command(subcommand)]
         cmd: JwtCmd,
-    },
-    /// Load a running cluster and report throughput and latency (`floor`: what one read
-    /// cannot avoid on this machine, measured without a cluster).
-    Bench {
-        #[command(subcommand)]
-        cmd: bench::BenchCmd,
     },
     /// The node audit log.
     Audit {
@@ -360,7 +355,7 @@ pub fn main() -> ExitCode {
 /// Lets `tessera kv list | head` end quietly instead of panicking when stdout is closed.
 /// (Restoring SIGPIPE's default would be simpler but would also kill the CLI when a node closes
 /// its TLS connection, hiding the error message.)
-fn quiet_on_closed_stdout() {
+pub fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let msg = info
@@ -393,9 +388,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Audit {
             cmd: AuditCmd::Verify { file },
         } => commands::audit_verify(&file, out),
-        Cmd::Bench {
-            cmd: bench::BenchCmd::Floor(a),
-        } => bench_floor::run(a, out).await,
         cmd => {
             let client = cli.client.connect().await?;
             commands::run(cmd, &client, out).await

@@ -41,8 +41,8 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level);
     let config = NodeConfig::load(&args.config)?;
-    let node = Node::start(config).await?;
-    node.serve(shutdown_signal()).await
+    let (node, background) = Node::start(config).await?;
+    crate::server::serve(node, background, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -4,8 +4,6 @@
 //! Labels carry only operation names, outcomes and node ids: never a path a user chose, a
 //! value, or an identity, so metrics can be shared freely.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
@@ -15,7 +13,9 @@ use prometheus::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::node::Node;
+use tessera_proto::NodeStatusReply;
+
+use crate::raft::{NodeId, Raft};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -153,41 +153,46 @@ impl Metrics {
     }
 }
 
-/// Brings the Raft gauges up to date from openraft's metrics. Called on every scrape, so what
-/// Prometheus sees is never older than the scrape itself.
-pub async fn refresh(node: &Node) {
-    let st = node.local_status().await;
-    let m = &node.metrics;
-    m.term.set(st.term as i64);
-    m.leader.set(st.leader.unwrap_or(0) as i64);
-    m.is_leader.set(i64::from(st.leader == Some(node.id)));
-    m.commit_index.set(st.committed as i64);
-    m.applied_index.set(st.last_applied as i64);
-    m.last_log_index.set(st.last_log_index as i64);
-    m.snapshot_index.set(st.snapshot_index as i64);
-    m.snapshot_installs
-        .set(node.snapshot_installs.load(Ordering::Relaxed) as i64);
-    m.replication_lag.reset();
-    let replication = node.raft.metrics().borrow().replication.clone();
-    for (peer, matched) in replication.into_iter().flatten() {
-        if peer == node.id {
-            continue;
+impl Metrics {
+    /// Brings the Raft gauges up to date from this node's status and openraft's metrics.
+    /// Called on every scrape, so what Prometheus sees is never older than the scrape itself.
+    pub fn refresh(&self, id: NodeId, st: &NodeStatusReply, raft: &Raft, snapshot_installs: u64) {
+        let m = self;
+        m.term.set(st.term as i64);
+        m.leader.set(st.leader.unwrap_or(0) as i64);
+        m.is_leader.set(i64::from(st.leader == Some(id)));
+        m.commit_index.set(st.committed as i64);
+        m.applied_index.set(st.last_applied as i64);
+        m.last_log_index.set(st.last_log_index as i64);
+        m.snapshot_index.set(st.snapshot_index as i64);
+        m.snapshot_installs.set(snapshot_installs as i64);
+        m.replication_lag.reset();
+        let replication = raft.metrics().borrow().replication.clone();
+        for (peer, matched) in replication.into_iter().flatten() {
+            if peer == id {
+                continue;
+            }
+            let matched = matched.map(|l| l.index).unwrap_or(0);
+            m.replication_lag
+                .with_label_values(&[&peer.to_string()])
+                .set(st.last_log_index.saturating_sub(matched) as i64);
         }
-        let matched = matched.map(|l| l.index).unwrap_or(0);
-        m.replication_lag
-            .with_label_values(&[&peer.to_string()])
-            .set(st.last_log_index.saturating_sub(matched) as i64);
     }
 }
 
 /// A minimal HTTP/1.1 server: `GET /metrics` answers the Prometheus text format, anything else
 /// 404. Kept tiny on purpose: it exposes no secrets and parses only the request line.
-pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+/// `render` brings the figures up to date and renders them, once per scrape.
+pub async fn serve<F, Fut>(listener: TcpListener, render: F)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
-        let node = node.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -209,11 +214,10 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let (status, ctype, body) =
                 if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-                    refresh(&node).await;
                     (
                         "200 OK",
                         "text/plain; version=0.0.4; charset=utf-8",
-                        node.metrics.render(),
+                        render().await,
                     )
                 } else {
                     (

@@ -106,24 +106,12 @@ impl FromStr for Capability {
 }
 
 /// One `path "pattern" { ... }` block.
-///
-/// `approvals`, `approvers` and `max_ttl` are parsed and kept for the
-/// approval workflow; evaluation in this module ignores them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathRule {
     /// Glob pattern, see [`glob_match`].
     pub pattern: String,
     /// Capabilities granted on matching paths (or `deny`).
     pub capabilities: BTreeSet<Capability>,
-    /// Number of approvals an operation on the path needs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvals: Option<u32>,
-    /// Group whose members may approve.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvers: Option<String>,
-    /// Maximum lifetime of what is issued under the path, e.g. `"1h"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_ttl: Option<String>,
 }
 
 /// A parsed policy: an ordered list of rules. Order does not affect
@@ -163,9 +151,6 @@ impl Policy {
                     .into_iter()
                     .filter(|cap| *cap != Capability::Deny)
                     .collect(),
-                approvals: None,
-                approvers: None,
-                max_ttl: None,
             }],
         }
     }
@@ -362,15 +347,15 @@ mod tests {
     }
 
     #[test]
-    fn policy_serializes_without_absent_extras() {
+    fn policy_serializes_as_rules() {
         let p = policy(
-            "path \"a\" {\n  capabilities = [\"read\"]\n  approvals = 2\n}\n\
+            "path \"a\" {\n  capabilities = [\"read\"]\n}\n\
              path \"b\" { capabilities = [\"list\"] }",
         );
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(
             json,
-            "{\"rules\":[{\"pattern\":\"a\",\"capabilities\":[\"read\"],\"approvals\":2},\
+            "{\"rules\":[{\"pattern\":\"a\",\"capabilities\":[\"read\"]},\
              {\"pattern\":\"b\",\"capabilities\":[\"list\"]}]}"
         );
         assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);

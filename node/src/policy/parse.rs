@@ -7,12 +7,14 @@
 //! policy     = { block }                       (blocks on separate lines)
 //! block      = "path" STRING "{" { attribute } "}"
 //! attribute  = "capabilities" "=" "[" [ STRING { "," STRING } [ "," ] ] "]"
-//!            | "approvals"    "=" INTEGER
-//!            | "approvers"    "=" STRING
-//!            | "max_ttl"      "=" STRING
 //! comment    = "#" ... end of line | "//" ... end of line | "/*" ... "*/"
 //! STRING     = '"' { any character but '"', '\', newline, control; or \" or \\ } '"'
 //! ```
+//!
+//! `approvals`, `approvers` and `max_ttl` are known names that are refused
+//! ("not supported yet"): they ask for an approval workflow this version does
+//! not enforce, and accepting them would let an operator believe a path is
+//! guarded when a plain `read` opens it.
 //!
 //! Each attribute may appear at most once per block, `capabilities` is
 //! mandatory, and two attributes (or two blocks) may not share a line, as in
@@ -25,7 +27,11 @@ use std::collections::BTreeSet;
 use super::{Capability, PathRule, Policy, PolicyError};
 
 /// Names of the attributes a `path` block accepts, for error messages.
-const ATTRIBUTE_NAMES: &str = "capabilities, approvals, approvers, max_ttl";
+const ATTRIBUTE_NAMES: &str = "capabilities";
+
+/// Attributes that ask for approvals before access. They are refused, not
+/// ignored, until every holder enforces them (break-glass).
+const NOT_SUPPORTED_YET: [&str; 3] = ["approvals", "approvers", "max_ttl"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tok {
@@ -275,18 +281,12 @@ impl Lexer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Attr {
     Capabilities = 0,
-    Approvals = 1,
-    Approvers = 2,
-    MaxTtl = 3,
 }
 
 impl Attr {
     fn from_name(name: &str) -> Option<Attr> {
         match name {
             "capabilities" => Some(Attr::Capabilities),
-            "approvals" => Some(Attr::Approvals),
-            "approvers" => Some(Attr::Approvers),
-            "max_ttl" => Some(Attr::MaxTtl),
             _ => None,
         }
     }
@@ -356,11 +356,8 @@ impl Parser {
         let mut rule = PathRule {
             pattern,
             capabilities: BTreeSet::new(),
-            approvals: None,
-            approvers: None,
-            max_ttl: None,
         };
-        let mut seen: [Option<(usize, usize)>; 4] = [None; 4];
+        let mut seen: [Option<(usize, usize)>; 1] = [None; 1];
         let mut last_value_line: Option<usize> = None;
         loop {
             let token = self.next()?;
@@ -391,7 +388,13 @@ impl Parser {
                 ));
             }
             let Some(attr) = Attr::from_name(&name) else {
-                let message = if name == "path" {
+                let message = if NOT_SUPPORTED_YET.contains(&name.as_str()) {
+                    format!(
+                        "{name:?} is not supported yet: approval workflows (break-glass) are \
+                         not enforced by this version, so a policy that asks for them is \
+                         refused rather than accepted and ignored"
+                    )
+                } else if name == "path" {
                     // Most likely the previous block lacks its closing brace.
                     format!(
                         "expected \"}}\" to close the path block opened at line {}, column {}, \
@@ -420,9 +423,6 @@ impl Parser {
             }
             match attr {
                 Attr::Capabilities => rule.capabilities = self.capability_list()?,
-                Attr::Approvals => rule.approvals = Some(self.integer(&name)?),
-                Attr::Approvers => rule.approvers = Some(self.non_empty_string(&name)?),
-                Attr::MaxTtl => rule.max_ttl = Some(self.non_empty_string(&name)?),
             }
             last_value_line = Some(self.last_line);
         }
@@ -484,42 +484,6 @@ impl Parser {
             }
         }
     }
-
-    fn integer(&mut self, name: &str) -> Result<u32, PolicyError> {
-        let token = self.next()?;
-        match &token.tok {
-            Tok::Int(digits) => digits.parse::<u32>().map_err(|_| {
-                error(
-                    token.line,
-                    token.column,
-                    format!(
-                        "{name} value {digits} is out of range (expected an integer from 0 to {})",
-                        u32::MAX
-                    ),
-                )
-            }),
-            _ => Err(unexpected(
-                &format!("an integer value for {name:?}"),
-                &token,
-            )),
-        }
-    }
-
-    fn non_empty_string(&mut self, name: &str) -> Result<String, PolicyError> {
-        let token = self.next()?;
-        match &token.tok {
-            Tok::Str(value) if value.is_empty() => Err(error(
-                token.line,
-                token.column,
-                format!("empty {name} value (expected a non-empty string)"),
-            )),
-            Tok::Str(value) => Ok(value.clone()),
-            _ => Err(unexpected(
-                &format!("a quoted string value for {name:?}"),
-                &token,
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -578,29 +542,20 @@ path "prod/+/config" { capabilities = ["deny"] }
                 PathRule {
                     pattern: "prod/db/*".into(),
                     capabilities: caps(&[Capability::Read, Capability::List]),
-                    approvals: None,
-                    approvers: None,
-                    max_ttl: None,
                 },
                 PathRule {
                     pattern: "prod/+/config".into(),
                     capabilities: caps(&[Capability::Deny]),
-                    approvals: None,
-                    approvers: None,
-                    max_ttl: None,
                 },
             ]
         );
     }
 
     #[test]
-    fn parses_extra_attributes_comments_and_layouts() {
+    fn parses_comments_and_layouts() {
         let src = "// line comment\n\
                    /* block\n   comment */ path \"pki/issue/*\" { # trailing\n\
-                   \tcapabilities = [\n    \"sign\", // why\n    \"approve\",\n  ]\n\
-                   \tapprovals = 2\n\
-                   \tapprovers = \"security-team\"\n\
-                   \tmax_ttl = \"1h\" /* inline */\n\
+                   \tcapabilities = [\n    \"sign\", // why\n    \"approve\", /* inline */\n  ]\n\
                    }\n\
                    path \"all/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"] }\n";
         let policy = parse_ok(src);
@@ -611,9 +566,6 @@ path "prod/+/config" { capabilities = ["deny"] }
             rule.capabilities,
             caps(&[Capability::Sign, Capability::Approve])
         );
-        assert_eq!(rule.approvals, Some(2));
-        assert_eq!(rule.approvers.as_deref(), Some("security-team"));
-        assert_eq!(rule.max_ttl.as_deref(), Some("1h"));
         assert_eq!(policy.rules[1].capabilities.len(), 8);
     }
 
@@ -663,14 +615,13 @@ path "prod/+/config" { capabilities = ["deny"] }
         let err = parse_err("path \"a\" {\n  capabilities = [\"read\"]\n  policy = \"read\"\n}\n");
         assert_eq!(
             err.to_string(),
-            "line 3, column 3: unknown attribute \"policy\" (expected one of capabilities, \
-             approvals, approvers, max_ttl)"
+            "line 3, column 3: unknown attribute \"policy\" (expected one of capabilities)"
         );
     }
 
     #[test]
     fn missing_capabilities() {
-        let err = parse_err("# header\n\npath \"a/*\" {\n  approvals = 2\n}\n");
+        let err = parse_err("# header\n\npath \"a/*\" {\n}\n");
         assert_eq!(
             err.to_string(),
             "line 3, column 1: path \"a/*\" has no capabilities (expected a \
@@ -729,10 +680,10 @@ path "prod/+/config" { capabilities = ["deny"] }
             "line 3, column 3: duplicate attribute \"capabilities\" (first set at line 2, column 3)"
         );
         assert_err(
-            "path \"a\" {\n capabilities = []\n approvals = 1\n\n   approvals = 2\n}",
-            5,
+            "path \"a\" {\n capabilities = []\n\n   capabilities = [\"read\"]\n}",
             4,
-            "duplicate attribute \"approvals\" (first set at line 3, column 2)",
+            4,
+            "duplicate attribute \"capabilities\" (first set at line 2, column 2)",
         );
     }
 
@@ -776,10 +727,10 @@ path "prod/+/config" { capabilities = ["deny"] }
     #[test]
     fn newlines_separate_attributes_and_blocks() {
         assert_err(
-            "path \"a\" { capabilities = [\"read\"] approvals = 2 }",
+            "path \"a\" { capabilities = [\"read\"] capabilities = [] }",
             1,
             36,
-            "expected a newline or \"}\" after the previous attribute, found identifier \"approvals\"",
+            "expected a newline or \"}\" after the previous attribute, found identifier \"capabilities\"",
         );
         assert_err(
             "path \"a\" { capabilities = [] } path \"b\" { capabilities = [] }",
@@ -824,39 +775,25 @@ path "prod/+/config" { capabilities = ["deny"] }
     }
 
     #[test]
-    fn malformed_extra_attributes() {
-        assert_err(
-            "path \"a\" {\n  capabilities = []\n  approvals = \"2\"\n}",
-            3,
-            15,
-            "expected an integer value for \"approvals\", found string \"2\"",
-        );
-        assert_err(
-            "path \"a\" {\n  capabilities = []\n  approvals = 4294967296\n}",
-            3,
-            15,
-            "approvals value 4294967296 is out of range",
-        );
-        assert_err(
-            "path \"a\" {\n  capabilities = []\n  approvals = -1\n}",
-            3,
-            15,
-            "unexpected character '-'",
-        );
-        assert_err(
-            "path \"a\" {\n  capabilities = []\n  approvers = ops\n}",
-            3,
-            15,
-            "expected a quoted string value for \"approvers\", found identifier \"ops\"",
-        );
-        assert_err(
-            "path \"a\" {\n  capabilities = []\n  max_ttl = \"\"\n}",
-            3,
-            13,
-            "empty max_ttl value",
-        );
-        let max = parse_ok("path \"a\" {\n  capabilities = []\n  approvals = 4294967295\n}");
-        assert_eq!(max.rules[0].approvals, Some(u32::MAX));
+    fn approval_attributes_are_refused_until_enforced() {
+        // A path the operator marked `approvals = 2` must not be readable on `read` alone: the
+        // policy is refused, with the place, instead of stored and ignored.
+        for (attr, value) in [
+            ("approvals", "2"),
+            ("approvers", "\"sre\""),
+            ("max_ttl", "\"1h\""),
+        ] {
+            let src = format!(
+                "path \"prod/*\" {{\n  capabilities = [\"read\"]\n  {attr} = {value}\n}}\n"
+            );
+            let err = parse_err(&src);
+            assert_eq!((err.line, err.column), (3, 3), "{err}");
+            assert!(
+                err.message
+                    .starts_with(&format!("\"{attr}\" is not supported yet")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

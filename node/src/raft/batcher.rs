@@ -15,6 +15,7 @@ use openraft::error::{ClientWriteError, Fatal, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{node_dns_name, NodeId, NodeInfo, Raft};
+use crate::error::Refusal;
 use crate::state::{Command, CommandResult, Op};
 
 /// What one command's submission comes to: the index of the entry that carried it and its own
@@ -126,12 +127,11 @@ async fn submit(raft: &Raft, id: NodeId, mut batch: Vec<Pending>) {
             for reply in replies {
                 // The state machine answers every command of a batch; a missing answer would
                 // mean the entry was refused as a whole, and then so is each command.
-                let res =
-                    results.next().unwrap_or_else(|| {
-                        CommandResult::refused(r.data.error.clone().unwrap_or_else(|| {
-                            "the batch carrying this command was refused".into()
-                        }))
-                    });
+                let res = results.next().unwrap_or_else(|| {
+                    CommandResult::refused(r.data.error.clone().unwrap_or_else(|| {
+                        Refusal::internal("the batch carrying this command was refused")
+                    }))
+                });
                 let _ = reply.send(Ok((index, res)));
             }
         }

@@ -13,8 +13,8 @@ use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::codec;
-use super::db::{cf, state_write, synced, CF_LOG, CF_RAFT_META};
 use super::{any, Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::db::{cf, state_write, synced, CF_LOG, CF_RAFT_META};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";

@@ -6,41 +6,22 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batcher;
+pub mod bootstrap;
 pub mod codec;
-pub mod db;
+pub mod leader;
 pub mod log_store;
 pub mod network;
-pub mod service;
+pub mod outgoing;
+pub mod reads;
+pub mod receipts_ahead;
 pub mod state_machine;
+pub mod status;
 
-use std::fmt;
 use std::io::Cursor;
-
-use serde::{Deserialize, Serialize};
 
 use crate::state::{Command, CommandResult};
 
-pub type NodeId = u64;
-
-/// A member as the replicated membership records it: where to reach it and which region it is
-/// in. Regions live in the membership so that every node can check placement on its own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub addr: String,
-    pub region: String,
-    /// X25519 public key (hex) that envelopes for this node are sealed to.
-    #[serde(default)]
-    pub sealing_key: String,
-    /// Ed25519 public key (hex) that checks this node's acknowledgements.
-    #[serde(default)]
-    pub ack_key: String,
-}
-
-impl fmt::Display for NodeInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.addr, self.region)
-    }
-}
+pub use crate::state::members::{node_dns_name, parse_node_dns_name, NodeId, NodeInfo};
 
 openraft::declare_raft_types!(
     pub TypeConfig:
@@ -57,16 +38,6 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
-
-/// The DNS name a node's certificate carries, and that peers verify when they dial it.
-pub fn node_dns_name(id: NodeId) -> String {
-    format!("node{id}")
-}
-
-/// Parses a node DNS name back to its id (`node3` → 3).
-pub fn parse_node_dns_name(name: &str) -> Option<NodeId> {
-    name.strip_prefix("node")?.parse().ok().filter(|id| *id > 0)
-}
 
 /// Wraps any error as openraft's `AnyError`, which its storage errors carry.
 pub(crate) fn any(e: impl std::error::Error + 'static) -> openraft::AnyError {

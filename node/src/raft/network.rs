@@ -1,6 +1,7 @@
-//! The Raft transport, client side: openraft messages to a peer as JSON inside one unary gRPC
-//! call each, over mutual TLS that checks the peer's certificate names the node we meant; and
-//! the write receipts this node asks of each peer, batched per peer.
+//! The node-to-node transport, client side: openraft messages to a peer as MessagePack inside
+//! one unary gRPC call each (`Raft` service), over mutual TLS that checks the peer's certificate
+//! names the node we meant; and the write receipts this node asks of each peer (`Holders`
+//! service), batched per peer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +16,13 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tessera_client::batch::{Call, Queue};
+use tessera_proto::holders_client::HoldersClient;
 use tessera_proto::raft_client::RaftClient;
 use tessera_proto::{RaftPayload, ReceiptRequest, ReceiptsRequest};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
 
 use super::{codec, NodeId, NodeInfo, TypeConfig};
+use crate::error::{wire, Refusal};
 use crate::tls::TlsMaterial;
 
 /// Largest gRPC message a node accepts or sends (a batch of log entries or a snapshot chunk).
@@ -37,13 +39,14 @@ pub struct Peers {
 /// Receipt requests to one peer. While this node's earlier receipt calls to it are on the
 /// network, the requests of other writes wait and go together in the next call.
 pub struct ReceiptCall {
-    rpc: RaftClient<Channel>,
+    rpc: HoldersClient<Channel>,
+    peer: String,
 }
 
 impl Call for ReceiptCall {
     type Item = ReceiptRequest;
-    /// The peer's receipt, or why it refused (its own status) or could not be asked.
-    type Answer = Result<Vec<u8>, Status>;
+    /// The peer's receipt, or why it refused (its own refusal) or could not be asked.
+    type Answer = Result<Vec<u8>, Refusal>;
     /// The peer takes up to 256.
     const MAX_ITEMS: usize = 64;
 
@@ -51,21 +54,25 @@ impl Call for ReceiptCall {
         let n = items.len();
         let reply = match self.rpc.clone().receipts(ReceiptsRequest { items }).await {
             Ok(r) => r.into_inner(),
-            Err(s) => return (0..n).map(|_| Err(s.clone())).collect(),
+            Err(s) => {
+                let r = wire::from_status(&self.peer, &s);
+                return (0..n).map(|_| Err(r.clone())).collect();
+            }
         };
         if reply.items.len() != n {
-            let s = Status::internal(format!(
-                "the peer answered {} receipts for {n} asked",
+            let r = Refusal::internal(format!(
+                "{} answered {} receipts for {n} asked",
+                self.peer,
                 reply.items.len()
             ));
-            return (0..n).map(|_| Err(s.clone())).collect();
+            return (0..n).map(|_| Err(r.clone())).collect();
         }
         reply
             .items
             .into_iter()
-            .map(|i| match i.error_code {
-                0 => Ok(i.receipt),
-                c => Err(Status::new(Code::from(c as i32), i.error)),
+            .map(|i| match i.refusal {
+                None => Ok(i.receipt),
+                Some(r) => Err(wire::from_proto(r)),
             })
             .collect()
     }
@@ -81,7 +88,7 @@ impl Peers {
     }
 
     /// The receipt queue for node `id` at `addr` (started on first use, within a runtime).
-    pub fn receipts(&self, id: NodeId, addr: &str) -> Result<Queue<ReceiptCall>, String> {
+    pub fn receipts(&self, id: NodeId, addr: &str) -> Result<Queue<ReceiptCall>, Refusal> {
         let mut queues = self.receipts.lock().expect("receipt queues lock");
         if let Some((a, q)) = queues.get(&id) {
             if a == addr && !q.is_closed() {
@@ -89,36 +96,41 @@ impl Peers {
             }
         }
         let q = Queue::start(ReceiptCall {
-            rpc: self.client(id, addr)?,
+            rpc: HoldersClient::new(self.channel(id, addr)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            peer: format!("node {id}"),
         });
         queues.insert(id, (addr.to_string(), q.clone()));
         Ok(q)
     }
 
     /// A gRPC client for the `Raft` service of node `id` at `addr`.
-    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftClient<Channel>, String> {
+    pub fn raft(&self, id: NodeId, addr: &str) -> Result<RaftClient<Channel>, Refusal> {
+        Ok(RaftClient::new(self.channel(id, addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// The connection to node `id` at `addr` (made on first use, lazily connected).
+    fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, Refusal> {
         let mut chans = self.channels.lock().expect("peers lock");
         if let Some((a, ch)) = chans.get(&id) {
             if a == addr {
-                return Ok(Self::wrap(ch.clone()));
+                return Ok(ch.clone());
             }
         }
+        let unusable = |what: String| Refusal::unavailable(format!("node {id}: {what}"));
         let ch = Endpoint::from_shared(format!("https://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .map_err(|e| unusable(format!("bad peer address {addr}: {e}")))?
             .tls_config(self.tls.to_peer(id))
-            .map_err(|e| format!("TLS config for node {id}: {e}"))?
+            .map_err(|e| unusable(format!("TLS config: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .connect_lazy();
         chans.insert(id, (addr.to_string(), ch.clone()));
-        Ok(Self::wrap(ch))
-    }
-
-    fn wrap(ch: Channel) -> RaftClient<Channel> {
-        RaftClient::new(ch)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        Ok(ch)
     }
 }
 
@@ -138,7 +150,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
         PeerLink {
             target,
-            client: self.peers.client(target, &node.addr),
+            client: self
+                .peers
+                .raft(target, &node.addr)
+                .map_err(|e| e.to_string()),
         }
     }
 }

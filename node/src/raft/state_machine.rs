@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::codec;
-use super::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use crate::shares::ShareVault;
 use crate::state::kv::SecretEntry;
 use crate::state::model::ApplyCtx;
@@ -86,20 +86,6 @@ pub struct StateMachine {
     slow_puts: Option<std::time::Duration>,
 }
 
-/// Test builds only (`byzantine-test`): `TESSERA_TEST_SLOW_PUTS_MS` makes this node apply each
-/// new version that late, so tests can meet a holder that lags behind the leader.
-fn slow_puts() -> Option<std::time::Duration> {
-    if !cfg!(feature = "byzantine-test") {
-        return None;
-    }
-    let ms: u64 = std::env::var("TESSERA_TEST_SLOW_PUTS_MS")
-        .ok()?
-        .parse()
-        .ok()?;
-    tracing::warn!(ms, "TEST BUILD: this node applies new versions late");
-    Some(std::time::Duration::from_millis(ms))
-}
-
 fn secret_key(path: &str) -> Vec<u8> {
     let mut k = SECRET_PREFIX.to_vec();
     k.extend_from_slice(path.as_bytes());
@@ -144,7 +130,7 @@ impl StateMachine {
             applied_tx: Arc::new(watch::channel(index).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             installs: Arc::new(AtomicU64::new(0)),
-            slow_puts: slow_puts(),
+            slow_puts: crate::byzantine::slow_puts(),
         };
         sm.reconcile_shares()
             .map_err(|e| anyhow::anyhow!("cannot reconcile this node's shares: {e}"))?;
@@ -193,7 +179,10 @@ impl StateMachine {
                 if vault.has(path, *version) {
                     let _ = self.acks.send(Outgoing::Ack(path.clone(), *version, None));
                 } else if v.envelopes.contains_key(&me) {
-                    let verdict = vault.accept(&mut batch, path, *version, v).err();
+                    let verdict = vault
+                        .accept(&mut batch, path, *version, v)
+                        .err()
+                        .map(|e| e.0);
                     let _ = self
                         .acks
                         .send(Outgoing::Ack(path.clone(), *version, verdict));
@@ -245,7 +234,7 @@ impl StateMachine {
                 .and_then(|e| e.versions.get(version))
             {
                 if v.share_index(vault.node_id()).is_some() {
-                    let verdict = vault.accept(batch, path, *version, v).err();
+                    let verdict = vault.accept(batch, path, *version, v).err().map(|e| e.0);
                     if let Some(reason) = &verdict {
                         tracing::warn!(%path, version, %reason, "share failed verification; filing a complaint");
                     }
@@ -486,7 +475,7 @@ mod tests {
 
     fn machine(dir: &std::path::Path) -> StateMachine {
         let (tx, _rx) = mpsc::unbounded_channel();
-        StateMachine::open(crate::raft::db::open(dir).unwrap(), "c1".into(), None, tx).unwrap()
+        StateMachine::open(crate::db::open(dir).unwrap(), "c1".into(), None, tx).unwrap()
     }
 
     fn cmd(op: Op) -> Command {
@@ -522,7 +511,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.len(), 1);
-        let each: Vec<Option<String>> = res[0].batch.iter().map(|r| r.error.clone()).collect();
+        let each: Vec<Option<String>> = res[0]
+            .batch
+            .iter()
+            .map(|r| r.error.as_ref().map(|e| e.to_string()))
+            .collect();
         assert_eq!(each.len(), 4);
         assert!(each[0].is_none() && each[2].is_none() && each[3].is_none());
         assert_eq!(each[1].as_deref(), Some("group \"nobody\" does not exist"));
@@ -534,7 +527,10 @@ mod tests {
             .map(|(i, op)| entry(i as u64 + 1, op))
             .collect::<Vec<_>>();
         let res_alone = alone.apply(entries).await.unwrap();
-        let alone_errors: Vec<Option<String>> = res_alone.iter().map(|r| r.error.clone()).collect();
+        let alone_errors: Vec<Option<String>> = res_alone
+            .iter()
+            .map(|r| r.error.as_ref().map(|e| e.to_string()))
+            .collect();
         assert_eq!(each, alone_errors);
 
         let groups = |m: &StateMachine| m.shared().read().unwrap().model.groups.clone();
@@ -552,7 +548,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            res[0].batch[0].error.as_deref(),
+            res[0].batch[0]
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .as_deref(),
             Some("a batch of commands cannot be nested")
         );
         assert!(sm.shared().read().unwrap().model.groups.is_empty());

@@ -13,9 +13,10 @@ use tessera_crypto::seal::{self, Context, Purpose, SealingPublicKey};
 use tessera_crypto::SecretBytes;
 
 use super::ShareVault;
-use crate::raft::db::{cf, CF_SHARES};
-use crate::raft::NodeId;
+use crate::db::{cf, CF_SHARES};
+use crate::error::Refusal;
 use crate::state::keys::{dkg_message, round2_payload, KeyEntry, KeyStatus};
+use crate::state::NodeId;
 use crate::state::{Members, Op};
 
 #[derive(Default)]
@@ -206,16 +207,16 @@ impl ShareVault {
     /// This node's signing share of key `name`, parsed (attempt must match the replicated one).
     /// It is opened and parsed once per generation and then kept in memory, as every signature
     /// needs it; parsing checks its points and costs more than computing a signature share.
-    pub fn key_share(&self, name: &str, attempt: u64) -> Result<Arc<frost::KeyShare>, String> {
+    pub fn key_share(&self, name: &str, attempt: u64) -> Result<Arc<frost::KeyShare>, Refusal> {
         if let Some((a, share)) = self.key_shares.lock().expect("key shares lock").get(name) {
             if *a == attempt {
                 return Ok(share.clone());
             }
         }
-        let package = self.key_package(name, attempt)?;
+        let package = self.key_package(name, attempt).map_err(Refusal::rejected)?;
         let share = Arc::new(
             frost::KeyShare::parse(&package)
-                .map_err(|e| format!("stored key share does not parse: {e}"))?,
+                .map_err(|e| Refusal::internal(format!("stored key share does not parse: {e}")))?,
         );
         self.key_shares
             .lock()

@@ -16,14 +16,33 @@ use std::sync::Arc;
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use tessera_crypto::ack::{ack_message, batch_message, complaint_message, receipt_message};
 use tessera_crypto::frost;
-use tessera_crypto::seal::{self, Context, Envelope, Purpose};
+use tessera_crypto::seal::{self, Context, Purpose, ShareEnvelope};
 use tessera_crypto::vss::{self, Share};
 
-use crate::raft::db::{cf, CF_SHARES};
-use crate::raft::NodeId;
+use crate::db::{cf, CF_SHARES};
+use crate::error::Refusal;
 use crate::state::kv::{AckItem, VersionEntry};
+use crate::state::NodeId;
 pub use keys::NodeKeys;
 pub use own_receipts::OwnTicket;
+
+/// Why this node's share of a version is bad, or cannot be checked: what its complaint (or its
+/// refusal to give a receipt) states.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShareProblem(pub String);
+
+impl From<String> for ShareProblem {
+    fn from(s: String) -> Self {
+        ShareProblem(s)
+    }
+}
+
+impl From<&str> for ShareProblem {
+    fn from(s: &str) -> Self {
+        ShareProblem(s.to_string())
+    }
+}
 
 pub struct ShareVault {
     db: Arc<DB>,
@@ -50,7 +69,7 @@ struct Dealt<'a> {
     version: u64,
     /// The share index this node must find (its position in the holder list, plus one).
     index: u16,
-    env: &'a Envelope,
+    env: &'a ShareEnvelope,
     commitments: &'a vss::Commitments,
 }
 
@@ -58,7 +77,7 @@ struct Dealt<'a> {
 /// only for the same envelope and the same commitments; anything else is opened and checked
 /// anew. Only this node's own share (law 1); zeroized on drop with the share.
 struct Checked {
-    envelope: Envelope,
+    envelope: ShareEnvelope,
     commitments: vss::Commitments,
     index: u16,
     share: Share,
@@ -102,11 +121,7 @@ fn at_rest_label(node: NodeId, path: &str, version: u64) -> Vec<u8> {
 
 impl ShareVault {
     pub fn new(db: Arc<DB>, keys: NodeKeys, node_id: NodeId, cluster_id: String) -> Self {
-        let corrupt_releases = cfg!(feature = "byzantine-test")
-            && std::env::var("TESSERA_TEST_CORRUPT_RELEASES").is_ok_and(|v| v == "1");
-        if corrupt_releases {
-            tracing::warn!("TEST BUILD: this node releases corrupted shares");
-        }
+        let corrupt_releases = crate::byzantine::corrupt_releases();
         Self {
             db,
             keys,
@@ -150,7 +165,7 @@ impl ShareVault {
         path: &str,
         version: u64,
         v: &VersionEntry,
-    ) -> Result<(), String> {
+    ) -> Result<(), ShareProblem> {
         let index = v
             .share_index(self.node_id)
             .ok_or("this node is not a holder")?;
@@ -178,7 +193,7 @@ impl ShareVault {
     }
 
     /// Opens this node's envelope of a version and checks the share against the commitments.
-    fn open_verified(&self, d: &Dealt) -> Result<Share, String> {
+    fn open_verified(&self, d: &Dealt) -> Result<Share, ShareProblem> {
         let Dealt {
             path,
             version,
@@ -194,10 +209,10 @@ impl ShareVault {
         .map_err(|e| format!("envelope does not open: {e}"))?;
         let share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
         if share.index != index {
-            return Err(format!(
+            return Err(ShareProblem(format!(
                 "share index {} where {index} was expected",
                 share.index
-            ));
+            )));
         }
         // One multiscalar product (a property test shows it agrees with vsss-rs's check).
         commitments
@@ -217,8 +232,8 @@ impl ShareVault {
         version: u64,
         commitments: &vss::Commitments,
         holders: &[u64],
-        env: &Envelope,
-    ) -> Result<Vec<u8>, String> {
+        env: &ShareEnvelope,
+    ) -> Result<Vec<u8>, ShareProblem> {
         let pos = holders
             .iter()
             .position(|h| *h == self.node_id)
@@ -309,18 +324,22 @@ impl ShareVault {
 
     /// Opens this node's share of a version for release. The caller seals it to the reader's
     /// one-time key at once (`tessera_crypto::release`); the plaintext is zeroized on drop.
-    pub fn share_for_release(&self, path: &str, version: u64) -> Result<Share, String> {
+    pub fn share_for_release(&self, path: &str, version: u64) -> Result<Share, Refusal> {
         let sealed = self
             .db
             .get_cf(cf(&self.db, CF_SHARES), share_key(path, version))
-            .map_err(|e| format!("share store: {e}"))?
-            .ok_or_else(|| format!("this node holds no share of {path:?} version {version}"))?;
+            .map_err(|e| Refusal::internal(format!("share store: {e}")))?
+            .ok_or_else(|| Refusal::NotAHolder {
+                node: self.node_id,
+                reason: format!("this node holds no share of {path:?} version {version}"),
+            })?;
         let plain = self
             .keys
             .kek
             .open(&at_rest_label(self.node_id, path, version), &sealed)
-            .map_err(|e| format!("stored share does not open: {e}"))?;
-        let share = Share::from_bytes(plain.expose()).map_err(|e| e.to_string())?;
+            .map_err(|e| Refusal::internal(format!("stored share does not open: {e}")))?;
+        let share = Share::from_bytes(plain.expose())
+            .map_err(|e| Refusal::internal(format!("stored share does not parse: {e}")))?;
         Ok(if self.corrupt_releases {
             share.corrupted()
         } else {
@@ -386,10 +405,10 @@ mod tests {
             sealing: SealingKey::generate(),
             ack: AckKey::generate(),
         };
-        ShareVault::new(crate::raft::db::open(dir).unwrap(), keys, 2, "c1".into())
+        ShareVault::new(crate::db::open(dir).unwrap(), keys, 2, "c1".into())
     }
 
-    fn entry(commitments: &vss::Commitments, env: &Envelope) -> VersionEntry {
+    fn entry(commitments: &vss::Commitments, env: &ShareEnvelope) -> VersionEntry {
         VersionEntry {
             commitments: commitments.clone(),
             threshold: 2,

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyPurpose;
 use super::kv::{AckItem, KvPut};
+use super::members::NodeId;
 use super::Model;
-use crate::raft::NodeId;
+use crate::error::Refusal;
 use tessera_crypto::b64;
-use tessera_crypto::seal::Envelope;
+use tessera_crypto::seal::ShareEnvelope;
 
 /// Who a policy is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +130,7 @@ pub enum Op {
         name: String,
         attempt: u64,
         node: NodeId,
-        envelopes: BTreeMap<NodeId, Envelope>,
+        envelopes: BTreeMap<NodeId, ShareEnvelope>,
         #[serde(with = "b64::bytes")]
         signature: Vec<u8>,
     },
@@ -164,7 +165,7 @@ pub enum Op {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
     /// `None` when applied; otherwise why the model refused it (and nothing changed).
-    pub error: Option<String>,
+    pub error: Option<Refusal>,
     /// For an `Op::Batch`: the result of each of its commands, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<CommandResult>,
@@ -174,9 +175,9 @@ impl CommandResult {
     pub fn ok() -> Self {
         Self::default()
     }
-    pub fn refused(msg: impl Into<String>) -> Self {
+    pub fn refused(why: Refusal) -> Self {
         Self {
-            error: Some(msg.into()),
+            error: Some(why),
             batch: Vec::new(),
         }
     }

@@ -8,42 +8,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_crypto::ack::{statement_digest, verify_ack};
 use tessera_crypto::b64;
-use tessera_crypto::seal::Envelope;
+use tessera_crypto::seal::ShareEnvelope;
 
+use super::members::NodeId;
 use super::Members;
-use crate::raft::NodeId;
+use crate::error::Refusal;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyPurpose {
-    SshUserCa,
-    SshHostCa,
-    Jwt,
-    Raw,
-}
-
-impl KeyPurpose {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "ssh-user-ca" => Self::SshUserCa,
-            "ssh-host-ca" => Self::SshHostCa,
-            "jwt" => Self::Jwt,
-            "raw" => Self::Raw,
-            other => {
-                return Err(format!(
-                    "unknown purpose {other:?}: use ssh-user-ca, ssh-host-ca, jwt or raw"
-                ))
-            }
-        })
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::SshUserCa => "ssh-user-ca",
-            Self::SshHostCa => "ssh-host-ca",
-            Self::Jwt => "jwt",
-            Self::Raw => "raw",
-        }
-    }
-}
+pub use tessera_crypto::purpose::KeyPurpose;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyStatus {
@@ -64,16 +35,18 @@ pub struct SshRole {
 }
 
 impl SshRole {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Refusal> {
         if self.allowed_principals.is_empty()
             || self.allowed_principals.iter().any(|p| p.is_empty())
         {
-            return Err(
-                "an SSH role needs at least one non-empty allowed principal pattern".into(),
-            );
+            return Err(Refusal::invalid(
+                "an SSH role needs at least one non-empty allowed principal pattern",
+            ));
         }
         if !(60..=7 * 24 * 3600).contains(&self.max_ttl) {
-            return Err("max_ttl must be between 1 minute and 7 days".into());
+            return Err(Refusal::invalid(
+                "max_ttl must be between 1 minute and 7 days",
+            ));
         }
         Ok(())
     }
@@ -84,37 +57,37 @@ impl SshRole {
         principals: &[String],
         extensions: &[String],
         lifetime: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         for p in principals {
             if !self
                 .allowed_principals
                 .iter()
                 .any(|a| crate::policy::glob_match(a, p))
             {
-                return Err(format!(
+                return Err(Refusal::invalid(format!(
                     "principal {p:?} is not allowed by the key's SSH role (allowed: {})",
                     self.allowed_principals.join(", ")
-                ));
+                )));
             }
         }
         for e in extensions {
             if !self.allowed_extensions.contains(e) {
-                return Err(format!(
+                return Err(Refusal::invalid(format!(
                     "extension {e:?} is not allowed by the key's SSH role (allowed: {})",
                     if self.allowed_extensions.is_empty() {
                         "none".to_string()
                     } else {
                         self.allowed_extensions.join(", ")
                     }
-                ));
+                )));
             }
         }
         // The client starts certificates a minute early to absorb clock skew.
         if lifetime > self.max_ttl + 60 {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "a lifetime of {lifetime} s exceeds the key's SSH role maximum of {} s",
                 self.max_ttl
-            ));
+            )));
         }
         Ok(())
     }
@@ -135,7 +108,7 @@ pub struct KeyEntry {
     #[serde(with = "b64::by_node")]
     pub round1: BTreeMap<NodeId, Vec<u8>>,
     /// Sender → (recipient → envelope sealed to the recipient).
-    pub round2: BTreeMap<NodeId, BTreeMap<NodeId, Envelope>>,
+    pub round2: BTreeMap<NodeId, BTreeMap<NodeId, ShareEnvelope>>,
     /// Participant → the public key package it derived (all must agree).
     #[serde(with = "b64::by_node")]
     pub done: BTreeMap<NodeId, Vec<u8>>,
@@ -169,16 +142,16 @@ pub fn dkg_message(
 }
 
 /// The bytes a round-2 message's signature covers.
-pub fn round2_payload(envelopes: &BTreeMap<NodeId, Envelope>) -> Vec<u8> {
+pub fn round2_payload(envelopes: &BTreeMap<NodeId, ShareEnvelope>) -> Vec<u8> {
     serde_json::to_vec(envelopes).unwrap_or_default()
 }
 
-pub fn validate_key_name(name: &str) -> Result<(), String> {
+pub fn validate_key_name(name: &str) -> Result<(), Refusal> {
     super::validate_name("key", name)
 }
 
 /// A DKG message as submitted, for checking.
-pub(super) struct DkgMessage<'a> {
+pub struct DkgMessage<'a> {
     pub name: &'a str,
     pub attempt: u64,
     pub node: NodeId,
@@ -193,7 +166,7 @@ pub(super) fn check_dkg_message(
     members: &Members,
     cluster_id: &str,
     m: &DkgMessage,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let DkgMessage {
         name,
         attempt,
@@ -202,25 +175,31 @@ pub(super) fn check_dkg_message(
         payload,
         signature,
     } = *m;
-    let k = keys.get(name).ok_or_else(|| format!("no key {name:?}"))?;
+    let k = keys
+        .get(name)
+        .ok_or_else(|| Refusal::invalid(format!("no key {name:?}")))?;
     if k.attempt != attempt || k.status != KeyStatus::Generating {
-        return Err(format!("key {name:?} attempt {attempt} is not generating"));
+        return Err(Refusal::invalid(format!(
+            "key {name:?} attempt {attempt} is not generating"
+        )));
     }
     if !k.participants.contains(&node) {
-        return Err(format!("node {node} does not take part in key {name:?}"));
+        return Err(Refusal::invalid(format!(
+            "node {node} does not take part in key {name:?}"
+        )));
     }
     let info = members
         .all
         .get(&node)
-        .ok_or_else(|| format!("node {node} is not a member"))?;
+        .ok_or_else(|| Refusal::invalid(format!("node {node} is not a member")))?;
     let key: [u8; 32] = hex::decode(&info.ack_key)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("node {node} has no acknowledgement key"))?;
+        .ok_or_else(|| Refusal::invalid(format!("node {node} has no acknowledgement key")))?;
     verify_ack(
         &key,
         &dkg_message(cluster_id, name, attempt, node, kind, payload),
         signature,
     )
-    .map_err(|e| format!("{kind} from node {node}: {e}"))
+    .map_err(|e| Refusal::invalid(format!("{kind} from node {node}: {e}")))
 }

@@ -10,12 +10,13 @@ use tessera_crypto::ack::{
     ack_message, batch_message, complaint_message, receipt_message, verify_ack, verify_receipt,
 };
 use tessera_crypto::b64;
-use tessera_crypto::seal::Envelope;
+use tessera_crypto::seal::ShareEnvelope;
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
 
+use super::members::NodeId;
 use super::Members;
-use crate::raft::NodeId;
+use crate::error::Refusal;
 
 /// Versions kept per secret unless its metadata says otherwise (like Vault's KV v2).
 pub const DEFAULT_MAX_VERSIONS: u32 = 10;
@@ -62,7 +63,7 @@ pub struct VersionEntry {
     pub holders: Vec<NodeId>,
     /// Envelopes of holders that have not acknowledged yet (a holder that was down opens its
     /// own from here, even after log compaction). Dropped on acknowledgement.
-    pub envelopes: BTreeMap<NodeId, Envelope>,
+    pub envelopes: BTreeMap<NodeId, ShareEnvelope>,
     #[serde(with = "b64::by_node")]
     pub acks: BTreeMap<NodeId, Vec<u8>>,
     /// Holders whose share did not verify: the version is invalid and never served.
@@ -93,7 +94,7 @@ pub struct KvPut {
     pub commitments: Commitments,
     pub threshold: u32,
     pub holders: Vec<NodeId>,
-    pub envelopes: Vec<Envelope>,
+    pub envelopes: Vec<ShareEnvelope>,
     /// Receipts of the holders that opened and verified their own share before the write was
     /// submitted: (node, receipt). A receipt is the node's signature over `receipt_message`,
     /// which names the node's envelope, or over a batch of such statements with this one's
@@ -121,28 +122,30 @@ pub struct AckItem {
 
 /// Secret paths: like Vault's, `a/b/c`, with no empty, `.` or `..` segment, and not under the
 /// cluster's own `sys/` namespace.
-pub fn validate_path(path: &str) -> Result<(), String> {
+pub fn validate_path(path: &str) -> Result<(), Refusal> {
     if path.is_empty() || path.len() > 512 {
-        return Err("a secret path must be 1 to 512 characters".into());
+        return Err(Refusal::invalid(
+            "a secret path must be 1 to 512 characters",
+        ));
     }
     if path.starts_with("sys/") || path == "sys" {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "{path:?}: paths under sys/ are reserved for the cluster"
-        ));
+        )));
     }
     if path
         .chars()
         .any(|c| c.is_control() || c == '*' || c == '+' || c == '"' || c == '\\')
     {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "{path:?}: control characters, '*', '+', '\"' and '\\' are not allowed in a path"
-        ));
+        )));
     }
     for seg in path.split('/') {
         if seg.is_empty() || seg == "." || seg == ".." {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "{path:?}: empty, '.' and '..' path segments are not allowed"
-            ));
+            )));
         }
     }
     Ok(())
@@ -154,83 +157,86 @@ pub(super) fn validate_put(
     cluster_id: &str,
     threshold: Option<u32>,
     p: &KvPut,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     validate_path(&p.path)?;
     let Some(t) = threshold else {
-        return Err("the cluster has no threshold configured yet; try again in a moment".into());
+        return Err(Refusal::unavailable(
+            "the cluster has no threshold configured yet; try again in a moment",
+        ));
     };
     if p.threshold != t {
-        return Err(format!(
+        return Err(Refusal::stale_topology(format!(
             "the write was dealt with threshold {}, the cluster's is {t}; fetch the topology again",
             p.threshold
-        ));
+        )));
     }
     let entry = secrets.get(&p.path);
     let current = entry.map(|e| e.current_version).unwrap_or(0);
     if let Some(cas) = p.cas {
         if cas != current {
-            return Err(format!(
+            return Err(Refusal::rejected(format!(
                 "check-and-set failed: the current version of {:?} is {current}, not {cas}",
                 p.path
-            ));
+            )));
         }
     } else if entry.is_some_and(|e| e.cas_required) {
-        return Err(format!(
+        return Err(Refusal::rejected(format!(
             "{:?} requires check-and-set: pass --cas {current}",
             p.path
-        ));
+        )));
     }
     if p.version != current + 1 {
-        return Err(format!(
-            "version conflict: {:?} is at version {current}, so the next is {}, not {}",
-            p.path,
-            current + 1,
-            p.version
-        ));
+        return Err(Refusal::VersionConflict {
+            path: p.path.clone(),
+            current,
+            attempted: p.version,
+        });
     }
     let voters: Vec<NodeId> = members.voters.keys().copied().collect();
     for h in &p.holders {
         if !members.voters.contains_key(h) {
-            return Err(format!(
+            return Err(Refusal::stale_topology(format!(
                 "holder list names node {h}, which is not a voting member"
-            ));
+            )));
         }
     }
     let mut sorted = p.holders.clone();
     sorted.sort_unstable();
     sorted.dedup();
     if sorted != voters {
-        return Err(format!(
+        return Err(Refusal::stale_topology(format!(
             "the holders must be exactly the voters {voters:?}, got {:?}",
             p.holders
-        ));
+        )));
     }
     p.commitments
         .check(t as usize)
-        .map_err(|e| format!("commitments: {e}"))?;
+        .map_err(|e| Refusal::invalid(format!("commitments: {e}")))?;
     if p.envelopes.len() != p.holders.len() {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "{} envelopes for {} holders",
             p.envelopes.len(),
             p.holders.len()
-        ));
+        )));
     }
     for (h, env) in p.holders.iter().zip(&p.envelopes) {
         env.check(64)
-            .map_err(|e| format!("envelope for node {h}: {e}"))?;
+            .map_err(|e| Refusal::invalid(format!("envelope for node {h}: {e}")))?;
     }
     if p.ciphertext.ciphertext.len() > MAX_VALUE_BYTES + 16 {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "the value is larger than the limit of {MAX_VALUE_BYTES} bytes"
-        ));
+        )));
     }
     if p.ciphertext.ciphertext.len() < 16 {
-        return Err("the value ciphertext is shorter than its tag".into());
+        return Err(Refusal::invalid(
+            "the value ciphertext is shorter than its tag",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (node, receipt) in &p.receipts {
         if !seen.insert(*node) {
-            return Err(format!("two receipts from node {node}"));
+            return Err(Refusal::invalid(format!("two receipts from node {node}")));
         }
         check_receipt(members, cluster_id, p, *node, receipt)?;
     }
@@ -251,10 +257,14 @@ pub fn check_receipt(
     p: &KvPut,
     node: NodeId,
     receipt: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let (key, statement) = receipt_statement(members, cluster_id, p, node)?;
-    verify_receipt(&key, cluster_id, node, &statement, receipt)
-        .map_err(|e| format!("receipt of {}@{} by node {node}: {e}", p.path, p.version))
+    verify_receipt(&key, cluster_id, node, &statement, receipt).map_err(|e| {
+        Refusal::invalid(format!(
+            "receipt of {}@{} by node {node}: {e}",
+            p.path, p.version
+        ))
+    })
 }
 
 /// The statement node `node`'s receipt for a put must vouch for, and the key it must verify
@@ -264,16 +274,16 @@ pub fn receipt_statement(
     cluster_id: &str,
     p: &KvPut,
     node: NodeId,
-) -> Result<([u8; 32], Vec<u8>), String> {
+) -> Result<([u8; 32], Vec<u8>), Refusal> {
     let Some(pos) = p.holders.iter().position(|h| *h == node) else {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "receipt from node {node}, which is not a holder of this write"
-        ));
+        )));
     };
     let envelope = p
         .envelopes
         .get(pos)
-        .ok_or_else(|| format!("no envelope for node {node}"))?;
+        .ok_or_else(|| Refusal::invalid(format!("no envelope for node {node}")))?;
     let key = ack_key(members, node)?;
     let msg = receipt_message(
         cluster_id,
@@ -286,15 +296,20 @@ pub fn receipt_statement(
     Ok((key, msg))
 }
 
-fn ack_key(members: &Members, node: NodeId) -> Result<[u8; 32], String> {
-    let info = members
-        .all
-        .get(&node)
-        .ok_or_else(|| format!("acknowledgement from node {node}, which is not a member"))?;
+fn ack_key(members: &Members, node: NodeId) -> Result<[u8; 32], Refusal> {
+    let info = members.all.get(&node).ok_or_else(|| {
+        Refusal::invalid(format!(
+            "acknowledgement from node {node}, which is not a member"
+        ))
+    })?;
     hex::decode(&info.ack_key)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("node {node} has no acknowledgement key in the membership"))
+        .ok_or_else(|| {
+            Refusal::invalid(format!(
+                "node {node} has no acknowledgement key in the membership"
+            ))
+        })
 }
 
 /// Applies a put (already validated). Returns the versions pruned beyond `max_versions`, whose
@@ -353,7 +368,7 @@ pub(super) fn validate_acks(
     node: NodeId,
     acks: &[AckItem],
     signature: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let key = ack_key(members, node)?;
     let statements: Vec<&[u8]> = acks.iter().map(|a| a.statement.as_slice()).collect();
     verify_ack(
@@ -361,7 +376,7 @@ pub(super) fn validate_acks(
         &batch_message(cluster_id, node, &statements),
         signature,
     )
-    .map_err(|e| format!("acknowledgements by node {node}: {e}"))?;
+    .map_err(|e| Refusal::invalid(format!("acknowledgements by node {node}: {e}")))?;
     for a in acks {
         // A version pruned or destroyed meanwhile is simply skipped on apply.
         let Some(v) = secrets
@@ -371,20 +386,20 @@ pub(super) fn validate_acks(
             continue;
         };
         if v.share_index(node).is_none() {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "node {node} is not a holder of {}@{}",
                 a.path, a.version
-            ));
+            )));
         }
         let msg = match &a.complaint {
             None => ack_message(cluster_id, &a.path, a.version, node, &v.commitments),
             Some(reason) => complaint_message(cluster_id, &a.path, a.version, node, reason),
         };
         if msg != a.statement {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "acknowledgement of {}@{} by node {node} does not state this version",
                 a.path, a.version
-            ));
+            )));
         }
     }
     Ok(())
@@ -423,19 +438,210 @@ pub(super) fn check_versions(
     secrets: &BTreeMap<String, SecretEntry>,
     path: &str,
     versions: &[u64],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let e = secrets
         .get(path)
-        .ok_or_else(|| format!("no secret at {path:?}"))?;
+        .ok_or_else(|| Refusal::invalid(format!("no secret at {path:?}")))?;
     if versions.is_empty() {
-        return Err("name at least one version (--versions 1,2)".into());
+        return Err(Refusal::invalid(
+            "name at least one version (--versions 1,2)",
+        ));
     }
     for v in versions {
         if !e.versions.contains_key(v) {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "{path:?} has no version {v} (it never existed or was pruned)"
-            ));
+            )));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Law 3 as the replicated state enforces it: a write is accepted only when it is dealt to
+    //! exactly the voters, with the cluster's threshold, for the next version, with well-formed
+    //! commitments and envelopes, and with receipts that each holder really signed.
+
+    use tessera_crypto::ack::{receipt_message, AckKey};
+    use tessera_crypto::vss;
+
+    use super::*;
+    use crate::state::NodeInfo;
+
+    struct Fixture {
+        members: Members,
+        keys: BTreeMap<NodeId, AckKey>,
+        secrets: BTreeMap<String, SecretEntry>,
+    }
+
+    /// Three voters in three regions, each with its acknowledgement key.
+    fn fixture() -> Fixture {
+        let mut members = Members::default();
+        let mut keys = BTreeMap::new();
+        for (id, region) in [(1, "eu"), (2, "us"), (3, "ap")] {
+            let key = AckKey::generate();
+            let info = NodeInfo {
+                addr: format!("127.0.0.1:{}", 7000 + id),
+                region: region.into(),
+                sealing_key: String::new(),
+                ack_key: hex::encode(key.public()),
+            };
+            members.all.insert(id, info.clone());
+            members.voters.insert(id, info);
+            keys.insert(id, key);
+        }
+        Fixture {
+            members,
+            keys,
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// A well-formed 2-of-3 write of version 1 (envelopes of the right shape; their contents
+    /// are the holders' to check).
+    fn put(path: &str) -> KvPut {
+        let dealing = vss::deal(2, 3).unwrap();
+        KvPut {
+            path: path.into(),
+            version: 1,
+            cas: None,
+            time: "2026-12-06T00:00:00Z".into(),
+            ciphertext: ValueCiphertext {
+                nonce: [0; 12],
+                ciphertext: vec![0; 32],
+            },
+            commitments: dealing.commitments,
+            threshold: 2,
+            holders: vec![1, 2, 3],
+            envelopes: (0..3)
+                .map(|_| ShareEnvelope {
+                    enc: [5; 32],
+                    ciphertext: vec![6; 80],
+                })
+                .collect(),
+            receipts: Vec::new(),
+        }
+    }
+
+    fn check(f: &Fixture, p: &KvPut) -> Result<(), Refusal> {
+        validate_put(&f.secrets, &f.members, "c", Some(2), p)
+    }
+
+    fn receipt(f: &Fixture, p: &KvPut, node: NodeId) -> Vec<u8> {
+        let pos = p.holders.iter().position(|h| *h == node).unwrap();
+        let msg = receipt_message(
+            "c",
+            &p.path,
+            p.version,
+            node,
+            &p.commitments,
+            &p.envelopes[pos],
+        );
+        f.keys[&node].sign(&msg).to_vec()
+    }
+
+    #[test]
+    fn a_well_formed_write_with_true_receipts_is_accepted() {
+        let f = fixture();
+        let mut p = put("a/b");
+        p.receipts = vec![(2, receipt(&f, &p, 2)), (3, receipt(&f, &p, 3))];
+        check(&f, &p).unwrap();
+    }
+
+    #[test]
+    fn a_write_for_another_version_names_the_current_one() {
+        let mut f = fixture();
+        let mut p = put("a/b");
+        apply_put(&mut f.secrets, "admin", 1, &p);
+        let e = check(&f, &p).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::VersionConflict {
+                path: "a/b".into(),
+                current: 1,
+                attempted: 1
+            }
+        );
+        p.version = 2;
+        check(&f, &p).unwrap();
+    }
+
+    #[test]
+    fn a_write_dealt_to_other_holders_or_another_threshold_is_stale() {
+        let f = fixture();
+        let mut p = put("a/b");
+        p.holders = vec![1, 2, 4];
+        assert!(matches!(check(&f, &p), Err(Refusal::StaleTopology { .. })));
+        let mut p = put("a/b");
+        p.holders.pop();
+        p.envelopes.pop();
+        assert!(matches!(check(&f, &p), Err(Refusal::StaleTopology { .. })));
+        let p = put("a/b");
+        let e = validate_put(&f.secrets, &f.members, "c", Some(3), &p).unwrap_err();
+        assert!(matches!(e, Refusal::StaleTopology { .. }), "{e}");
+    }
+
+    #[test]
+    fn malformed_commitments_envelopes_and_values_are_refused() {
+        let f = fixture();
+        let mut p = put("a/b");
+        p.commitments.0.pop();
+        assert!(check(&f, &p)
+            .unwrap_err()
+            .to_string()
+            .starts_with("commitments"));
+        let mut p = put("a/b");
+        p.envelopes.pop();
+        assert!(check(&f, &p)
+            .unwrap_err()
+            .to_string()
+            .contains("2 envelopes for 3 holders"));
+        let mut p = put("a/b");
+        p.ciphertext.ciphertext = vec![0; 8];
+        assert!(check(&f, &p)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter than its tag"));
+        let mut p = put("sys/x");
+        p.path = "sys/x".into();
+        assert!(check(&f, &p).unwrap_err().to_string().contains("reserved"));
+    }
+
+    #[test]
+    fn a_receipt_must_be_the_holders_own_signature_over_its_own_envelope() {
+        let f = fixture();
+        let mut p = put("a/b");
+        // Node 2's receipt presented as node 3's.
+        p.receipts = vec![(3, receipt(&f, &p, 2))];
+        assert!(check(&f, &p).is_err());
+        // A receipt for another envelope.
+        let mut other = p.clone();
+        other.envelopes[1].ciphertext[0] ^= 1;
+        p.receipts = vec![(2, receipt(&f, &other, 2))];
+        assert!(check(&f, &p).is_err());
+        // Two receipts from one node.
+        p.receipts = vec![(2, receipt(&f, &p, 2)), (2, receipt(&f, &p, 2))];
+        assert!(check(&f, &p)
+            .unwrap_err()
+            .to_string()
+            .contains("two receipts"));
+    }
+
+    #[test]
+    fn check_and_set_is_enforced_when_asked_or_required() {
+        let mut f = fixture();
+        let p = put("a/b");
+        apply_put(&mut f.secrets, "admin", 1, &p);
+        let mut next = put("a/b");
+        next.version = 2;
+        next.cas = Some(0);
+        assert!(matches!(check(&f, &next), Err(Refusal::Rejected { .. })));
+        next.cas = Some(1);
+        check(&f, &next).unwrap();
+        f.secrets.get_mut("a/b").unwrap().cas_required = true;
+        next.cas = None;
+        let e = check(&f, &next).unwrap_err();
+        assert!(e.to_string().contains("requires check-and-set"), "{e}");
+    }
 }

@@ -5,6 +5,7 @@
 //! Checked at init, on member changes and on config changes; only an explicit
 //! `--allow-unsafe-topology` lets a cluster run without it (single-region dev setups).
 
+use crate::error::Refusal;
 use std::collections::BTreeMap;
 
 /// Holders per region.
@@ -41,12 +42,12 @@ pub fn assess(counts: &RegionCounts, threshold: usize) -> Assessment {
 }
 
 /// Checks `t` against the rule; the error names the region and the rule it breaks.
-pub fn check(counts: &RegionCounts, threshold: usize) -> Result<(), String> {
+pub fn check(counts: &RegionCounts, threshold: usize) -> Result<(), Refusal> {
     let n: usize = counts.values().sum();
     if threshold < 2 || threshold > n {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "threshold {threshold} is impossible with {n} share holders (need 2 <= t <= {n})"
-        ));
+        )));
     }
     let (big_region, largest) = counts
         .iter()
@@ -54,20 +55,20 @@ pub fn check(counts: &RegionCounts, threshold: usize) -> Result<(), String> {
         .map(|(r, c)| (r.clone(), *c))
         .unwrap_or_default();
     if largest >= threshold {
-        return Err(format!(
+        return Err(Refusal::rejected(format!(
             "region {big_region:?} holds {largest} of {n} shares, which reaches the threshold {threshold}: one region could reconstruct every secret alone (rule: every region must hold fewer than t shares)"
-        ));
+        )));
     }
     if n - largest < threshold {
-        return Err(format!(
+        return Err(Refusal::rejected(format!(
             "losing region {big_region:?} ({largest} of {n} holders) would leave {} holders, fewer than the threshold {threshold} (rule: losing any one region must leave at least t holders)",
             n - largest
-        ));
+        )));
     }
     if (n - largest) * 2 <= n {
-        return Err(format!(
+        return Err(Refusal::rejected(format!(
             "losing region {big_region:?} ({largest} of {n} voters) would leave no Raft majority (rule: losing any one region must leave a majority)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -95,14 +96,17 @@ mod tests {
     fn three_regions_of_one_take_t_2() {
         let c = counts(&["a", "b", "c"]);
         assert_eq!(smallest_safe_threshold(&c), Some(2));
-        assert!(check(&c, 3).unwrap_err().contains("losing region"));
+        assert!(check(&c, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("losing region"));
     }
 
     #[test]
     fn five_nodes_over_three_regions_take_t_3() {
         let c = counts(&["a", "a", "b", "b", "c"]);
         assert_eq!(smallest_safe_threshold(&c), Some(3));
-        let e = check(&c, 2).unwrap_err();
+        let e = check(&c, 2).unwrap_err().to_string();
         assert!(
             e.contains("reaches the threshold") && e.contains("holds 2 of 5"),
             "{e}"

@@ -9,7 +9,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::raft::{node_dns_name, NodeId};
+use crate::state::members::{node_dns_name, NodeId};
 
 /// A PEM certificate and its private key. The key is zeroized on drop and never printed.
 pub struct Issued {

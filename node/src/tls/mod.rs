@@ -10,10 +10,11 @@ pub mod issue;
 use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
-use tonic::{Request, Status};
+use tonic::Request;
 use x509_parser::prelude::*;
 
-use crate::raft::{node_dns_name, parse_node_dns_name, NodeId};
+use crate::error::Refusal;
+use crate::state::members::{node_dns_name, parse_node_dns_name, NodeId};
 
 /// PEM material for one end of a connection. The private key is zeroized on drop and never
 /// printed.
@@ -83,19 +84,20 @@ pub struct PeerIdentity {
 
 /// Reads the (already CA-verified) certificate the peer presented. Requests without one cannot
 /// reach a handler because the server requires client certificates; this still refuses them.
-pub fn peer_identity<T>(req: &Request<T>) -> Result<PeerIdentity, Status> {
+pub fn peer_identity<T>(req: &Request<T>) -> Result<PeerIdentity, Refusal> {
     let certs = req
         .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        .ok_or_else(|| Refusal::unauthenticated("a client certificate is required"))?;
     let leaf = certs
         .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    identity_of_der(leaf.as_ref()).map_err(Status::unauthenticated)
+        .ok_or_else(|| Refusal::unauthenticated("a client certificate is required"))?;
+    identity_of_der(leaf.as_ref())
 }
 
-pub fn identity_of_der(der: &[u8]) -> Result<PeerIdentity, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("unreadable certificate: {e}"))?;
+/// The identity a certificate names (already verified against the cluster CA).
+pub fn identity_of_der(der: &[u8]) -> Result<PeerIdentity, Refusal> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| Refusal::unauthenticated(format!("unreadable certificate: {e}")))?;
     let common_name = cert
         .subject()
         .iter_common_name()
@@ -114,7 +116,9 @@ pub fn identity_of_der(der: &[u8]) -> Result<PeerIdentity, String> {
         }
     }
     if common_name.is_empty() && node.is_none() {
-        return Err("the certificate has no subject common name".into());
+        return Err(Refusal::unauthenticated(
+            "the certificate has no subject common name",
+        ));
     }
     Ok(PeerIdentity { common_name, node })
 }

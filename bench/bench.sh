@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark, in one run on this machine: Tessera KV write/read and ping (one audited
 # call that does no work) on 3-node and 5-node clusters at concurrency 1 and 32, threshold
-# signing (raw and SSH certificates, 3-of-5, concurrency 1 and 16), then `tessera bench floor`
+# signing (raw and SSH certificates, 3-of-5, concurrency 1 and 16), then `tessera-bench floor`
 # (the least one read costs on this machine), and OpenBao's KV v2 and single-key SSH signing
 # baseline from ../shared/bench/openbao.
 # Every phase is bounded in time (DUR seconds) and count; all traffic stays on 127.0.0.1.
 #
-#   chaos/bench.sh                 # needs ../shared/bench/openbao/setup.sh to have run for OpenBao
-#   DUR=10 SKIP_OPENBAO=1 chaos/bench.sh
+#   bench/bench.sh                 # needs ../shared/bench/openbao/setup.sh to have run for OpenBao
+#   DUR=10 SKIP_OPENBAO=1 bench/bench.sh
 #
 # Tessera is measured as it is deployed: a release build (the first one compiles RocksDB for
 # that profile, about 15 minutes here). PROFILE=dev measures the test build instead. The load
@@ -17,8 +17,8 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 OUT=${OUT:-/tmp/tessera-bench}
 mkdir -p "$OUT"
-# shellcheck source=chaos/lib.sh
-source chaos/lib.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 build_tessera
 
 run_tessera() {  # nodes regions base-port
@@ -26,9 +26,9 @@ run_tessera() {  # nodes regions base-port
   ( start_dev "$n" "$regions" "$port" "$OUT/cluster-$n" "$OUT/dev-$n.log"
     trap 'kill -TERM $DEV; wait $DEV || true' EXIT
     echo "== Tessera $n nodes ($regions), load to the leader $TESSERA_ADDR, $(uptime)"
-    "$T" bench kv --duration "$DUR" --concurrency 1,32 --ops write,read,ping --format json >"$OUT/tessera-$n.json"
+    "$B" kv --duration "$DUR" --concurrency 1,32 --ops write,read,ping --format json >"$OUT/tessera-$n.json"
     if [[ $n == 5 ]]; then
-      "$T" bench sign --duration "$DUR" --concurrency 1,16 --format json >"$OUT/tessera-sign-$n.json"
+      "$B" sign --duration "$DUR" --concurrency 1,16 --format json >"$OUT/tessera-sign-$n.json"
     fi )
 }
 
@@ -37,7 +37,7 @@ run_tessera 5 eu,us,ap 7700
 # The floor of one read at concurrency 1 (what it cannot avoid here), for the threshold of each
 # cluster above (2 of 3, 3 of 5), with the audit logs on the disk that held their data.
 for t in 2 3; do
-  "$T" bench floor --threshold "$t" --dir "$OUT" --format json >"$OUT/floor-t$t.json"
+  "$B" floor --threshold "$t" --dir "$OUT" --format json >"$OUT/floor-t$t.json"
 done
 
 if [[ -z ${SKIP_OPENBAO:-} ]]; then

@@ -1,4 +1,4 @@
-//! `tessera bench floor`: what one read at concurrency 1 cannot avoid on this machine, measured
+//! `tessera-bench floor`: what one read at concurrency 1 cannot avoid on this machine, measured
 //! piece by piece in this one process, with no cluster.
 //!
 //! Why it exists: a closed loop of one reader runs one read after another, so its rate is at
@@ -6,7 +6,7 @@
 //! holder (law 4: no audit, no share; the holders sync at the same time, on this machine's one
 //! disk), the reader opening the sealed shares and checking them against the commitments (law 3)
 //! before combining, and one call over the transport every Tessera process speaks (gRPC over
-//! mutual TLS, DESIGN.md), timed here against a server that only echoes. Summing the medians of
+//! mutual TLS, docs/architecture.md), timed here against a server that only echoes. Summing the medians of
 //! those pieces gives a lower bound for a read, to compare with another system's measured rate.
 //! Work that could in principle run beside the sync (the holder sealing its share) or before
 //! the read (the reader's one-time key) is measured and shown, but left out of the sum, so that
@@ -27,15 +27,13 @@ use tessera_crypto::value;
 use tessera_crypto::vss::{self, Lagrange, Share};
 use tessera_proto::raft_client::RaftClient;
 use tessera_proto::raft_server::{Raft as RaftRpc, RaftServer};
-use tessera_proto::{
-    Empty, NodeStatusReply, RaftPayload, ReadIndexReply, ReceiptsReply, ReceiptsRequest,
-};
+use tessera_proto::{Empty, NodeStatusReply, RaftPayload, ReadIndexReply};
 use tonic::{Request, Response, Status};
 
-use super::output::{table, Out};
-use super::Failure;
-use crate::audit::{AuditLog, AuditRecord};
-use crate::tls::{issue, TlsMaterial};
+use tessera_node::audit::{AuditLog, AuditRecord};
+use tessera_node::cli::output::{table, Out};
+use tessera_node::cli::Failure;
+use tessera_node::tls::{issue, TlsMaterial};
 
 #[derive(Args)]
 pub struct FloorBench {
@@ -216,12 +214,6 @@ impl RaftRpc for Echo {
         Err(echo_only())
     }
     async fn node_status(&self, _: Request<Empty>) -> Result<Response<NodeStatusReply>, Status> {
-        Err(echo_only())
-    }
-    async fn receipts(
-        &self,
-        _: Request<ReceiptsRequest>,
-    ) -> Result<Response<ReceiptsReply>, Status> {
         Err(echo_only())
     }
 }

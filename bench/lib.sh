@@ -1,21 +1,21 @@
-# Shared by the chaos/ scripts (sourced, run from the repository root): the tessera binary built
-# for $PROFILE, and a `tessera dev` cluster started in the background and ready for load.
+# Shared by the bench/ scripts (sourced, run from the repository root): the tessera and
+# tessera-bench binaries built for $PROFILE, and a `tessera dev` cluster started in the background
+# and ready for load.
 
-# Builds tessera (release unless PROFILE=dev: the release build is what is deployed) and sets T.
-# TESSERA_BIN=path uses that binary as it is instead (to compare two builds, A/B).
+# Builds tessera and tessera-bench (release unless PROFILE=dev: the release build is what is
+# deployed) and sets T and B. TESSERA_BIN=path uses that node binary as it is instead (to compare
+# two builds, A/B); TESSERA_BENCH_BIN likewise for the load generator.
 build_tessera() {
-  if [[ -n ${TESSERA_BIN:-} ]]; then
-    T=$TESSERA_BIN
-    return
-  fi
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  local profile=debug flag=()
   if [[ ${PROFILE:-release} == release ]]; then
-    cargo build --release --bin tessera >/dev/null
-    T="$CARGO_TARGET_DIR/release/tessera"
-  else
-    cargo build --bin tessera >/dev/null
-    T="$CARGO_TARGET_DIR/debug/tessera"
+    profile=release flag=(--release)
   fi
+  if [[ -z ${TESSERA_BIN:-} || -z ${TESSERA_BENCH_BIN:-} ]]; then
+    cargo build "${flag[@]}" --bin tessera --bin tessera-bench >/dev/null
+  fi
+  T=${TESSERA_BIN:-$CARGO_TARGET_DIR/$profile/tessera}
+  B=${TESSERA_BENCH_BIN:-$CARGO_TARGET_DIR/$profile/tessera-bench}
 }
 
 # start_dev NODES REGIONS BASE-PORT DIR LOG: starts the cluster, sets DEV to its pid, waits

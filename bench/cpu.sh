@@ -2,22 +2,22 @@
 # CPU time per KV operation on a local 3-node cluster: user + system time of every node and of
 # the load generator, summed over the phase, divided by the operations done. On a shared 2-core
 # machine throughput moves a lot from run to run with the host's load; the CPU an operation costs
-# moves much less, so this is the figure to compare two builds by (`chaos/bench.sh` gives the
+# moves much less, so this is the figure to compare two builds by (`bench/bench.sh` gives the
 # rates and latencies). LEADER_MS/OP is the leader's part alone (the load goes to it). Each phase
-# runs alone (`tessera bench kv --ops ...`), bounded in time; a read phase also pays for writing
+# runs alone (`tessera-bench kv --ops ...`), bounded in time; a read phase also pays for writing
 # its 20 secrets first (about 1% of the phase's CPU).
 #
-#   chaos/cpu.sh                        # release build, writes and reads at 1 and 32, 10 s each
-#   DUR=8 PHASES="write:32" PROFILE=dev chaos/cpu.sh
-#   TESSERA_BIN=/tmp/tessera-a chaos/cpu.sh   # a given binary as it is (A/B of two builds)
+#   bench/cpu.sh                        # release build, writes and reads at 1 and 32, 10 s each
+#   DUR=8 PHASES="write:32" PROFILE=dev bench/cpu.sh
+#   TESSERA_BIN=/tmp/tessera-a bench/cpu.sh   # a given binary as it is (A/B of two builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
 PHASES=${PHASES:-write:1 read:1 write:32 read:32}
 NODES=${NODES:-3}
 PORT=${PORT:-7800}
-# shellcheck source=chaos/lib.sh
-source chaos/lib.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 build_tessera
 dir=$(mktemp -d /tmp/tessera-cpu.XXXXXX)
 DEV=
@@ -51,16 +51,16 @@ for phase in $PHASES; do
   before=$(cpu $nodes)
   lead_before=$(cpu $leader)
   # The load generator's own CPU comes from its rusage when it exits.
-  load=$(python3 - "$T" "$op" "$conc" "$DUR" "$dir/out.json" <<'PY'
+  load=$(python3 - "$B" "$op" "$conc" "$DUR" "$dir/out.json" <<'PY'
 import os, subprocess, sys
 t, op, conc, dur, out = sys.argv[1:]
 with open(out, "wb") as f:
-    p = subprocess.Popen([t, "bench", "kv", "--ops", op, "--concurrency", conc,
+    p = subprocess.Popen([t, "kv", "--ops", op, "--concurrency", conc,
                           "--duration", dur, "--keys", "20", "--format", "json"],
                          stdout=f, stderr=subprocess.DEVNULL)
     _, status, ru = os.wait4(p.pid, 0)
 if status != 0:
-    sys.exit("tessera bench kv failed")
+    sys.exit("tessera-bench kv failed")
 print(ru.ru_utime + ru.ru_stime)
 PY
 )

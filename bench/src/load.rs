@@ -1,4 +1,4 @@
-//! `tessera bench kv`: closed-loop load against a running cluster through the SDK: KV writes
+//! `tessera-bench kv` and `tessera-bench sign`: closed-loop load against a running cluster through the SDK: KV writes
 //! (new secrets) and reads (of pre-written secrets), each phase bounded in time and in count,
 //! at one or more concurrencies; reports throughput and p50/p99 latency. A `ping` phase times one
 //! authenticated call that does no work but is audited like every call (`WhoAmI`), so that a
@@ -8,24 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::json;
 use tessera_client::{Client, PutOptions};
 
-use super::output::{table, Out};
-use super::Failure;
-
-#[derive(Subcommand)]
-pub enum BenchCmd {
-    /// KV write and read throughput and latency.
-    Kv(KvBench),
-    /// Threshold signing (raw Ed25519 and SSH certificates) throughput and latency.
-    Sign(SignBench),
-    /// The floor of one read at concurrency 1 on this machine: each piece a read cannot avoid
-    /// (synced audit lines, sealing, opening, checking, one loopback round trip), measured in
-    /// this process with no cluster.
-    Floor(super::bench_floor::FloorBench),
-}
+use tessera_node::cli::output::{table, Out};
+use tessera_node::cli::Failure;
 
 #[derive(Args)]
 pub struct SignBench {
@@ -194,10 +182,14 @@ fn record(
     }));
 }
 
-async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure> {
+pub async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure> {
+    use tessera_client::crypto::purpose::KeyPurpose;
     use tessera_client::crypto::sign_request::SignRequest;
     use tessera_client::crypto::ssh::CertRequest;
-    for (name, purpose) in [("bench-raw", "raw"), ("bench-ssh", "ssh-user-ca")] {
+    for (name, purpose) in [
+        ("bench-raw", KeyPurpose::Raw),
+        ("bench-ssh", KeyPurpose::SshUserCa),
+    ] {
         if client.key_read(name).await.is_err() {
             client.key_create(name, purpose, 60).await?;
         }
@@ -268,12 +260,7 @@ async fn run_sign(a: SignBench, client: &Client, out: Out) -> Result<(), Failure
     Ok(())
 }
 
-pub async fn run(cmd: BenchCmd, client: &Client, out: Out) -> Result<(), Failure> {
-    let a = match cmd {
-        BenchCmd::Kv(a) => a,
-        BenchCmd::Sign(a) => return run_sign(a, client, out).await,
-        BenchCmd::Floor(_) => unreachable!("local: run before connecting"),
-    };
+pub async fn run_kv(a: KvBench, client: &Client, out: Out) -> Result<(), Failure> {
     let value = Arc::new(vec![b'v'; a.value_size]);
     let run_id = format!("{:08x}", rand08::random::<u32>());
     let dur = Duration::from_secs(a.duration.max(1));

@@ -1,0 +1,197 @@
+//! The envelope of every client call: identity from the verified certificate, the handler,
+//! the audit line made durable before the answer leaves (law 4), metrics. Also the helpers
+//! handlers share: authorization (law 2), the replicated model, and submitting a command.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tessera_proto::*;
+use tonic::{Request, Response, Status};
+
+use super::{authorize, Api};
+use crate::audit::{AuditRecord, Operation};
+use crate::error::Refusal;
+use crate::policy::Capability;
+use crate::raft::leader::LeaderOp;
+use crate::state::{validate_name, Command, Model, Op};
+use crate::tls::peer_identity;
+
+/// Who called, as the audit log names them.
+pub(super) struct Caller {
+    identity: String,
+    remote_addr: String,
+}
+
+impl Caller {
+    /// The caller of a request, and its identity from the verified certificate (or why it has
+    /// none that counts).
+    pub(super) fn of<T>(req: &Request<T>) -> (Caller, Result<String, Refusal>) {
+        let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = peer_identity(req).map(|p| p.common_name);
+        let identity = peer.as_ref().cloned().unwrap_or_default();
+        (
+            Caller {
+                identity,
+                remote_addr,
+            },
+            peer,
+        )
+    }
+
+    pub(super) fn record(
+        &self,
+        operation: Operation,
+        path: String,
+        error: Option<&Refusal>,
+        detail: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: String::new(),
+            request_id: format!("{:032x}", rand08::random::<u128>()),
+            identity: self.identity.clone(),
+            operation: operation.as_str().to_string(),
+            path,
+            outcome: outcome_of(error).to_string(),
+            remote_addr: self.remote_addr.clone(),
+            error: error.map(|e| e.to_string()),
+            detail,
+        }
+    }
+}
+
+/// The audit outcome of a request that failed with `error` (or succeeded).
+fn outcome_of(error: Option<&Refusal>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(e) if e.is_denial() => "denied",
+        Some(_) => "error",
+    }
+}
+
+impl Api {
+    /// Identity → handler → audit → metrics. The handler's result is released only after its
+    /// audit line is durable; if the audit log cannot be written the caller gets an error.
+    pub(super) async fn run<T, R, F, Fut>(
+        &self,
+        req: Request<T>,
+        operation: Operation,
+        path: String,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(String, T) -> Fut,
+        Fut: Future<Output = Result<R, Refusal>>,
+    {
+        self.run_detailed(req, operation, path, None, handler).await
+    }
+
+    /// `run`, with extra public facts for the audit line.
+    pub(super) async fn run_detailed<T, R, F, Fut>(
+        &self,
+        req: Request<T>,
+        operation: Operation,
+        path: String,
+        detail: Option<String>,
+        handler: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(String, T) -> Fut,
+        Fut: Future<Output = Result<R, Refusal>>,
+    {
+        let started = Instant::now();
+        let (caller, result) = Caller::of(&req);
+        let result = match result {
+            Ok(identity) => handler(identity, req.into_inner()).await,
+            Err(e) => Err(e),
+        };
+        let record = caller.record(operation, path, result.as_ref().err(), detail);
+        let audited = self.node.audit.append(record).await;
+        self.observe(operation, result.as_ref().err(), &audited, started);
+        audited?;
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    pub(super) fn observe(
+        &self,
+        operation: Operation,
+        error: Option<&Refusal>,
+        audited: &Result<(), Refusal>,
+        started: Instant,
+    ) {
+        let outcome = match (audited, error) {
+            (Err(_), _) => "audit_failed",
+            (Ok(()), e) => outcome_of(e),
+        };
+        self.node
+            .metrics
+            .observe(operation.as_str(), outcome, started.elapsed());
+    }
+
+    /// Law 2, on this node's own replicated copy of the policies. A grant is answered at once;
+    /// a denial is decided again after catching up with the leader, so that a policy change
+    /// acknowledged before the request is honoured by every node, not only by the leader.
+    pub(super) async fn authorize(
+        &self,
+        identity: &str,
+        path: &str,
+        cap: Capability,
+    ) -> Result<(), Refusal> {
+        match authorize(&self.node, identity, path, cap) {
+            Ok(()) => Ok(()),
+            Err(denied) => match self.node.reads.linearizable().await {
+                Ok(()) => authorize(&self.node, identity, path, cap),
+                Err(_) => Err(denied),
+            },
+        }
+    }
+
+    /// The small part of the model (groups, policies, settings), without secrets.
+    pub(super) fn model(&self) -> Model {
+        self.node
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .directory_and_settings()
+    }
+
+    /// Checks a command against this node's model (a precise error before anything reaches
+    /// the log; apply checks again on every node).
+    pub(super) fn validate(&self, cmd: &Command) -> Result<(), Refusal> {
+        let st = self.node.state.read().expect("state lock");
+        let members = crate::state::Members::from_membership(&st.membership);
+        st.model
+            .validate(cmd, &members, &self.node.config.cluster_id)
+    }
+
+    pub(super) async fn submit(&self, identity: String, op: Op) -> Result<WriteReply, Refusal> {
+        let cmd = Command { by: identity, op };
+        // Validate against a state at least as new as every acknowledged write, so a follower
+        // that lags a little does not refuse a valid change.
+        self.node.reads.linearizable().await?;
+        self.validate(&cmd)?;
+        let index = self.node.leader.submit(LeaderOp::Command(cmd)).await?;
+        Ok(WriteReply { index })
+    }
+
+    /// Refuses a voter set that breaks the topology rule (unless the cluster allows it).
+    pub(super) fn check_voters(&self, regions: Vec<String>) -> Result<(), Refusal> {
+        let settings = self.model().settings;
+        if settings.allow_unsafe_topology {
+            return Ok(());
+        }
+        let Some(t) = settings.threshold else {
+            return Ok(());
+        };
+        let counts = crate::state::topology::region_counts(regions.iter().map(String::as_str));
+        crate::state::topology::check(&counts, t as usize).map_err(|e| {
+            Refusal::rejected(format!(
+                "this membership change would break the topology guarantee: {e}"
+            ))
+        })
+    }
+}
+
+pub(super) fn name_arg(kind: &str, name: &str) -> Result<(), Refusal> {
+    validate_name(kind, name)
+}

@@ -1,0 +1,121 @@
+//! Domain types into their wire form, in one place: holders and members with their public
+//! keys, a version's public metadata, a key's public state.
+
+use tessera_crypto::value::ValueCiphertext;
+use tessera_proto::{Holder, KeyInfo, KvVersionReply, NodeEntry};
+
+use super::Api;
+use crate::state::keys::{KeyEntry, KeyStatus};
+use crate::state::kv::VersionEntry;
+use crate::state::Members;
+
+pub(super) fn status_str(s: &KeyStatus) -> String {
+    match s {
+        KeyStatus::Generating => "generating".into(),
+        KeyStatus::Active => "active".into(),
+        KeyStatus::Failed(r) => format!("failed: {r}"),
+    }
+}
+
+impl Api {
+    pub(super) fn members_now(&self) -> Members {
+        let st = self.node.state.read().expect("state lock");
+        Members::from_membership(&st.membership)
+    }
+
+    pub(super) fn holders(&self, ids: &[u64]) -> Vec<Holder> {
+        let members = self.members_now();
+        ids.iter()
+            .filter_map(|id| {
+                let n = members.all.get(id)?;
+                Some(Holder {
+                    id: *id,
+                    address: n.addr.clone(),
+                    region: n.region.clone(),
+                    sealing_key: hex::decode(&n.sealing_key).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The public metadata of one version (the ciphertext only when asked: one holder sends it).
+    pub(super) fn version_reply(
+        &self,
+        path: String,
+        n: u64,
+        v: VersionEntry,
+        with_ciphertext: bool,
+        stale: bool,
+    ) -> KvVersionReply {
+        let ct = v
+            .ciphertext
+            .filter(|_| with_ciphertext)
+            .unwrap_or(ValueCiphertext {
+                nonce: [0; 12],
+                ciphertext: Vec::new(),
+            });
+        KvVersionReply {
+            path,
+            version: n,
+            nonce: ct.nonce.to_vec(),
+            ciphertext: ct.ciphertext,
+            commitments: v.commitments.0.iter().map(|c| c.to_vec()).collect(),
+            threshold: v.threshold,
+            holders: self.holders(&v.holders),
+            index: v.index,
+            cluster_id: self.node.config.cluster_id.clone(),
+            region: self.node.config.region.clone(),
+            stale,
+        }
+    }
+
+    pub(super) fn key_info(&self, name: &str, k: &KeyEntry) -> KeyInfo {
+        KeyInfo {
+            name: name.to_string(),
+            purpose: k.purpose.as_str().into(),
+            status: status_str(&k.status),
+            group_key: k.group_key.map(|g| g.to_vec()).unwrap_or_default(),
+            public_key_package: k.public_key_package.clone().unwrap_or_default(),
+            threshold: k.threshold as u32,
+            participants: self.holders(&k.participants),
+            attempt: k.attempt,
+            created_time: k.created_time.clone(),
+            created_by: k.created_by.clone(),
+            region: self.node.config.region.clone(),
+            ssh_allowed_principals: k
+                .ssh_role
+                .as_ref()
+                .map(|r| r.allowed_principals.clone())
+                .unwrap_or_default(),
+            ssh_allowed_extensions: k
+                .ssh_role
+                .as_ref()
+                .map(|r| r.allowed_extensions.clone())
+                .unwrap_or_default(),
+            ssh_max_ttl_seconds: k.ssh_role.as_ref().map(|r| r.max_ttl).unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn members(&self) -> Vec<NodeEntry> {
+        let m = self.node.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| NodeEntry {
+                id: *id,
+                address: n.addr.clone(),
+                region: n.region.clone(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .into(),
+                reachable: false,
+                last_applied: 0,
+                state: String::new(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,109 @@
+//! One item of a `ReleaseShares` call: whether this node may release it (law 2, at an applied
+//! index no older than the version), which version it is, and the share sealed for this item
+//! under the reader's one-time key.
+
+use std::time::Duration;
+
+use tessera_crypto::release;
+use tessera_proto::{ReleaseItem, ReleasedShare};
+
+use super::{bad, path_arg};
+use crate::api::Api;
+use crate::error::Refusal;
+use crate::policy::Capability;
+use crate::state::kv::VersionEntry;
+
+impl Api {
+    /// Looks up a readable version, with an error that says why when it is not.
+    pub(super) fn readable(
+        &self,
+        path: &str,
+        version: u64,
+    ) -> Result<(u64, VersionEntry), Refusal> {
+        // Clone only the one version asked for.
+        let (n, v) = self
+            .with_secret(path, |e| {
+                let n = if version == 0 {
+                    e.current_version
+                } else {
+                    version
+                };
+                (n, e.versions.get(&n).cloned())
+            })
+            .ok_or_else(|| Refusal::not_found(format!("no secret at {path:?}")))?;
+        let v = v.ok_or_else(|| {
+            Refusal::not_found(format!(
+                "{path:?} has no version {n} (never written, or pruned beyond max_versions)"
+            ))
+        })?;
+        if v.destroyed {
+            return Err(Refusal::not_found(format!(
+                "version {n} of {path:?} is destroyed"
+            )));
+        }
+        if let Some(t) = &v.deletion_time {
+            return Err(Refusal::not_found(format!(
+                "version {n} of {path:?} was deleted at {t}; `tessera kv undelete {path} --versions {n}` restores it"
+            )));
+        }
+        if let Some((node, why)) = v.complaints.iter().next() {
+            return Err(Refusal::rejected(format!(
+                "version {n} of {path:?} is invalid and never served: node {node} reported that its share {why}"
+            )));
+        }
+        Ok((n, v))
+    }
+
+    /// One item of a release: law 2 on this node, then its share sealed for this item.
+    pub(super) async fn release_item(
+        &self,
+        identity: &str,
+        sealer: &release::Sealer,
+        position: u32,
+        r: &ReleaseItem,
+        confirmed: bool,
+    ) -> Result<ReleasedShare, Refusal> {
+        path_arg(&r.path)?;
+        // Law 2: this node checks identity and policy itself...
+        self.authorize(identity, &r.path, Capability::Read).await?;
+        if r.version == 0 && !r.with_metadata {
+            return Err(bad(
+                "name the version to release (the reader learns it from the metadata)",
+            ));
+        }
+        // ...at an applied index no older than the version.
+        self.node
+            .reads
+            .wait_applied(r.min_index, Duration::from_secs(5))
+            .await?;
+        let (n, v) = self.readable(&r.path, r.version)?;
+        if v.share_index(self.node.id).is_none() {
+            return Err(Refusal::NotAHolder {
+                node: self.node.id,
+                reason: format!(
+                    "node {} holds no share of version {n} of {:?}",
+                    self.node.id, r.path
+                ),
+            });
+        }
+        let share = self.node.vault.share_for_release(&r.path, n)?;
+        let item = release::Item {
+            position,
+            path: &r.path,
+            version: n,
+        };
+        let sealed_share = sealer
+            .seal(&item, &share.to_bytes())
+            .map_err(|e| Refusal::internal(e.to_string()))?;
+        let metadata = r
+            .with_metadata
+            .then(|| self.version_reply(r.path.clone(), n, v, r.with_ciphertext, !confirmed));
+        Ok(ReleasedShare {
+            version: n,
+            share_index: u32::from(share.index),
+            sealed_share,
+            metadata,
+            refusal: None,
+        })
+    }
+}

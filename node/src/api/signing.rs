@@ -1,0 +1,381 @@
+//! The `Signing` service: creating a key (a DKG among the voters, through Raft) and the two FROST
+//! rounds each signer serves. The client coordinates a signature and aggregates it; each signer
+//! checks the caller's `sign` capability on `keys/NAME` and the request itself, audits, and only
+//! then returns its share (laws 2 and 4). Nonces stay in this node's memory and are used once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tessera_crypto::frost;
+use tessera_crypto::sign_request::SignRequest;
+use tessera_proto::signing_server::Signing;
+use tessera_proto::*;
+use tonic::{Request, Response, Status};
+
+use super::call::Caller;
+use super::convert::status_str;
+use super::Api;
+use crate::audit::Operation;
+use crate::error::{wire, Refusal};
+use crate::policy::Capability;
+use crate::signing::nonces::MAX_NONCE_BATCH;
+use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
+use crate::state::Op;
+
+/// Most signature shares one call may ask for.
+pub const MAX_SIGN_ITEMS: usize = 256;
+
+fn now_unix() -> u64 {
+    time::OffsetDateTime::now_utc().unix_timestamp() as u64
+}
+
+impl Api {
+    fn key(&self, name: &str) -> Result<KeyEntry, Refusal> {
+        self.node
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .keys
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Refusal::not_found(format!("no key {name:?}")))
+    }
+
+    fn active_share(
+        &self,
+        name: &str,
+    ) -> Result<(KeyEntry, std::sync::Arc<frost::KeyShare>), Refusal> {
+        let k = self.key(name)?;
+        if k.status != KeyStatus::Active {
+            return Err(Refusal::rejected(format!(
+                "key {name:?} is {}",
+                status_str(&k.status)
+            )));
+        }
+        let share = self.node.vault.key_share(name, k.attempt)?;
+        Ok((k, share))
+    }
+
+    /// One signature share: law 2 on this node (the caller's capability, the request itself
+    /// and the key's SSH role), then FROST round 2 with the nonces it committed to. Answers the
+    /// key's name (for the audit line) with the purpose and the share.
+    async fn sign_item(
+        &self,
+        identity: &str,
+        r: SignShareRequest,
+    ) -> (String, Result<(&'static str, Vec<u8>), Refusal>) {
+        let res = async {
+            self.authorize(identity, &format!("keys/{}", r.key), Capability::Sign)
+                .await?;
+            let (k, share) = self.active_share(&r.key)?;
+            let request: SignRequest = serde_json::from_slice(&r.request)
+                .map_err(|e| Refusal::invalid(format!("malformed sign request: {e}")))?;
+            request
+                .check(k.purpose, now_unix())
+                .map_err(|e| Refusal::invalid(e.to_string()))?;
+            if let (SignRequest::Ssh(c), Some(role)) = (&request, &k.ssh_role) {
+                role.check(&c.principals, &c.extensions, c.valid_before - c.valid_after)
+                    ?;
+            }
+            let commitments: BTreeMap<u64, Vec<u8>> = r.commitments.into_iter().collect();
+            if commitments.len() != k.threshold as usize
+                || !commitments.contains_key(&self.node.id)
+                || commitments.keys().any(|n| !k.participants.contains(n))
+            {
+                return Err(Refusal::invalid(format!(
+                    "a signature of key {:?} takes commitments from exactly {} participants including this node",
+                    r.key, k.threshold
+                )));
+            }
+            let nonces = self.node.nonces.take(identity, &r.request_id, &r.key)?;
+            let group_key = k
+                .group_key
+                .ok_or_else(|| Refusal::internal("active key without group key"))?;
+            let message = request.message(&group_key);
+            let mut share = frost::round2_sign(&message, &commitments, nonces, &share)
+                .map_err(|e| Refusal::invalid(e.to_string()))?;
+            if self.node.vault.corrupts() {
+                share = frost::corrupt_share(&share);
+            }
+            Ok::<_, Refusal>((request.purpose().as_str(), share))
+        }
+        .await;
+        (r.key, res)
+    }
+}
+
+#[tonic::async_trait]
+impl Signing for Api {
+    async fn create_key(
+        &self,
+        req: Request<KeyCreateRequest>,
+    ) -> Result<Response<KeyInfo>, Status> {
+        let path = format!("keys/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::KeyCreate,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Create).await?;
+                let purpose: KeyPurpose =
+                    r.purpose
+                        .parse()
+                        .map_err(|e: tessera_crypto::purpose::UnknownPurpose| {
+                            Refusal::invalid(e.to_string())
+                        })?;
+                let timeout = Duration::from_secs(u64::from(r.timeout_seconds.clamp(5, 600)));
+                // A cluster that has just formed writes its threshold through its first leader.
+                let mut rx = self.node.reads.applied_watch();
+                let settle = Instant::now() + Duration::from_secs(10);
+                while self.model().settings.threshold.is_none() && Instant::now() < settle {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+                }
+                let op = Op::KeyCreate {
+                    name: r.name.clone(),
+                    purpose,
+                    time: time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    deadline: now_unix() + timeout.as_secs(),
+                };
+                self.submit(id, op).await?;
+                // Wait for the DKG to finish (or fail) on this node's copy.
+                let deadline = Instant::now() + timeout + Duration::from_secs(3);
+                loop {
+                    // Until this node has applied the creation, the key may not be here yet.
+                    if let Ok(k) = self.key(&r.name) {
+                        match &k.status {
+                            KeyStatus::Active => return Ok(self.key_info(&r.name, &k)),
+                            KeyStatus::Failed(why) => {
+                                return Err(Refusal::unavailable(format!(
+                                    "key generation failed: {why}"
+                                )))
+                            }
+                            KeyStatus::Generating => {}
+                        }
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                        return Err(Refusal::unavailable(
+                        "the key generation has not finished; `tessera key read` shows its state",
+                    ));
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    async fn read_key(&self, req: Request<NameRequest>) -> Result<Response<KeyInfo>, Status> {
+        let path = format!("keys/{}", req.get_ref().name);
+        self.run(req, Operation::KeyRead, path.clone(), |id, r| async move {
+            // Public keys are public; reading them still takes read (or sign) on the key.
+            if self.authorize(&id, &path, Capability::Read).await.is_err() {
+                self.authorize(&id, &path, Capability::Sign).await?;
+            }
+            // An active key's public state never changes: without a quorum this node answers
+            // from what it has applied, so signing survives as long as t signers do.
+            if let Err(e) = self.node.reads.linearizable().await {
+                tracing::warn!("serving key {:?} from local state: {e}", r.name);
+            }
+            let k = self.key(&r.name)?;
+            Ok(self.key_info(&r.name, &k))
+        })
+        .await
+    }
+
+    async fn list_keys(&self, req: Request<Empty>) -> Result<Response<KeyListReply>, Status> {
+        self.run(
+            req,
+            Operation::KeyList,
+            "keys/".into(),
+            |id, _| async move {
+                self.authorize(&id, "keys/", Capability::List).await?;
+                self.node.reads.linearizable().await?;
+                let keys = self
+                    .node
+                    .state
+                    .read()
+                    .expect("state lock")
+                    .model
+                    .keys
+                    .clone();
+                Ok(KeyListReply {
+                    keys: keys.iter().map(|(n, k)| self.key_info(n, k)).collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn commit(
+        &self,
+        req: Request<SignCommitRequest>,
+    ) -> Result<Response<SignCommitReply>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        self.run(
+            req,
+            Operation::SignCommit,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Sign).await?;
+                if r.request_id.len() < 16 || r.request_id.len() > 64 {
+                    return Err(Refusal::invalid("request_id must be 16 to 64 characters"));
+                }
+                if r.count > MAX_NONCE_BATCH {
+                    return Err(Refusal::invalid(format!(
+                    "count {} is more than the {MAX_NONCE_BATCH} commitments one request may take",
+                    r.count
+                )));
+                }
+                let (_, share) = self.active_share(&r.key)?;
+                if r.count <= 1 {
+                    let (nonces, commitments) = frost::round1_commit(&share)
+                        .map_err(|e| Refusal::internal(e.to_string()))?;
+                    self.node
+                        .nonces
+                        .put(&id, &r.key, vec![(r.request_id, nonces)])?;
+                    return Ok(SignCommitReply {
+                        node_id: self.node.id,
+                        commitments,
+                        batch: Vec::new(),
+                    });
+                }
+                let mut pairs = Vec::with_capacity(r.count as usize);
+                let mut batch = Vec::with_capacity(r.count as usize);
+                for i in 0..r.count {
+                    let (nonces, commitments) = frost::round1_commit(&share)
+                        .map_err(|e| Refusal::internal(e.to_string()))?;
+                    pairs.push((format!("{}.{i}", r.request_id), nonces));
+                    batch.push(commitments);
+                }
+                self.node.nonces.put(&id, &r.key, pairs)?;
+                Ok(SignCommitReply {
+                    node_id: self.node.id,
+                    commitments: Vec::new(),
+                    batch,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Round 2 for several signatures at once. Each item is authorized and checked on its own
+    /// (one may be refused while the others are signed) and gets its own audit line; all the
+    /// lines are made durable together, before any share leaves (law 4).
+    async fn sign_shares(
+        &self,
+        req: Request<SignSharesRequest>,
+    ) -> Result<Response<SignSharesReply>, Status> {
+        let started = Instant::now();
+        let (caller, identity) = Caller::of(&req);
+        let r = req.into_inner();
+        let identity = identity.and_then(|id| {
+            if r.items.is_empty() || r.items.len() > MAX_SIGN_ITEMS {
+                return Err(Refusal::invalid(format!(
+                    "items: {} given; a call takes 1 to {MAX_SIGN_ITEMS} signature shares",
+                    r.items.len()
+                )));
+            }
+            Ok(id)
+        });
+        let identity = match identity {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing is signed: one line for the whole call.
+                let record = caller.record(Operation::SignShares, "keys/".into(), Some(&e), None);
+                let audited = self.node.audit.append(record).await;
+                self.observe(Operation::SignShares, Some(&e), &audited, started);
+                audited?;
+                return Err(e.into());
+            }
+        };
+        let results = futures::future::join_all(
+            r.items
+                .into_iter()
+                .map(|item| self.sign_item(&identity, item)),
+        )
+        .await;
+        let records = results
+            .iter()
+            .map(|(key, res)| {
+                caller.record(
+                    Operation::SignShare,
+                    format!("keys/{key}"),
+                    res.as_ref().err(),
+                    None,
+                )
+            })
+            .collect();
+        let audited = self.node.audit.append_all(records).await;
+        let mut items = Vec::with_capacity(results.len());
+        for (key, res) in results {
+            self.observe(Operation::SignShare, res.as_ref().err(), &audited, started);
+            let (purpose, outcome) = match (&audited, &res) {
+                (Ok(()), Ok((purpose, _))) => (*purpose, "ok"),
+                (Ok(()), Err(Refusal::Denied { .. })) => ("-", "denied"),
+                _ => ("-", "refused"),
+            };
+            self.node
+                .metrics
+                .signatures
+                .with_label_values(&[&key, purpose, outcome])
+                .inc();
+            items.push(match res {
+                Ok((_, share)) => SignedShare {
+                    share,
+                    ..Default::default()
+                },
+                Err(e) => SignedShare {
+                    share: Vec::new(),
+                    refusal: Some(wire::to_proto(&e)),
+                },
+            });
+        }
+        // Law 4: no audit, no share.
+        audited?;
+        Ok(Response::new(SignSharesReply {
+            node_id: self.node.id,
+            items,
+        }))
+    }
+
+    async fn write_ssh_role(
+        &self,
+        req: Request<SshRoleRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        self.run(
+            req,
+            Operation::SshRoleWrite,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Update).await?;
+                let role = crate::state::keys::SshRole {
+                    allowed_principals: r.allowed_principals,
+                    allowed_extensions: r.allowed_extensions,
+                    max_ttl: r.max_ttl_seconds,
+                };
+                self.submit(id, Op::SshRoleWrite { key: r.key, role }).await
+            },
+        )
+        .await
+    }
+
+    async fn report_cheater(&self, req: Request<CheaterReport>) -> Result<Response<Empty>, Status> {
+        let path = format!("keys/{}", req.get_ref().key);
+        let detail = format!(
+            "node {} returned a signature share that does not verify",
+            req.get_ref().node_id
+        );
+        let node = req.get_ref().node_id;
+        self.run_detailed(req, Operation::SignCheaterReport, path.clone(), Some(detail), |id, r| async move {
+            self.authorize(&id, &path, Capability::Sign).await?;
+            tracing::warn!(node = r.node_id, key = %r.key, reporter = %id, "a coordinator reports a cheating signer");
+            self.node.metrics.cheaters.with_label_values(&[&node.to_string()]).inc();
+            Ok(Empty {})
+        })
+        .await
+    }
+}

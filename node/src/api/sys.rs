@@ -1,0 +1,606 @@
+//! The `Sys` service: the cluster itself — status, identity, topology and held shares,
+//! members, settings, groups, policies and snapshots. Each handler authorizes on this node's
+//! own replicated state (law 2) and is audited before it answers (law 4).
+
+use std::time::Duration;
+
+use tessera_proto::sys_server::Sys;
+use tessera_proto::*;
+use tonic::{Request, Response, Status};
+
+use super::call::name_arg;
+use super::Api;
+use crate::audit::Operation;
+use crate::error::Refusal;
+use crate::policy::{Capability, Policy};
+use crate::raft::leader::LeaderOp;
+use crate::raft::NodeInfo;
+use crate::state::{topology, AttachTarget, Model, Op};
+
+#[tonic::async_trait]
+impl Sys for Api {
+    async fn status(&self, req: Request<Empty>) -> Result<Response<StatusReply>, Status> {
+        self.run(
+            req,
+            Operation::Status,
+            "sys/status".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/status", Capability::Read).await?;
+                let me = self.node.local_status().await;
+                let mut nodes = self.members();
+                let probes = nodes.iter().map(|n| {
+                    let node = self.node.clone();
+                    let (nid, addr) = (n.id, n.address.clone());
+                    async move {
+                        if nid == node.id {
+                            return Some(node.local_status().await);
+                        }
+                        let mut c = node.peers.raft(nid, &addr).ok()?;
+                        tokio::time::timeout(Duration::from_millis(1500), c.node_status(Empty {}))
+                            .await
+                            .ok()?
+                            .ok()
+                            .map(|r| r.into_inner())
+                    }
+                });
+                let reports = futures::future::join_all(probes).await;
+                let mut leader_view = None;
+                for (n, r) in nodes.iter_mut().zip(reports) {
+                    match r {
+                        Some(r) => {
+                            n.reachable = true;
+                            n.last_applied = r.last_applied;
+                            n.state = r.state.clone();
+                            if r.leader == Some(r.id) {
+                                leader_view = Some(r);
+                            }
+                        }
+                        None => n.state = "unreachable".into(),
+                    }
+                }
+                let view = leader_view.unwrap_or(me.clone());
+                Ok(StatusReply {
+                    leader: view.leader,
+                    term: view.term,
+                    commit_index: view.committed,
+                    nodes,
+                    cluster_id: self.node.config.cluster_id.clone(),
+                    served_by: self.node.id,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn who_am_i(&self, req: Request<Empty>) -> Result<Response<WhoAmIReply>, Status> {
+        self.run(req, Operation::Whoami, String::new(), |id, _| async move {
+            let model = self.model();
+            let mut policies: Vec<String> = model.policies_of(&id).into_iter().collect();
+            if self.node.config.root_identities.contains(&id) {
+                policies.insert(0, crate::state::ROOT_POLICY.into());
+            }
+            Ok(WhoAmIReply {
+                groups: model.groups_of(&id),
+                identity: id,
+                policies,
+            })
+        })
+        .await
+    }
+
+    async fn topology(&self, req: Request<Empty>) -> Result<Response<TopologyReply>, Status> {
+        // Public data (who holds shares, their addresses, regions and public keys): any client
+        // with a certificate from the cluster CA may see it, and it is audited like everything.
+        self.run(
+            req,
+            Operation::Topology,
+            "sys/topology".into(),
+            |_id, _| async move {
+                self.node.reads.linearizable().await?;
+                let members = self.members_now();
+                let settings = self.model().settings;
+                let counts = members.region_counts();
+                let t = settings.threshold.unwrap_or(0);
+                let a = topology::assess(&counts, t as usize);
+                let ids: Vec<u64> = members.voters.keys().copied().collect();
+                Ok(TopologyReply {
+                    cluster_id: self.node.config.cluster_id.clone(),
+                    threshold: t,
+                    acks_required: settings.acks_required(ids.len()) as u32,
+                    holders: self.holders(&ids),
+                    region: self.node.config.region.clone(),
+                    allow_unsafe_topology: settings.allow_unsafe_topology,
+                    survives_region_loss: a.survives_region_loss,
+                    no_region_alone: a.no_region_alone,
+                    holders_per_region: counts.into_iter().map(|(r, c)| (r, c as u32)).collect(),
+                    leader: self
+                        .node
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .current_leader
+                        .unwrap_or(0),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn config_set(
+        &self,
+        req: Request<ConfigSetRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::ConfigSet,
+            "sys/config".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/config", Capability::Admin).await?;
+                if r.threshold.is_none()
+                    && r.ack_fault_tolerance.is_none()
+                    && r.allow_unsafe_topology.is_none()
+                {
+                    return Err(Refusal::invalid("nothing to set"));
+                }
+                let op = Op::SetSettings {
+                    threshold: r.threshold,
+                    ack_fault_tolerance: r.ack_fault_tolerance,
+                    allow_unsafe_topology: r.allow_unsafe_topology,
+                };
+                self.submit(id, op).await
+            },
+        )
+        .await
+    }
+
+    async fn shares(&self, req: Request<Empty>) -> Result<Response<SharesReply>, Status> {
+        self.run(
+            req,
+            Operation::SharesList,
+            "sys/shares".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/shares", Capability::Admin).await?;
+                // Report at least every acknowledged write: a holder stores its share when it
+                // applies a write, which can follow the write's answer by a round trip. A node
+                // cut off from the leader reports what it holds now.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), self.node.reads.linearizable())
+                        .await;
+                let st = self.node.state.read().expect("state lock");
+                let shares = self
+                    .node
+                    .vault
+                    .list()
+                    .into_iter()
+                    .map(|(path, version)| {
+                        let index = st
+                            .model
+                            .secrets
+                            .get(&path)
+                            .and_then(|e| e.versions.get(&version))
+                            .and_then(|v| v.share_index(self.node.id))
+                            .unwrap_or(0);
+                        HeldShare {
+                            path,
+                            version,
+                            share_index: index as u32,
+                        }
+                    })
+                    .collect();
+                // Signing-key shares appear as `keys/NAME`, version = generation, index = node id.
+                let mut shares: Vec<HeldShare> = shares;
+                for (name, attempt) in self.node.vault.key_shares() {
+                    shares.push(HeldShare {
+                        path: format!("keys/{name}"),
+                        version: attempt,
+                        share_index: self.node.id as u32,
+                    });
+                }
+                Ok(SharesReply {
+                    node_id: self.node.id,
+                    shares,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_members(&self, req: Request<Empty>) -> Result<Response<MembersReply>, Status> {
+        self.run(
+            req,
+            Operation::MembersList,
+            "sys/members".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/members", Capability::Read).await?;
+                self.node.reads.linearizable().await?;
+                Ok(MembersReply {
+                    members: self.members(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        req: Request<AddMemberRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::MembersAdd,
+            "sys/members".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/members", Capability::Admin)
+                    .await?;
+                if r.id == 0 {
+                    return Err(Refusal::invalid("--id must be 1 or more"));
+                }
+                if r.address.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(Refusal::invalid(format!(
+                        "--api-addr {:?} must be host:port with an IP host, e.g. 127.0.0.1:7106",
+                        r.address
+                    )));
+                }
+                name_arg("region", &r.region)?;
+                if self.members().iter().any(|m| m.id == r.id) {
+                    return Err(Refusal::already_exists(format!(
+                        "node {} is already a member",
+                        r.id
+                    )));
+                }
+                // The new node's public keys, asked of the node itself over mutual TLS (its
+                // certificate must name node r.id, so nobody else can answer for it).
+                let mut client = self.node.peers.raft(r.id, &r.address)?;
+                let status =
+                    tokio::time::timeout(Duration::from_secs(5), client.node_status(Empty {}))
+                        .await
+                        .map_err(|_| {
+                            Refusal::unavailable(format!(
+                                "node {} at {} did not answer; start it first",
+                                r.id, r.address
+                            ))
+                        })?
+                        .map_err(|s| {
+                            Refusal::unavailable(format!(
+                                "node {} at {}: {}; start it first",
+                                r.id,
+                                r.address,
+                                s.message()
+                            ))
+                        })?
+                        .into_inner();
+                if r.voter {
+                    let mut regions: Vec<String> = self
+                        .members()
+                        .into_iter()
+                        .filter(|m| m.role == "voter")
+                        .map(|m| m.region)
+                        .collect();
+                    regions.push(r.region.clone());
+                    self.check_voters(regions)?;
+                }
+                let node = NodeInfo {
+                    addr: r.address,
+                    region: r.region,
+                    sealing_key: status.sealing_key,
+                    ack_key: status.ack_key,
+                };
+                let mut index = self
+                    .node
+                    .leader
+                    .submit(LeaderOp::AddLearner { id: r.id, node })
+                    .await?;
+                if r.voter {
+                    index = self
+                        .node
+                        .leader
+                        .submit(LeaderOp::AddVoter { id: r.id })
+                        .await?;
+                }
+                Ok(WriteReply { index })
+            },
+        )
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<RemoveMemberRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::MembersRemove,
+            "sys/members".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/members", Capability::Admin)
+                    .await?;
+                if !self.members().iter().any(|m| m.id == r.id) {
+                    return Err(Refusal::not_found(format!("node {} is not a member", r.id)));
+                }
+                let regions: Vec<String> = self
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.role == "voter" && m.id != r.id)
+                    .map(|m| m.region)
+                    .collect();
+                self.check_voters(regions)?;
+                let index = self
+                    .node
+                    .leader
+                    .submit(LeaderOp::Remove { id: r.id })
+                    .await?;
+                Ok(WriteReply { index })
+            },
+        )
+        .await
+    }
+
+    async fn write_group(
+        &self,
+        req: Request<GroupWriteRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::GroupWrite,
+            path.clone(),
+            |id, r| async move {
+                name_arg("group", &r.name)?;
+                let exists = self.model().groups.contains_key(&r.name);
+                let cap = if exists {
+                    Capability::Update
+                } else {
+                    Capability::Create
+                };
+                self.authorize(&id, &path, cap).await?;
+                let op = Op::PutGroup {
+                    name: r.name,
+                    members: r.members.into_iter().collect(),
+                };
+                self.submit(id, op).await
+            },
+        )
+        .await
+    }
+
+    async fn read_group(&self, req: Request<NameRequest>) -> Result<Response<Group>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::GroupRead,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Read).await?;
+                self.node.reads.linearizable().await?;
+                let model = self.model();
+                let members = model.groups.get(&r.name).ok_or_else(|| {
+                    Refusal::not_found(format!("group {:?} does not exist", r.name))
+                })?;
+                Ok(Group {
+                    members: members.iter().cloned().collect(),
+                    policies: model
+                        .group_policies
+                        .get(&r.name)
+                        .map(|p| p.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    name: r.name,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_groups(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
+        self.run(
+            req,
+            Operation::GroupList,
+            "sys/groups".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/groups", Capability::List).await?;
+                self.node.reads.linearizable().await?;
+                Ok(ListReply {
+                    names: self.model().groups.keys().cloned().collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/groups/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::GroupDelete,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Delete).await?;
+                self.submit(id, Op::DeleteGroup { name: r.name }).await
+            },
+        )
+        .await
+    }
+
+    async fn write_policy(
+        &self,
+        req: Request<PolicyWriteRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::PolicyWrite,
+            path.clone(),
+            |id, r| async move {
+                name_arg("policy", &r.name)?;
+                let exists = self.model().policies.contains_key(&r.name);
+                let cap = if exists {
+                    Capability::Update
+                } else {
+                    Capability::Create
+                };
+                self.authorize(&id, &path, cap).await?;
+                Policy::parse(&r.text)
+                    .map_err(|e| Refusal::invalid(format!("policy {:?}: {e}", r.name)))?;
+                self.submit(
+                    id,
+                    Op::PutPolicy {
+                        name: r.name,
+                        text: r.text,
+                    },
+                )
+                .await
+            },
+        )
+        .await
+    }
+
+    async fn read_policy(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<PolicyReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(req, Operation::PolicyRead, path.clone(), |id, r| async move {
+            self.authorize(&id, &path, Capability::Read).await?;
+            self.node.reads.linearizable().await?;
+            let text = if r.name == crate::state::ROOT_POLICY {
+                "# built in: every capability on every path\npath \"*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"]\n}\n".to_string()
+            } else {
+                self.model()
+                    .policies
+                    .get(&r.name)
+                    .cloned()
+                    .ok_or_else(|| Refusal::not_found(format!("policy {:?} does not exist", r.name)))?
+            };
+            Ok(PolicyReply { name: r.name, text })
+        })
+        .await
+    }
+
+    async fn list_policies(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
+        self.run(
+            req,
+            Operation::PolicyList,
+            "sys/policies".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/policies", Capability::List)
+                    .await?;
+                self.node.reads.linearizable().await?;
+                let mut names = vec![crate::state::ROOT_POLICY.to_string()];
+                names.extend(self.model().policies.keys().cloned());
+                Ok(ListReply { names })
+            },
+        )
+        .await
+    }
+
+    async fn delete_policy(
+        &self,
+        req: Request<NameRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().name);
+        self.run(
+            req,
+            Operation::PolicyDelete,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Delete).await?;
+                self.submit(id, Op::DeletePolicy { name: r.name }).await
+            },
+        )
+        .await
+    }
+
+    async fn attach_policy(
+        &self,
+        req: Request<PolicyAttachRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let path = format!("sys/policies/{}", req.get_ref().policy);
+        self.run(
+            req,
+            Operation::PolicyAttach,
+            path.clone(),
+            |id, r| async move {
+                // Granting a policy is granting its power: it takes `admin` on the policy.
+                self.authorize(&id, &path, Capability::Admin).await?;
+                let target = match (r.group.is_empty(), r.identity.is_empty()) {
+                    (false, true) => AttachTarget::Group(r.group),
+                    (true, false) => AttachTarget::Identity(r.identity),
+                    _ => {
+                        return Err(Refusal::invalid(
+                            "name exactly one of --group or --identity",
+                        ))
+                    }
+                };
+                self.submit(
+                    id,
+                    Op::Attach {
+                        policy: r.policy,
+                        target,
+                        detach: r.detach,
+                    },
+                )
+                .await
+            },
+        )
+        .await
+    }
+
+    async fn snapshot_save(&self, req: Request<Empty>) -> Result<Response<SnapshotData>, Status> {
+        self.run(
+            req,
+            Operation::SnapshotSave,
+            "sys/snapshot".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/snapshot", Capability::Admin)
+                    .await?;
+                self.node.reads.linearizable().await?;
+                let data = serde_json::to_vec_pretty(&SnapshotFile {
+                    format: SNAPSHOT_FORMAT.into(),
+                    cluster_id: self.node.config.cluster_id.clone(),
+                    model: self.model().directory(),
+                })
+                .map_err(|e| Refusal::internal(e.to_string()))?;
+                Ok(SnapshotData { data })
+            },
+        )
+        .await
+    }
+
+    async fn snapshot_restore(
+        &self,
+        req: Request<SnapshotData>,
+    ) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::SnapshotRestore,
+            "sys/snapshot".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/snapshot", Capability::Admin)
+                    .await?;
+                let file: SnapshotFile = serde_json::from_slice(&r.data)
+                    .map_err(|e| Refusal::invalid(format!("not a Tessera snapshot file: {e}")))?;
+                if file.format != SNAPSHOT_FORMAT {
+                    return Err(Refusal::invalid(format!(
+                        "snapshot format {:?} is not supported (expected {SNAPSHOT_FORMAT:?})",
+                        file.format
+                    )));
+                }
+                self.submit(id, Op::Restore { model: file.model }).await
+            },
+        )
+        .await
+    }
+}
+
+const SNAPSHOT_FORMAT: &str = "tessera-snapshot-v1";
+
+/// What `tessera operator snapshot save` writes: the replicated data model (no membership, no
+/// secrets: only public metadata lives in the model).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotFile {
+    format: String,
+    cluster_id: String,
+    model: Model,
+}

@@ -1,0 +1,100 @@
+//! The names of audited operations, as they appear in the audit log and in the
+//! `operation` label of the request metrics. One variant per client-facing operation, so a
+//! misspelt name cannot reach the log.
+
+/// An audited operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    ConfigSet,
+    GroupDelete,
+    GroupList,
+    GroupRead,
+    GroupWrite,
+    KeyCreate,
+    KeyList,
+    KeyRead,
+    KvBadShareReport,
+    KvDelete,
+    KvDestroy,
+    KvList,
+    KvMetadata,
+    KvMetadataDelete,
+    KvMetadataPut,
+    KvPut,
+    KvReleaseShare,
+    KvReleaseShares,
+    KvUndelete,
+    KvVersion,
+    MembersAdd,
+    MembersList,
+    MembersRemove,
+    PolicyAttach,
+    PolicyDelete,
+    PolicyList,
+    PolicyRead,
+    PolicyWrite,
+    SharesList,
+    SignCheaterReport,
+    SignCommit,
+    SignShare,
+    SignShares,
+    SnapshotRestore,
+    SnapshotSave,
+    SshRoleWrite,
+    Status,
+    Topology,
+    Whoami,
+}
+
+impl Operation {
+    /// The name in the audit log (`operation`) and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ConfigSet => "config.set",
+            Operation::GroupDelete => "group.delete",
+            Operation::GroupList => "group.list",
+            Operation::GroupRead => "group.read",
+            Operation::GroupWrite => "group.write",
+            Operation::KeyCreate => "key.create",
+            Operation::KeyList => "key.list",
+            Operation::KeyRead => "key.read",
+            Operation::KvBadShareReport => "kv.bad_share_report",
+            Operation::KvDelete => "kv.delete",
+            Operation::KvDestroy => "kv.destroy",
+            Operation::KvList => "kv.list",
+            Operation::KvMetadata => "kv.metadata",
+            Operation::KvMetadataDelete => "kv.metadata_delete",
+            Operation::KvMetadataPut => "kv.metadata_put",
+            Operation::KvPut => "kv.put",
+            Operation::KvReleaseShare => "kv.release_share",
+            Operation::KvReleaseShares => "kv.release_shares",
+            Operation::KvUndelete => "kv.undelete",
+            Operation::KvVersion => "kv.version",
+            Operation::MembersAdd => "members.add",
+            Operation::MembersList => "members.list",
+            Operation::MembersRemove => "members.remove",
+            Operation::PolicyAttach => "policy.attach",
+            Operation::PolicyDelete => "policy.delete",
+            Operation::PolicyList => "policy.list",
+            Operation::PolicyRead => "policy.read",
+            Operation::PolicyWrite => "policy.write",
+            Operation::SharesList => "shares.list",
+            Operation::SignCheaterReport => "sign.cheater_report",
+            Operation::SignCommit => "sign.commit",
+            Operation::SignShare => "sign.share",
+            Operation::SignShares => "sign.shares",
+            Operation::SnapshotRestore => "snapshot.restore",
+            Operation::SnapshotSave => "snapshot.save",
+            Operation::SshRoleWrite => "ssh.role_write",
+            Operation::Status => "status",
+            Operation::Topology => "topology",
+            Operation::Whoami => "whoami",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

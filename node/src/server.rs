@@ -1,0 +1,122 @@
+//! Serving a started node, top to bottom: the gRPC services over mutual TLS, the metrics
+//! endpoint, forming the cluster on first start, and the node's background work (its
+//! acknowledgements, the first threshold, the leader's lease, key-generation deadlines). Runs
+//! until `shutdown` resolves.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tessera_proto::holders_server::HoldersServer;
+use tessera_proto::kv_server::KvServer;
+use tessera_proto::raft_server::RaftServer;
+use tessera_proto::signing_server::SigningServer;
+use tessera_proto::sys_server::SysServer;
+
+use crate::api::Api;
+use crate::node::{Background, Node};
+use crate::raft::bootstrap;
+use crate::raft::network::MAX_MESSAGE_BYTES;
+use crate::raft::outgoing::Acks;
+use crate::signing::deadline;
+use crate::tls::TlsMaterial;
+
+pub async fn serve(
+    node: Arc<Node>,
+    background: Background,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = &node.config;
+    let tls = TlsMaterial::load(&config.ca_cert, &config.cert, &config.key)?;
+    let addr: std::net::SocketAddr = config
+        .api_addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("api_addr {:?}: {e}", config.api_addr))?;
+
+    // Metrics on their own port: the Raft gauges are brought up to date on every scrape.
+    let metrics_listener = tokio::net::TcpListener::bind(&config.metrics_addr)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on metrics_addr {}: {e}", config.metrics_addr)
+        })?;
+    let scraped = node.clone();
+    tokio::spawn(crate::metrics::serve(metrics_listener, move || {
+        let node = scraped.clone();
+        async move {
+            let st = node.local_status().await;
+            let installs = node.snapshot_installs.load(Ordering::Relaxed);
+            node.metrics.refresh(node.id, &st, &node.raft, installs);
+            node.metrics.render()
+        }
+    }));
+
+    // Nagle's algorithm would hold small replies back for a delayed ACK (tens of ms per
+    // round trip); every request here is small, so it is off.
+    let incoming = tonic::transport::server::TcpIncoming::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on api_addr {addr}: {e}"))?
+        .with_nodelay(Some(true));
+    tracing::info!(id = node.id, %addr, region = %config.region, "node serving");
+
+    if config.bootstrap {
+        let n = node.clone();
+        tokio::spawn(async move { bootstrap::initialize(&n.raft, &n.config).await });
+    }
+    let acks = Acks {
+        id: node.id,
+        state: node.state.clone(),
+        vault: node.vault.clone(),
+        leader: node.leader.clone(),
+    };
+    tokio::spawn(acks.run(background.outgoing));
+    tokio::spawn(bootstrap::seed_settings(
+        config.clone(),
+        node.state.clone(),
+        node.leader.clone(),
+    ));
+    node.reads.watch_lease_on_own_thread();
+    tokio::spawn(deadline::abort_stale_dkgs(
+        node.state.clone(),
+        node.leader.clone(),
+    ));
+
+    let api = Api::new(node.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls.server())?
+        .tcp_nodelay(true)
+        .add_service(
+            RaftServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            HoldersServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            KvServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            SigningServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            SysServer::new(api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = rx.await;
+        });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    server.await?;
+    tracing::info!(id = node.id, "shutting down raft");
+    let _ = node.raft.shutdown().await;
+    Ok(())
+}
