@@ -46,9 +46,10 @@ if [[ -z ${SKIP_OPENBAO:-} ]]; then
   (cd "$OB" && ./down.sh && ./up.sh && DUR="${DUR}s" ./bench.sh; ./down.sh) >"$OUT/openbao.log" 2>&1 || echo "OpenBao run failed: see $OUT/openbao.log"
 fi
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "${OPENBAO_PROD:-}" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
+openbao = "OpenBao 3 nodes (TLS, file audit)" if sys.argv[2] else "OpenBao 3 nodes (no TLS, no audit)"
 print("| system | op | concurrency | ops/s | p50 ms | p99 ms |")
 print("| --- | --- | --- | --- | --- | --- |")
 for n, name in ((3, "tessera-3"), (5, "tessera-5"), (5, "tessera-sign-5")):
@@ -63,7 +64,7 @@ for tag, op, concs in [("leader_kv_write", "kv_write", (1, 32)), ("leader_kv_rea
         if f.exists():
             j = json.loads(f.read_text())
             p = j["latencyPercentilesSuccessful"]
-            print(f"| OpenBao 3 nodes (no TLS) | {op} | {c} | {j['summary']['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} |")
+            print(f"| {openbao} | {op} | {c} | {j['summary']['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} |")
 print()
 for t in (2, 3):
     f = out / f"floor-t{t}.json"

@@ -174,6 +174,10 @@ impl Error {
     }
 }
 
+/// Whether a status without a refusal was made by this client's own transport (tonic, hyper,
+/// rustls) rather than by a node. Only such statuses are read as text, here and in
+/// `transport_hint`, to say what to fix locally; a node's answers always carry a typed refusal,
+/// decoded before this is reached, and nothing a node writes is matched.
 fn is_transport(s: &tonic::Status) -> bool {
     s.source().is_some()
         || s.message().contains("transport error")

@@ -2,11 +2,11 @@
 //! keys, a version's public metadata, a key's public state.
 
 use tessera_crypto::value::ValueCiphertext;
-use tessera_proto::{Holder, KeyInfo, KvVersionReply, NodeEntry};
+use tessera_proto::{Holder, KeyInfo, KvMetadataReply, KvVersionReply, NodeEntry, VersionInfo};
 
 use super::Api;
 use crate::state::keys::{KeyEntry, KeyStatus};
-use crate::state::kv::VersionEntry;
+use crate::state::kv::{SecretEntry, VersionEntry};
 use crate::state::Members;
 
 pub(super) fn status_str(s: &KeyStatus) -> String {
@@ -14,6 +14,37 @@ pub(super) fn status_str(s: &KeyStatus) -> String {
         KeyStatus::Generating => "generating".into(),
         KeyStatus::Active => "active".into(),
         KeyStatus::Failed(r) => format!("failed: {r}"),
+    }
+}
+
+/// A secret's metadata and every version's public facts (never a value or a share).
+pub(super) fn metadata_reply(path: &str, e: &SecretEntry) -> KvMetadataReply {
+    let time = |t: Option<crate::state::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    KvMetadataReply {
+        path: path.to_string(),
+        current_version: e.current_version,
+        created_time: time(e.created_time),
+        updated_time: time(e.updated_time),
+        max_versions: e.max_versions(),
+        cas_required: e.cas_required,
+        custom_metadata: e.custom_metadata.clone().into_iter().collect(),
+        versions: e
+            .versions
+            .iter()
+            .map(|(n, v)| VersionInfo {
+                version: *n,
+                created_time: v.created_time.to_string(),
+                created_by: v.created_by.clone(),
+                deletion_time: time(v.deletion_time),
+                destroyed: v.destroyed,
+                acks: v.acks.keys().copied().collect(),
+                holders: v.holders.clone(),
+                threshold: v.threshold,
+                valid: v.is_valid(),
+                complaints: v.complaints.keys().copied().collect(),
+                pending: v.envelopes.keys().copied().collect(),
+            })
+            .collect(),
     }
 }
 
@@ -79,7 +110,7 @@ impl Api {
             threshold: k.threshold as u32,
             participants: self.holders(&k.participants),
             attempt: k.attempt,
-            created_time: k.created_time.clone(),
+            created_time: k.created_time.to_string(),
             created_by: k.created_by.clone(),
             region: self.node.config.region.clone(),
             ssh_allowed_principals: k

@@ -20,7 +20,7 @@ use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::signing::nonces::MAX_NONCE_BATCH;
 use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
-use crate::state::Op;
+use crate::state::{Op, Timestamp};
 
 /// Most signature shares one call may ask for.
 pub const MAX_SIGN_ITEMS: usize = 256;
@@ -134,9 +134,7 @@ impl Signing for Api {
                 let op = Op::KeyCreate {
                     name: r.name.clone(),
                     purpose,
-                    time: time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
+                    time: Timestamp::now(),
                     deadline: now_unix() + timeout.as_secs(),
                 };
                 self.submit(id, op).await?;

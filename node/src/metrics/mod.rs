@@ -1,8 +1,9 @@
 //! Prometheus metrics: Raft progress, replication lag, request counts and latencies, audit
 //! failures; served as text on the node's metrics address.
 //!
-//! Labels carry only operation names, outcomes and node ids: never a path a user chose, a
-//! value, or an identity, so metrics can be shared freely.
+//! Labels carry operation names, outcomes, node ids and signing-key names (an operator chose
+//! those, and they are public in the replicated state): never a secret path, a value, or an
+//! identity, so metrics can be shared freely.
 
 use std::time::Duration;
 

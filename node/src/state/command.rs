@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::KeyPurpose;
 use super::kv::{AckItem, KvPut};
 use super::members::NodeId;
-use super::Model;
+use super::{Model, Timestamp};
 use crate::error::Refusal;
 use tessera_crypto::b64;
 use tessera_crypto::seal::ShareEnvelope;
@@ -86,7 +86,7 @@ pub enum Op {
     KvDelete {
         path: String,
         versions: Vec<u64>,
-        time: String,
+        time: Timestamp,
     },
     KvUndelete {
         path: String,
@@ -101,7 +101,7 @@ pub enum Op {
         max_versions: Option<u32>,
         cas_required: Option<bool>,
         custom_metadata: Option<BTreeMap<String, String>>,
-        time: String,
+        time: Timestamp,
     },
     /// Removes the secret, every version and its metadata.
     KvMetadataDelete {
@@ -111,7 +111,7 @@ pub enum Op {
     KeyCreate {
         name: String,
         purpose: KeyPurpose,
-        time: String,
+        time: Timestamp,
         /// Unix seconds after which the DKG is aborted if unfinished.
         deadline: u64,
     },

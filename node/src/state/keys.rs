@@ -11,6 +11,7 @@ use tessera_crypto::b64;
 use tessera_crypto::seal::ShareEnvelope;
 
 use super::members::NodeId;
+use super::Timestamp;
 use super::Members;
 use crate::error::Refusal;
 
@@ -100,7 +101,7 @@ pub struct KeyEntry {
     pub participants: Vec<NodeId>,
     /// Each `key create` of a key that failed starts a new attempt (bound into every message).
     pub attempt: u64,
-    pub created_time: String,
+    pub created_time: Timestamp,
     pub created_by: String,
     /// Unix seconds after which an unfinished DKG is aborted.
     pub deadline: u64,

@@ -15,6 +15,7 @@ use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
 
 use super::members::NodeId;
+use super::Timestamp;
 use super::Members;
 use crate::error::Refusal;
 
@@ -30,8 +31,9 @@ pub struct SecretEntry {
     /// 0 means the default.
     pub max_versions: u32,
     pub cas_required: bool,
-    pub created_time: String,
-    pub updated_time: String,
+    /// `None` until the first version or metadata is written.
+    pub created_time: Option<Timestamp>,
+    pub updated_time: Option<Timestamp>,
     pub custom_metadata: BTreeMap<String, String>,
     pub versions: BTreeMap<u64, VersionEntry>,
 }
@@ -48,12 +50,12 @@ impl SecretEntry {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionEntry {
-    pub created_time: String,
+    pub created_time: Timestamp,
     pub created_by: String,
     /// Raft index at which the version was written: a holder serves it only once it has
     /// applied at least this far.
     pub index: u64,
-    pub deletion_time: Option<String>,
+    pub deletion_time: Option<Timestamp>,
     pub destroyed: bool,
     /// `None` once destroyed.
     pub ciphertext: Option<ValueCiphertext>,
@@ -89,7 +91,7 @@ pub struct KvPut {
     pub path: String,
     pub version: u64,
     pub cas: Option<u64>,
-    pub time: String,
+    pub time: Timestamp,
     pub ciphertext: ValueCiphertext,
     pub commitments: Commitments,
     pub threshold: u32,
@@ -321,15 +323,13 @@ pub(super) fn apply_put(
     p: &KvPut,
 ) -> Vec<u64> {
     let e = secrets.entry(p.path.clone()).or_default();
-    if e.created_time.is_empty() {
-        e.created_time = p.time.clone();
-    }
-    e.updated_time = p.time.clone();
+    e.created_time.get_or_insert(p.time);
+    e.updated_time = Some(p.time);
     e.current_version = p.version;
     e.versions.insert(
         p.version,
         VersionEntry {
-            created_time: p.time.clone(),
+            created_time: p.time,
             created_by: by.to_string(),
             index,
             deletion_time: None,
@@ -506,7 +506,7 @@ mod tests {
             path: path.into(),
             version: 1,
             cas: None,
-            time: "2026-12-06T00:00:00Z".into(),
+            time: Timestamp::from_unix_nanos(1),
             ciphertext: ValueCiphertext {
                 nonce: [0; 12],
                 ciphertext: vec![0; 32],

@@ -12,8 +12,10 @@ pub mod kv;
 pub mod members;
 pub mod model;
 pub mod ops;
+pub mod time;
 pub mod topology;
 
 pub use command::{AttachTarget, Command, CommandResult, Op};
 pub use members::{Members, NodeId, NodeInfo};
 pub use model::{validate_name, Effects, Model, Settings, ROOT_POLICY};
+pub use time::Timestamp;

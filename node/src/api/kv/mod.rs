@@ -21,19 +21,15 @@ use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
 use super::call::Caller;
+use super::convert::metadata_reply;
 use super::Api;
 use crate::audit::Operation;
 use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
 use crate::state::kv::{self as model_kv, KvPut as KvPutCmd, SecretEntry};
-use crate::state::{Command, Op};
+use crate::state::{Command, Op, Timestamp};
 
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 /// Most items one `ReleaseShares` call may carry.
 const MAX_RELEASE_ITEMS: usize = 256;
@@ -135,7 +131,7 @@ impl Kv for Api {
                 path: r.path.clone(),
                 version: r.version,
                 cas: r.cas,
-                time: now(),
+                time: Timestamp::now(),
                 ciphertext: ValueCiphertext {
                     nonce,
                     ciphertext: r.ciphertext,
@@ -190,32 +186,7 @@ impl Kv for Api {
                 path_arg(&r.path)?;
                 self.authorize(&id, &r.path, Capability::Read).await?;
                 self.node.reads.linearizable().await?;
-                self.with_secret(&r.path, |e| KvMetadataReply {
-                    path: r.path.clone(),
-                    current_version: e.current_version,
-                    created_time: e.created_time.clone(),
-                    updated_time: e.updated_time.clone(),
-                    max_versions: e.max_versions(),
-                    cas_required: e.cas_required,
-                    custom_metadata: e.custom_metadata.clone().into_iter().collect(),
-                    versions: e
-                        .versions
-                        .iter()
-                        .map(|(n, v)| VersionInfo {
-                            version: *n,
-                            created_time: v.created_time.clone(),
-                            created_by: v.created_by.clone(),
-                            deletion_time: v.deletion_time.clone().unwrap_or_default(),
-                            destroyed: v.destroyed,
-                            acks: v.acks.keys().copied().collect(),
-                            holders: v.holders.clone(),
-                            threshold: v.threshold,
-                            valid: v.is_valid(),
-                            complaints: v.complaints.keys().copied().collect(),
-                            pending: v.envelopes.keys().copied().collect(),
-                        })
-                        .collect(),
-                })
+                self.with_secret(&r.path, |e| metadata_reply(&r.path, e))
                 .ok_or_else(|| Refusal::not_found(format!("no secret at {:?}", r.path)))
             },
         )
@@ -392,7 +363,7 @@ impl Kv for Api {
             |path, versions| Op::KvDelete {
                 path,
                 versions,
-                time: now(),
+                time: Timestamp::now(),
             },
         )
         .await
@@ -449,7 +420,7 @@ impl Kv for Api {
                     max_versions: r.max_versions,
                     cas_required: r.cas_required,
                     custom_metadata: custom,
-                    time: now(),
+                    time: Timestamp::now(),
                 },
             )
             .await

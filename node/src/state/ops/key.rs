@@ -8,7 +8,7 @@ use crate::error::Refusal;
 use crate::state::keys::{
     check_dkg_message, validate_key_name, DkgMessage, KeyEntry, KeyPurpose, KeyStatus, SshRole,
 };
-use crate::state::{Effects, Members, Model, NodeId};
+use crate::state::{Effects, Members, Model, NodeId, Timestamp};
 
 pub fn validate_create(m: &Model, members: &Members, name: &str) -> Result<(), Refusal> {
     validate_key_name(name)?;
@@ -38,7 +38,7 @@ pub fn validate_create(m: &Model, members: &Members, name: &str) -> Result<(), R
 pub struct Create<'a> {
     pub name: &'a str,
     pub purpose: KeyPurpose,
-    pub time: &'a str,
+    pub time: Timestamp,
     pub deadline: u64,
     pub by: &'a str,
 }
@@ -52,7 +52,7 @@ pub fn apply_create(m: &mut Model, members: &Members, c: Create, fx: &mut Effect
         threshold: m.settings.threshold.unwrap_or(2) as u16,
         participants: members.voters.keys().copied().collect(),
         attempt,
-        created_time: c.time.to_string(),
+        created_time: c.time,
         created_by: c.by.to_string(),
         deadline: c.deadline,
         status: KeyStatus::Generating,

@@ -178,7 +178,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             path,
             versions,
             time,
-        } => secret::apply_delete(m, path, versions, time, fx),
+        } => secret::apply_delete(m, path, versions, *time, fx),
         Op::KvUndelete { path, versions } => secret::apply_undelete(m, path, versions, fx),
         Op::KvDestroy { path, versions } => secret::apply_destroy(m, path, versions, fx),
         Op::KvMetadataPut {
@@ -193,7 +193,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
                 max_versions: *max_versions,
                 cas_required: *cas_required,
                 custom_metadata: custom_metadata.as_ref(),
-                time,
+                time: *time,
             };
             secret::apply_metadata_put(m, put, fx)
         }
@@ -207,7 +207,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             let create = key::Create {
                 name,
                 purpose: *purpose,
-                time,
+                time: *time,
                 deadline: *deadline,
                 by: &cmd.by,
             };
@@ -246,7 +246,7 @@ mod tests {
     use super::*;
     use crate::state::keys::{KeyPurpose, SshRole};
     use crate::state::kv::{SecretEntry, VersionEntry};
-    use crate::state::NodeInfo;
+    use crate::state::{NodeInfo, Timestamp};
 
     fn members(regions: &[&str]) -> Members {
         let mut m = Members::default();
@@ -356,7 +356,7 @@ mod tests {
             Op::KvDelete {
                 path: "a".into(),
                 versions: vec![9],
-                time: "t".into(),
+                time: Timestamp::from_unix_nanos(1),
             },
         )
         .unwrap_err();
@@ -373,7 +373,7 @@ mod tests {
             max_versions: Some(max),
             cas_required: None,
             custom_metadata: Some(BTreeMap::from([("team".to_string(), "db".to_string())])),
-            time: "t".into(),
+            time: Timestamp::from_unix_nanos(1),
         };
         assert!(run(&mut m, &mem, put(1001)).is_err());
         let fx = run(&mut m, &mem, put(2)).unwrap();
@@ -390,7 +390,7 @@ mod tests {
         let create = || Op::KeyCreate {
             name: "ca".into(),
             purpose: KeyPurpose::Raw,
-            time: "t".into(),
+            time: Timestamp::from_unix_nanos(1),
             deadline: 100,
         };
         let e = run(&mut m, &mem, create()).unwrap_err();

@@ -7,19 +7,25 @@ use std::collections::BTreeMap;
 
 use crate::error::Refusal;
 use crate::state::kv::{check_versions, validate_path, SecretEntry};
-use crate::state::{Effects, Model};
+use crate::state::{Effects, Model, Timestamp};
 
 pub fn validate_delete(m: &Model, path: &str, versions: &[u64]) -> Result<(), Refusal> {
     check_versions(&m.secrets, path, versions)
 }
 
 /// Marks the versions deleted at `time` (a destroyed or already deleted one is left as is).
-pub fn apply_delete(m: &mut Model, path: &str, versions: &[u64], time: &str, fx: &mut Effects) {
+pub fn apply_delete(
+    m: &mut Model,
+    path: &str,
+    versions: &[u64],
+    time: Timestamp,
+    fx: &mut Effects,
+) {
     let e = m.secrets.get_mut(path).expect("validated");
     for v in versions {
         let ve = e.versions.get_mut(v).expect("validated");
         if ve.deletion_time.is_none() && !ve.destroyed {
-            ve.deletion_time = Some(time.to_string());
+            ve.deletion_time = Some(time);
         }
     }
     fx.secrets.push(path.to_string());
@@ -79,17 +85,15 @@ pub struct MetadataPut<'a> {
     pub max_versions: Option<u32>,
     pub cas_required: Option<bool>,
     pub custom_metadata: Option<&'a BTreeMap<String, String>>,
-    pub time: &'a str,
+    pub time: Timestamp,
 }
 
 /// Creates the entry if needed; versions beyond a lowered `max_versions` are pruned (erased).
 pub fn apply_metadata_put(m: &mut Model, put: MetadataPut, fx: &mut Effects) {
     let path = put.path;
     let e: &mut SecretEntry = m.secrets.entry(path.to_string()).or_default();
-    if e.created_time.is_empty() {
-        e.created_time = put.time.to_string();
-    }
-    e.updated_time = put.time.to_string();
+    e.created_time.get_or_insert(put.time);
+    e.updated_time = Some(put.time);
     if let Some(max) = put.max_versions {
         e.max_versions = max;
     }
