@@ -366,9 +366,14 @@ impl Cluster {
 
     /// Runs a CLI command with `--format json` that must succeed, and parses its output.
     pub fn json(&self, via: u64, args: &[&str]) -> Value {
+        self.json_as("admin", via, args)
+    }
+
+    /// `json`, as `identity`.
+    pub fn json_as(&self, identity: &str, via: u64, args: &[&str]) -> Value {
         let mut a = args.to_vec();
         a.extend(["--format", "json"]);
-        let out = self.cli(via, &a);
+        let out = self.cli_as(identity, via, &a);
         assert!(
             out.status.success(),
             "tessera {args:?} via node {via} failed: {}",

@@ -18,6 +18,10 @@ pub enum Purpose {
     Deal,
     /// A holder releasing its share to a reader's ephemeral key.
     Release,
+    /// A DKG participant sealing its round-2 package to another participant. Distinct from
+    /// `Deal`, so that a round-2 envelope can never be taken for a KV share of the same name,
+    /// version and node (or the other way round).
+    DkgRound2,
 }
 
 impl Purpose {
@@ -25,6 +29,7 @@ impl Purpose {
         match self {
             Purpose::Deal => b"deal",
             Purpose::Release => b"release",
+            Purpose::DkgRound2 => b"dkg-round2",
         }
     }
 }
@@ -202,6 +207,7 @@ mod tests {
             ctx("prod/db", 3, 3, Purpose::Deal),
             ctx("prod/db", 2, 4, Purpose::Deal),
             ctx("prod/db", 2, 3, Purpose::Release),
+            ctx("prod/db", 2, 3, Purpose::DkgRound2),
             Context {
                 cluster_id: "c2",
                 ..c.clone()

@@ -72,18 +72,55 @@ impl SignRequest {
                 (j.iat, j.exp)
             }
         };
-        if start + MAX_SKEW < now || start > now + MAX_SKEW {
+        // Times come from the requester: checked arithmetic, so that no value wraps around.
+        if start.saturating_add(MAX_SKEW) < now || start > now.saturating_add(MAX_SKEW) {
             return Err(invalid(
                 "sign request",
                 "the start time is more than 10 minutes from this signer's clock",
             ));
         }
-        if end - start > MAX_TTL {
+        if end.checked_sub(start).is_none_or(|ttl| ttl > MAX_TTL) {
             return Err(invalid(
                 "sign request",
                 format!("the lifetime exceeds the maximum of {MAX_TTL} s"),
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(iat: u64, exp: u64) -> SignRequest {
+        SignRequest::Jwt(JwtRequest {
+            kid: "k".into(),
+            iss: "tessera".into(),
+            sub: "svc".into(),
+            aud: "api".into(),
+            iat,
+            exp,
+            jti: "1".into(),
+            extra: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn times_from_the_requester_cannot_wrap_around() {
+        let now = 1_800_000_000;
+        assert!(jwt(now, now + 600).check(KeyPurpose::Jwt, now).is_ok());
+        // A start near u64::MAX would wrap `start + MAX_SKEW` to a small number.
+        assert!(jwt(u64::MAX - 1, u64::MAX)
+            .check(KeyPurpose::Jwt, now)
+            .is_err());
+        assert!(jwt(u64::MAX - MAX_SKEW / 2, u64::MAX)
+            .check(KeyPurpose::Jwt, u64::MAX - MAX_SKEW / 2)
+            .is_ok());
+        // A lifetime over the limit, and a request of another purpose.
+        assert!(jwt(now, now + MAX_TTL + 1)
+            .check(KeyPurpose::Jwt, now)
+            .is_err());
+        assert!(jwt(now, now + 60).check(KeyPurpose::Raw, now).is_err());
     }
 }

@@ -27,8 +27,20 @@ impl Caller {
     /// none that counts).
     pub(super) fn of<T>(req: &Request<T>) -> (Caller, Result<String, Refusal>) {
         let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let peer = peer_identity(req).map(|p| p.common_name);
-        let identity = peer.as_ref().cloned().unwrap_or_default();
+        let cert = peer_identity(req);
+        // Who the audit line names: the certificate's subject, even when it is refused.
+        let identity = cert
+            .as_ref()
+            .map(|p| p.common_name.clone())
+            .unwrap_or_default();
+        // Client services are for client certificates: a node's certificate proves a node,
+        // and a node is never a requester (it cannot read, grant or sign as anyone).
+        let peer = cert.and_then(|p| match p.node {
+            None => Ok(p.common_name),
+            Some(node) => Err(Refusal::unauthenticated(format!(
+                "node {node} presented its node certificate; client services take client certificates only"
+            ))),
+        });
         (
             Caller {
                 identity,

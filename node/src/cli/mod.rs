@@ -333,6 +333,12 @@ pub fn main() -> ExitCode {
     if !matches!(cli.cmd, Cmd::Server(_) | Cmd::Dev(_)) {
         quiet_on_closed_stdout();
     }
+    exit_with(run(cli))
+}
+
+/// Runs a command on a new runtime and turns its outcome into the process's exit code, the
+/// failure's message going to stderr (the `tessera` and `tessera-bench` entry points).
+pub fn exit_with(command: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -343,7 +349,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("Error: {}", f.message);

@@ -47,7 +47,7 @@ impl ShareVault {
             path,
             version: attempt,
             node_id,
-            purpose: Purpose::Deal,
+            purpose: Purpose::DkgRound2,
         }
     }
 

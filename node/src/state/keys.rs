@@ -11,8 +11,8 @@ use tessera_crypto::b64;
 use tessera_crypto::seal::ShareEnvelope;
 
 use super::members::NodeId;
-use super::Timestamp;
 use super::Members;
+use super::Timestamp;
 use crate::error::Refusal;
 
 pub use tessera_crypto::purpose::KeyPurpose;

@@ -15,8 +15,8 @@ use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
 
 use super::members::NodeId;
-use super::Timestamp;
 use super::Members;
+use super::Timestamp;
 use crate::error::Refusal;
 
 /// Versions kept per secret unless its metadata says otherwise (like Vault's KV v2).
@@ -130,10 +130,14 @@ pub fn validate_path(path: &str) -> Result<(), Refusal> {
             "a secret path must be 1 to 512 characters",
         ));
     }
-    if path.starts_with("sys/") || path == "sys" {
-        return Err(Refusal::invalid(format!(
-            "{path:?}: paths under sys/ are reserved for the cluster"
-        )));
+    // `sys/` and `keys/` name the cluster's own resources in policies: a secret there would
+    // share its policy paths with them.
+    for reserved in ["sys", "keys"] {
+        if path == reserved || path.starts_with(&format!("{reserved}/")) {
+            return Err(Refusal::invalid(format!(
+                "{path:?}: paths under {reserved}/ are reserved for the cluster"
+            )));
+        }
     }
     if path
         .chars()
@@ -204,7 +208,12 @@ pub(super) fn validate_put(
     }
     let mut sorted = p.holders.clone();
     sorted.sort_unstable();
-    sorted.dedup();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Refusal::invalid(format!(
+            "the holder list names node {} twice",
+            w[0]
+        )));
+    }
     if sorted != voters {
         return Err(Refusal::stale_topology(format!(
             "the holders must be exactly the voters {voters:?}, got {:?}",
@@ -388,6 +397,14 @@ pub(super) fn validate_acks(
         if v.share_index(node).is_none() {
             return Err(Refusal::invalid(format!(
                 "node {node} is not a holder of {}@{}",
+                a.path, a.version
+            )));
+        }
+        // A holder that vouched for its share (its receipt or acknowledgement is counted)
+        // cannot take it back: otherwise one holder could make any version unreadable.
+        if a.complaint.is_some() && v.acks.contains_key(&node) {
+            return Err(Refusal::rejected(format!(
+                "node {node} acknowledged {}@{}; it cannot complain about the share it vouched for",
                 a.path, a.version
             )));
         }
@@ -603,9 +620,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("shorter than its tag"));
-        let mut p = put("sys/x");
-        p.path = "sys/x".into();
-        assert!(check(&f, &p).unwrap_err().to_string().contains("reserved"));
+        for path in ["sys/x", "keys/ssh-ca", "keys"] {
+            let e = check(&f, &put(path)).unwrap_err().to_string();
+            assert!(e.contains("reserved for the cluster"), "{path}: {e}");
+        }
+        // A holder named twice (it would count its share twice).
+        let mut p = put("a/b");
+        p.holders = vec![1, 2, 3, 1];
+        p.envelopes.push(p.envelopes[0].clone());
+        let e = check(&f, &p).unwrap_err().to_string();
+        assert!(e.contains("names node 1 twice"), "{e}");
     }
 
     #[test]

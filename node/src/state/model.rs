@@ -291,6 +291,25 @@ mod tests {
         let v = &m.secrets["p"].versions[&1];
         assert!(v.acks.contains_key(&2));
         assert!(v.envelopes.is_empty());
+
+        // Having vouched for its share, the holder cannot complain about it afterwards (one
+        // holder could otherwise make any version unreadable).
+        let reason = "does not verify".to_string();
+        let complaint = tessera_crypto::ack::complaint_message("c", "p", 1, 2, &reason);
+        let item = AckItem {
+            path: "p".into(),
+            version: 1,
+            complaint: Some(reason),
+            statement: complaint.clone(),
+        };
+        let after_ack = m.clone();
+        let r = m.apply(&acks(vec![item], sign(&[&complaint])), &ctx).0;
+        let e = r
+            .error
+            .expect("a complaint after an acknowledgement is refused");
+        assert!(e.to_string().contains("cannot complain"), "{e}");
+        assert_eq!(m, after_ack);
+        assert!(m.secrets["p"].versions[&1].is_valid());
     }
 
     #[test]

@@ -30,7 +30,6 @@ use crate::raft::leader::LeaderOp;
 use crate::state::kv::{self as model_kv, KvPut as KvPutCmd, SecretEntry};
 use crate::state::{Command, Op, Timestamp};
 
-
 /// Most items one `ReleaseShares` call may carry.
 const MAX_RELEASE_ITEMS: usize = 256;
 
@@ -187,7 +186,7 @@ impl Kv for Api {
                 self.authorize(&id, &r.path, Capability::Read).await?;
                 self.node.reads.linearizable().await?;
                 self.with_secret(&r.path, |e| metadata_reply(&r.path, e))
-                .ok_or_else(|| Refusal::not_found(format!("no secret at {:?}", r.path)))
+                    .ok_or_else(|| Refusal::not_found(format!("no secret at {:?}", r.path)))
             },
         )
         .await

@@ -64,18 +64,19 @@ impl Api {
         confirmed: bool,
     ) -> Result<ReleasedShare, Refusal> {
         path_arg(&r.path)?;
-        // Law 2: this node checks identity and policy itself...
-        self.authorize(identity, &r.path, Capability::Read).await?;
         if r.version == 0 && !r.with_metadata {
             return Err(bad(
                 "name the version to release (the reader learns it from the metadata)",
             ));
         }
-        // ...at an applied index no older than the version.
+        // Law 2: this node checks identity and policy itself, at an applied index no older than
+        // the version: it first catches up to the version's index, so that a policy change or
+        // a revocation committed before the version is in the state it authorizes on.
         self.node
             .reads
             .wait_applied(r.min_index, Duration::from_secs(5))
             .await?;
+        self.authorize(identity, &r.path, Capability::Read).await?;
         let (n, v) = self.readable(&r.path, r.version)?;
         if v.share_index(self.node.id).is_none() {
             return Err(Refusal::NotAHolder {

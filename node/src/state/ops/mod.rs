@@ -87,17 +87,7 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
             node,
             package,
             signature,
-        } => {
-            let msg = DkgMessage {
-                name,
-                attempt: *attempt,
-                node: *node,
-                kind: "round1",
-                payload: package,
-                signature,
-            };
-            key::validate_message(m, cx.members, cx.cluster_id, &msg)
-        }
+        } => dkg_message(m, cx, (name, *attempt, *node), "round1", package, signature),
         Op::DkgRound2 {
             name,
             attempt,
@@ -106,15 +96,14 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
             signature,
         } => {
             let payload = round2_payload(envelopes);
-            let msg = DkgMessage {
-                name,
-                attempt: *attempt,
-                node: *node,
-                kind: "round2",
-                payload: &payload,
+            dkg_message(
+                m,
+                cx,
+                (name, *attempt, *node),
+                "round2",
+                &payload,
                 signature,
-            };
-            key::validate_message(m, cx.members, cx.cluster_id, &msg)
+            )
         }
         Op::DkgDone {
             name,
@@ -122,23 +111,41 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
             node,
             public_key_package,
             signature,
-        } => {
-            let msg = DkgMessage {
-                name,
-                attempt: *attempt,
-                node: *node,
-                kind: "done",
-                payload: public_key_package,
-                signature,
-            };
-            key::validate_message(m, cx.members, cx.cluster_id, &msg)
-        }
+        } => dkg_message(
+            m,
+            cx,
+            (name, *attempt, *node),
+            "done",
+            public_key_package,
+            signature,
+        ),
         Op::SshRoleWrite { key, role } => key::validate_ssh_role(m, key, role),
         Op::KeyAbort { name, attempt, .. } => key::validate_abort(m, name, *attempt),
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
     }
+}
+
+/// A DKG message of `kind` from participant `node` for attempt `attempt` of key `name`: signed
+/// by that participant, for the generation under way.
+fn dkg_message(
+    m: &Model,
+    cx: &Ctx,
+    (name, attempt, node): (&str, u64, crate::state::NodeId),
+    kind: &'static str,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<(), Refusal> {
+    let msg = DkgMessage {
+        name,
+        attempt,
+        node,
+        kind,
+        payload,
+        signature,
+    };
+    key::validate_message(m, cx.members, cx.cluster_id, &msg)
 }
 
 /// Applies a command that `validate` accepted; what changed beyond the model goes to `fx`.

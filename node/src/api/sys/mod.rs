@@ -2,6 +2,9 @@
 //! members, settings, groups, policies and snapshots. Each handler authorizes on this node's
 //! own replicated state (law 2) and is audited before it answers (law 4).
 
+mod members;
+mod snapshot;
+
 use std::time::Duration;
 
 use tessera_proto::sys_server::Sys;
@@ -15,7 +18,8 @@ use crate::error::Refusal;
 use crate::policy::{Capability, Policy};
 use crate::raft::leader::LeaderOp;
 use crate::raft::NodeInfo;
-use crate::state::{topology, AttachTarget, Model, Op};
+use crate::state::{topology, AttachTarget, Op};
+use snapshot::{SnapshotFile, SNAPSHOT_FORMAT};
 
 #[tonic::async_trait]
 impl Sys for Api {
@@ -27,37 +31,7 @@ impl Sys for Api {
             |id, _| async move {
                 self.authorize(&id, "sys/status", Capability::Read).await?;
                 let me = self.node.local_status().await;
-                let mut nodes = self.members();
-                let probes = nodes.iter().map(|n| {
-                    let node = self.node.clone();
-                    let (nid, addr) = (n.id, n.address.clone());
-                    async move {
-                        if nid == node.id {
-                            return Some(node.local_status().await);
-                        }
-                        let mut c = node.peers.raft(nid, &addr).ok()?;
-                        tokio::time::timeout(Duration::from_millis(1500), c.node_status(Empty {}))
-                            .await
-                            .ok()?
-                            .ok()
-                            .map(|r| r.into_inner())
-                    }
-                });
-                let reports = futures::future::join_all(probes).await;
-                let mut leader_view = None;
-                for (n, r) in nodes.iter_mut().zip(reports) {
-                    match r {
-                        Some(r) => {
-                            n.reachable = true;
-                            n.last_applied = r.last_applied;
-                            n.state = r.state.clone();
-                            if r.leader == Some(r.id) {
-                                leader_view = Some(r);
-                            }
-                        }
-                        None => n.state = "unreachable".into(),
-                    }
-                }
+                let (nodes, leader_view) = self.probe_members().await;
                 let view = leader_view.unwrap_or(me.clone());
                 Ok(StatusReply {
                     leader: view.leader,
@@ -248,27 +222,7 @@ impl Sys for Api {
                         r.id
                     )));
                 }
-                // The new node's public keys, asked of the node itself over mutual TLS (its
-                // certificate must name node r.id, so nobody else can answer for it).
-                let mut client = self.node.peers.raft(r.id, &r.address)?;
-                let status =
-                    tokio::time::timeout(Duration::from_secs(5), client.node_status(Empty {}))
-                        .await
-                        .map_err(|_| {
-                            Refusal::unavailable(format!(
-                                "node {} at {} did not answer; start it first",
-                                r.id, r.address
-                            ))
-                        })?
-                        .map_err(|s| {
-                            Refusal::unavailable(format!(
-                                "node {} at {}: {}; start it first",
-                                r.id,
-                                r.address,
-                                s.message()
-                            ))
-                        })?
-                        .into_inner();
+                let (sealing_key, ack_key) = self.keys_of_joiner(r.id, &r.address).await?;
                 if r.voter {
                     let mut regions: Vec<String> = self
                         .members()
@@ -282,8 +236,8 @@ impl Sys for Api {
                 let node = NodeInfo {
                     addr: r.address,
                     region: r.region,
-                    sealing_key: status.sealing_key,
-                    ack_key: status.ack_key,
+                    sealing_key,
+                    ack_key,
                 };
                 let mut index = self
                     .node
@@ -353,6 +307,18 @@ impl Sys for Api {
                     Capability::Create
                 };
                 self.authorize(&id, &path, cap).await?;
+                // Whoever sets a group's members hands them every policy the group carries: that
+                // takes `admin` on each of those policies, as attaching it would.
+                let carried = self
+                    .model()
+                    .group_policies
+                    .get(&r.name)
+                    .cloned()
+                    .unwrap_or_default();
+                for policy in carried {
+                    self.authorize(&id, &format!("sys/policies/{policy}"), Capability::Admin)
+                        .await?;
+                }
                 let op = Op::PutGroup {
                     name: r.name,
                     members: r.members.into_iter().collect(),
@@ -592,15 +558,4 @@ impl Sys for Api {
         )
         .await
     }
-}
-
-const SNAPSHOT_FORMAT: &str = "tessera-snapshot-v1";
-
-/// What `tessera operator snapshot save` writes: the replicated data model (no membership, no
-/// secrets: only public metadata lives in the model).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SnapshotFile {
-    format: String,
-    cluster_id: String,
-    model: Model,
 }

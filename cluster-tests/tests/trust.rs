@@ -1,0 +1,153 @@
+//! Attacks by a holder of a cluster certificate that should give them nothing: a node's
+//! certificate used as a client, a node that is not a member forwarding commands to the leader,
+//! and a group editor adding themselves to a group that carries more power than they hold.
+//! Each test fails if the attack works.
+
+use std::time::Duration;
+
+use cluster_tests::{fails, ok, Cluster, Opts};
+use tessera_node::raft::codec;
+use tessera_node::raft::leader::LeaderOp;
+use tessera_node::state::{AttachTarget, Command, Op};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// A mutually authenticated channel to node `via`, presenting `name`'s certificate.
+async fn channel_as(c: &Cluster, name: &str, via: u64) -> Channel {
+    let read = |f: String| std::fs::read_to_string(c.dir.join(f)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.crt".into())))
+        .identity(Identity::from_pem(
+            read(format!("{name}.crt")),
+            read(format!("{name}.key")),
+        ))
+        .domain_name(format!("node{via}"));
+    Endpoint::from_shared(format!("https://{}", c.node(via).api_addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[test]
+fn a_node_certificate_is_not_a_client_identity() {
+    let c = Cluster::start(Opts::default());
+    // node2's own certificate and key, as someone who took them from its disk would use them.
+    for via in 1..=3 {
+        let out = c.cli_as("node2", via, &["status"]);
+        assert_eq!(out.status.code(), Some(3), "node {via}");
+        let err = fails(&out);
+        assert!(
+            err.contains("client services take client certificates only"),
+            "{err}"
+        );
+        let out = c.cli_as("node2", via, &["kv", "list", "a/"]);
+        assert_eq!(out.status.code(), Some(3), "node {via}");
+    }
+    // The refusal is audited under the certificate's name.
+    let audit = std::fs::read_to_string(c.node(1).data_dir.join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"identity\":\"node2\"") && l.contains("\"outcome\":\"denied\"")),
+        "no denied line for node2"
+    );
+}
+
+#[test]
+fn a_node_that_is_not_a_member_cannot_forward_a_command_to_the_leader() {
+    let mut c = Cluster::start(Opts::default());
+    // A certificate for node 9, signed by the cluster CA, of a node that never joined.
+    ok(&c.cli(
+        1,
+        &[
+            "operator",
+            "node-config",
+            "--dir",
+            c.dir.to_str().unwrap(),
+            "--id",
+            "9",
+            "--region",
+            "a",
+        ],
+    ));
+    c.client_cert("mallory");
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let mut raft = tessera_client::proto::raft_client::RaftClient::new(
+            channel_as(&c, "node9", leader).await,
+        );
+        let attach_root = LeaderOp::Command(Command {
+            by: "admin".into(),
+            op: Op::Attach {
+                policy: "root".into(),
+                target: AttachTarget::Identity("mallory".into()),
+                detach: false,
+            },
+        });
+        let data = codec::encode(&attach_root).unwrap();
+        raft.forward(tessera_client::proto::RaftPayload { data })
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("not a member"), "{refused:?}");
+    // Nothing was granted: mallory holds no policy on any node.
+    for via in 1..=3 {
+        let who = c.json_as("mallory", via, &["whoami"]);
+        assert_eq!(who["policies"], serde_json::json!([]), "node {via}: {who}");
+    }
+}
+
+#[test]
+fn a_group_editor_cannot_join_a_group_that_carries_more_than_they_hold() {
+    let c = Cluster::start(Opts::default());
+    c.client_cert("alice");
+    c.client_cert("bob");
+    // alice may edit groups, and holds admin on the "dev" policy only.
+    let editor = c.dir.join("editor.hcl");
+    std::fs::write(
+        &editor,
+        "path \"sys/groups/*\" {\n  capabilities = [\"create\", \"update\", \"read\"]\n}\n\
+         path \"sys/policies/dev\" {\n  capabilities = [\"admin\"]\n}\n",
+    )
+    .unwrap();
+    let dev = c.dir.join("dev.hcl");
+    std::fs::write(&dev, "path \"dev/*\" {\n  capabilities = [\"read\"]\n}\n").unwrap();
+    ok(&c.cli(1, &["policy", "write", "editor", editor.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "write", "dev", dev.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "editor", "--identity", "alice"]));
+    ok(&c.cli(1, &["group", "write", "admins", "--members", "bob"]));
+    ok(&c.cli(1, &["policy", "attach", "root", "--group", "admins"]));
+    ok(&c.cli(1, &["group", "write", "devs", "--members", "bob"]));
+    ok(&c.cli(1, &["policy", "attach", "dev", "--group", "devs"]));
+
+    // Joining the group that carries root would make alice root: refused on every node, and
+    // the group is unchanged.
+    for via in 1..=3 {
+        let err = fails(&c.cli_as(
+            "alice",
+            via,
+            &["group", "write", "admins", "--members", "bob,alice"],
+        ));
+        assert!(err.contains("permission denied"), "{err}");
+        assert!(err.contains("sys/policies/root"), "{err}");
+    }
+    let group = c.json(1, &["group", "read", "admins"]);
+    assert_eq!(group["members"], serde_json::json!(["bob"]), "{group}");
+    let who = c.json_as("alice", 2, &["whoami"]);
+    assert_eq!(who["policies"], serde_json::json!(["editor"]), "{who}");
+
+    // A group whose every policy alice may grant is hers to edit.
+    ok(&c.cli_as(
+        "alice",
+        2,
+        &["group", "write", "devs", "--members", "bob,alice"],
+    ));
+    let who = c.json_as("alice", 3, &["whoami"]);
+    let policies: Vec<String> = serde_json::from_value(who["policies"].clone()).unwrap();
+    assert!(policies.contains(&"dev".to_string()), "{who}");
+}

@@ -1,0 +1,73 @@
+//! What `status` and `members add` ask of other nodes: each member's own view, and a joining
+//! node's public keys, from the node itself over mutual TLS.
+
+use std::time::Duration;
+
+use tessera_proto::{Empty, NodeEntry, NodeStatusReply};
+
+use crate::api::Api;
+use crate::error::Refusal;
+
+impl Api {
+    /// Every member with what it reports of itself (unreachable ones marked), and the view of
+    /// the member that reports itself leader, if one does.
+    pub(super) async fn probe_members(&self) -> (Vec<NodeEntry>, Option<NodeStatusReply>) {
+        let mut nodes = self.members();
+        let probes = nodes.iter().map(|n| {
+            let node = self.node.clone();
+            let (nid, addr) = (n.id, n.address.clone());
+            async move {
+                if nid == node.id {
+                    return Some(node.local_status().await);
+                }
+                let mut c = node.peers.raft(nid, &addr).ok()?;
+                tokio::time::timeout(Duration::from_millis(1500), c.node_status(Empty {}))
+                    .await
+                    .ok()?
+                    .ok()
+                    .map(|r| r.into_inner())
+            }
+        });
+        let reports = futures::future::join_all(probes).await;
+        let mut leader_view = None;
+        for (n, r) in nodes.iter_mut().zip(reports) {
+            match r {
+                Some(r) => {
+                    n.reachable = true;
+                    n.last_applied = r.last_applied;
+                    n.state = r.state.clone();
+                    if r.leader == Some(r.id) {
+                        leader_view = Some(r);
+                    }
+                }
+                None => n.state = "unreachable".into(),
+            }
+        }
+        (nodes, leader_view)
+    }
+
+    /// A joining node's public sealing and acknowledgement keys (hex), asked of the node itself
+    /// over mutual TLS: its certificate must name node `id`, so nobody else can answer for it.
+    pub(super) async fn keys_of_joiner(
+        &self,
+        id: u64,
+        address: &str,
+    ) -> Result<(String, String), Refusal> {
+        let mut client = self.node.peers.raft(id, address)?;
+        let status = tokio::time::timeout(Duration::from_secs(5), client.node_status(Empty {}))
+            .await
+            .map_err(|_| {
+                Refusal::unavailable(format!(
+                    "node {id} at {address} did not answer; start it first"
+                ))
+            })?
+            .map_err(|s| {
+                Refusal::unavailable(format!(
+                    "node {id} at {address}: {}; start it first",
+                    s.message()
+                ))
+            })?
+            .into_inner();
+        Ok((status.sealing_key, status.ack_key))
+    }
+}
