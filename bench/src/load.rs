@@ -50,7 +50,7 @@ pub struct KvBench {
     #[arg(long, default_value_t = 100)]
     keys: usize,
     /// Phases to run at each concurrency, e.g. `write` alone, so that a run's resource use
-    /// (`chaos/cpu.sh`) belongs to one kind of operation. `ping` is one mutually authenticated
+    /// (`bench/cpu.sh`) belongs to one kind of operation. `ping` is one mutually authenticated
     /// call that does no work (`WhoAmI` on the connected node), audited like every call.
     #[arg(long, value_delimiter = ',', default_value = "write,read")]
     ops: Vec<KvOp>,

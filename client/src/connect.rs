@@ -22,6 +22,12 @@ pub(crate) fn kv_rpc(channel: Channel) -> KvClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+pub(crate) fn sys_rpc(channel: Channel) -> SysClient<Channel> {
+    SysClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 pub(crate) fn signing_rpc(channel: Channel) -> SigningClient<Channel> {
     SigningClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -271,20 +277,16 @@ impl Client {
     }
 
     pub fn sys_rpc(&self) -> SysClient<Channel> {
-        SysClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub(crate) fn status_err(&self, s: tonic::Status) -> Error {
-        self.err(s)
+        sys_rpc(self.channel.clone())
     }
 
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    fn err(&self, s: tonic::Status) -> Error {
+    /// The error for a status this client got from its node, with a hint when the client
+    /// presented no certificate.
+    pub(crate) fn err(&self, s: tonic::Status) -> Error {
         match Error::from_status(&self.address, s) {
             Error::Connect { address, message } if !self.has_identity => Error::Connect {
                 address,
@@ -412,6 +414,23 @@ impl Client {
         };
         let r = self.sys_rpc().attach_policy(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    /// Revokes a certificate (`Target::Serial`), every certificate of an identity, or every
+    /// certificate of a node: every node refuses them once the revocation applies.
+    pub async fn revoke(&self, target: revoke_request::Target) -> Result<u64, Error> {
+        let r = self
+            .sys_rpc()
+            .revoke(RevokeRequest {
+                target: Some(target),
+            })
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn revocations(&self) -> Result<RevocationsReply, Error> {
+        let r = self.sys_rpc().list_revocations(Empty {}).await;
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn snapshot_save(&self) -> Result<Vec<u8>, Error> {

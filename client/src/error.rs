@@ -96,7 +96,7 @@ impl Error {
                     message: transport_hint(&s),
                 }
             }
-            Unavailable | DeadlineExceeded | Cancelled => Error::Unavailable { reason: msg },
+            Unavailable | DeadlineExceeded => Error::Unavailable { reason: msg },
             code => Error::Unexpected {
                 code: format!("{code:?}"),
                 reason: format!("{code}: {msg}"),

@@ -13,7 +13,6 @@ use tessera_crypto::seal::{self, Context, Purpose, SealingPublicKey};
 use tessera_crypto::value::{self, ValueCiphertext};
 use tessera_crypto::vss::{self, Commitments, Share};
 use tessera_crypto::SecretBytes;
-use tessera_proto::sys_client::SysClient;
 use tessera_proto::*;
 
 use crate::release::{ReleaseError, Released};
@@ -172,7 +171,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 impl Client {
     pub async fn topology(&self) -> Result<TopologyReply, Error> {
         let r = self.sys_rpc().topology(Empty {}).await;
-        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn kv_metadata(&self, path: &str) -> Result<KvMetadataReply, Error> {
@@ -180,7 +179,7 @@ impl Client {
             .kv_rpc()
             .metadata(PathRequest { path: path.into() })
             .await;
-        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     /// Writes a new version of `path` and returns it once `t + f` holders acknowledged.
@@ -215,7 +214,7 @@ impl Client {
                     *self.topology.lock().expect("topology lock") = Some(topo);
                     return Ok(r.into_inner());
                 }
-                Err(s) => match (self.status_err(s), opts.cas) {
+                Err(s) => match (self.err(s), opts.cas) {
                     // The membership or threshold changed since the topology was fetched.
                     (Error::StaleTopology { .. }, _) if attempts < 5 => {
                         *self.topology.lock().expect("topology lock") = None;
@@ -250,7 +249,7 @@ impl Client {
                         version: version.unwrap_or(0),
                     })
                     .await
-                    .map_err(|s| self.status_err(s))?
+                    .map_err(|s| self.err(s))?
                     .into_inner();
                 Plan::new(self, v)?
             }
@@ -609,8 +608,7 @@ impl Client {
                 path: prefix.into(),
             })
             .await;
-        r.map(|r| r.into_inner().names)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
     }
 
     pub async fn kv_delete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
@@ -621,8 +619,7 @@ impl Client {
                 versions,
             })
             .await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_undelete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
@@ -633,8 +630,7 @@ impl Client {
                 versions,
             })
             .await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_destroy(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
@@ -645,14 +641,12 @@ impl Client {
                 versions,
             })
             .await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_metadata_put(&self, req: KvMetadataPutRequest) -> Result<u64, Error> {
         let r = self.kv_rpc().metadata_put(req).await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_metadata_delete(&self, path: &str) -> Result<u64, Error> {
@@ -660,22 +654,20 @@ impl Client {
             .kv_rpc()
             .metadata_delete(PathRequest { path: path.into() })
             .await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn config_set(&self, req: ConfigSetRequest) -> Result<u64, Error> {
         let r = self.sys_rpc().config_set(req).await;
-        r.map(|r| r.into_inner().index)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     /// The shares node `id` holds (paths, versions, indices; never values).
     pub async fn shares_of(&self, id: u64, addr: &str) -> Result<SharesReply, Error> {
-        let r = SysClient::new(self.node_channel(id, addr)?)
+        let r = crate::connect::sys_rpc(self.node_channel(id, addr)?)
             .shares(Empty {})
             .await;
-        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 }
 

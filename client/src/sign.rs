@@ -42,7 +42,7 @@ impl Client {
                 timeout_seconds,
             })
             .await;
-        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn key_read(&self, name: &str) -> Result<KeyInfo, Error> {
@@ -50,13 +50,12 @@ impl Client {
             .signing_rpc()
             .read_key(NameRequest { name: name.into() })
             .await;
-        r.map(|r| r.into_inner()).map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }
 
     pub async fn key_list(&self) -> Result<Vec<KeyInfo>, Error> {
         let r = self.signing_rpc().list_keys(Empty {}).await;
-        r.map(|r| r.into_inner().keys)
-            .map_err(|s| self.status_err(s))
+        r.map(|r| r.into_inner().keys).map_err(|s| self.err(s))
     }
 
     /// Signs `request` with key `name`.

@@ -151,3 +151,80 @@ fn a_group_editor_cannot_join_a_group_that_carries_more_than_they_hold() {
     let policies: Vec<String> = serde_json::from_value(who["policies"].clone()).unwrap();
     assert!(policies.contains(&"dev".to_string()), "{who}");
 }
+
+#[test]
+fn revoked_identities_and_certificates_are_refused_by_every_node() {
+    let c = Cluster::start(Opts::default());
+    c.client_cert("eve");
+    let policy = c.dir.join("status.hcl");
+    std::fs::write(
+        &policy,
+        "path \"sys/status\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(&c.cli(1, &["policy", "write", "status", policy.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "status", "--identity", "eve"]));
+    ok(&c.cli_as("eve", 2, &["status"]));
+
+    // Revoking the identity refuses every certificate naming it, on every node, at once.
+    let revoked = c.json(1, &["operator", "revoke", "--identity", "eve"]);
+    assert!(revoked["index"].as_u64().is_some(), "{revoked}");
+    for via in 1..=3 {
+        let out = c.cli_as("eve", via, &["status"]);
+        assert_eq!(out.status.code(), Some(3), "node {via}");
+        let err = fails(&out);
+        assert!(err.contains("identity \"eve\" is revoked"), "{err}");
+    }
+
+    // One certificate, by its serial: the identity's other certificates still work.
+    let issued = c.json(
+        1,
+        &[
+            "operator",
+            "client-cert",
+            "frank",
+            "--ttl",
+            "30d",
+            "--dir",
+            c.dir.to_str().unwrap(),
+        ],
+    );
+    let serial = issued["serial"]
+        .as_str()
+        .expect("the serial is printed")
+        .to_string();
+    ok(&c.cli(1, &["policy", "attach", "status", "--identity", "frank"]));
+    ok(&c.cli_as("frank", 3, &["status"]));
+    ok(&c.cli(1, &["operator", "revoke", "--serial", &serial]));
+    for via in 1..=3 {
+        let err = fails(&c.cli_as("frank", via, &["status"]));
+        assert!(
+            err.contains(&format!("certificate {serial} is revoked")),
+            "{err}"
+        );
+    }
+    let list = c.json(2, &["operator", "revocations"]);
+    assert_eq!(list["identities"], serde_json::json!(["eve"]), "{list}");
+    assert_eq!(list["serials"], serde_json::json!([serial]), "{list}");
+
+    // Bad input changes nothing.
+    let err = fails(&c.cli(1, &["operator", "revoke", "--serial", "XYZ"]));
+    assert!(err.contains("lowercase hex"), "{err}");
+    let err = fails(&c.cli(1, &["operator", "revoke"]));
+    assert!(err.contains("--identity"), "{err}");
+    let err = fails(&c.cli(
+        1,
+        &[
+            "operator",
+            "client-cert",
+            "gina",
+            "--ttl",
+            "3y",
+            "--dir",
+            c.dir.to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("--ttl"), "{err}");
+    assert!(!c.dir.join("gina.crt").exists());
+    assert_eq!(c.json(3, &["operator", "revocations"]), list);
+}

@@ -14,7 +14,7 @@ use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
 use crate::state::{validate_name, Command, Model, Op};
-use crate::tls::peer_identity;
+use crate::tls::{peer_identity, PeerIdentity};
 
 /// Who called, as the audit log names them.
 pub(super) struct Caller {
@@ -23,9 +23,9 @@ pub(super) struct Caller {
 }
 
 impl Caller {
-    /// The caller of a request, and its identity from the verified certificate (or why it has
-    /// none that counts).
-    pub(super) fn of<T>(req: &Request<T>) -> (Caller, Result<String, Refusal>) {
+    /// The caller of a request (for its audit line), and the verified certificate it presented
+    /// (or why it has none that counts).
+    fn of<T>(req: &Request<T>) -> (Caller, Result<PeerIdentity, Refusal>) {
         let remote_addr = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let cert = peer_identity(req);
         // Who the audit line names: the certificate's subject, even when it is refused.
@@ -33,20 +33,12 @@ impl Caller {
             .as_ref()
             .map(|p| p.common_name.clone())
             .unwrap_or_default();
-        // Client services are for client certificates: a node's certificate proves a node,
-        // and a node is never a requester (it cannot read, grant or sign as anyone).
-        let peer = cert.and_then(|p| match p.node {
-            None => Ok(p.common_name),
-            Some(node) => Err(Refusal::unauthenticated(format!(
-                "node {node} presented its node certificate; client services take client certificates only"
-            ))),
-        });
         (
             Caller {
                 identity,
                 remote_addr,
             },
-            peer,
+            cert,
         )
     }
 
@@ -81,6 +73,27 @@ fn outcome_of(error: Option<&Refusal>) -> &'static str {
 }
 
 impl Api {
+    /// Who is calling a client service: the identity of a client certificate that is not
+    /// revoked, or why the call is refused (with the caller, for the audit line either way).
+    pub(super) fn caller<T>(&self, req: &Request<T>) -> (Caller, Result<String, Refusal>) {
+        let (caller, cert) = Caller::of(req);
+        let identity = cert.and_then(|p| {
+            // A node's certificate proves a node, and a node is never a requester (it cannot
+            // read, grant or sign as anyone).
+            if let Some(node) = p.node {
+                return Err(Refusal::unauthenticated(format!(
+                    "node {node} presented its node certificate; client services take client certificates only"
+                )));
+            }
+            let st = self.node.state.read().expect("state lock");
+            match st.model.revocations.refusal(&p.common_name, None, &p.serial) {
+                Some(why) => Err(Refusal::unauthenticated(why)),
+                None => Ok(p.common_name),
+            }
+        });
+        (caller, identity)
+    }
+
     /// Identity → handler → audit → metrics. The handler's result is released only after its
     /// audit line is durable; if the audit log cannot be written the caller gets an error.
     pub(super) async fn run<T, R, F, Fut>(
@@ -111,7 +124,7 @@ impl Api {
         Fut: Future<Output = Result<R, Refusal>>,
     {
         let started = Instant::now();
-        let (caller, result) = Caller::of(&req);
+        let (caller, result) = self.caller(&req);
         let result = match result {
             Ok(identity) => handler(identity, req.into_inner()).await,
             Err(e) => Err(e),

@@ -1,4 +1,6 @@
-//! The node's gRPC services, and the only place that speaks `tonic::Status`.
+//! The node's gRPC services. Below this folder nothing returns a `tonic::Status`: handlers
+//! refuse with a `Refusal`, which `error/wire.rs` turns into a status at the edge (and the peer
+//! client in `raft/network.rs` turns a peer's status back into a `Refusal`).
 //!
 //! One service per noun, each in its own file, each trait implementation the handler itself:
 //! `Kv` (secrets), `Signing` (threshold keys and signatures) and `Sys` (the cluster) for

@@ -33,11 +33,26 @@ pub fn same_sender(cert: NodeId, claimed: NodeId) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `calling_node`, and the node is a current member (voter or learner). Forwarding to the
+/// `calling_node`, and none of the node's certificates (nor this one) is revoked.
+pub fn peer_node<T>(node: &Node, req: &Request<T>) -> Result<NodeId, Refusal> {
+    let cert = peer_identity(req)?;
+    let id = calling_node(req)?;
+    let st = node.state.read().expect("state lock");
+    match st
+        .model
+        .revocations
+        .refusal(&cert.common_name, Some(id), &cert.serial)
+    {
+        Some(why) => Err(Refusal::unauthenticated(why)),
+        None => Ok(id),
+    }
+}
+
+/// `peer_node`, and the node is a current member (voter or learner). Forwarding to the
 /// leader and holder calls act on the cluster's behalf: a removed node's certificate, still
 /// valid, gets nothing.
 pub fn member_node<T>(node: &Node, req: &Request<T>) -> Result<NodeId, Refusal> {
-    let id = calling_node(req)?;
+    let id = peer_node(node, req)?;
     let is_member = node
         .raft
         .metrics()

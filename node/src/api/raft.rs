@@ -7,7 +7,7 @@ use tessera_proto::raft_server::Raft as RaftRpc;
 use tessera_proto::{Empty, NodeStatusReply, RaftPayload, ReadIndexReply};
 use tonic::{Request, Response, Status};
 
-use super::peers::{calling_node, member_node, same_sender};
+use super::peers::{member_node, peer_node, same_sender};
 use super::Api;
 use crate::error::Refusal;
 use crate::raft::leader::LeaderOp;
@@ -30,7 +30,7 @@ impl RaftRpc for Api {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let from = calling_node(&req)?;
+        let from = peer_node(&self.node, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
         check_receipts_ahead(&self.node.state, &self.node.config.cluster_id, &rpc.entries);
@@ -38,7 +38,7 @@ impl RaftRpc for Api {
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let from = calling_node(&req)?;
+        let from = peer_node(&self.node, &req)?;
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
         encode(&self.node.raft.vote(rpc).await)
@@ -48,7 +48,7 @@ impl RaftRpc for Api {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let from = calling_node(&req)?;
+        let from = peer_node(&self.node, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
         encode(&self.node.raft.install_snapshot(rpc).await)
@@ -86,7 +86,7 @@ impl RaftRpc for Api {
     async fn node_status(&self, req: Request<Empty>) -> Result<Response<NodeStatusReply>, Status> {
         // Any node certificate: a node about to join is asked for its keys before it is a
         // member, by nodes it does not know yet.
-        calling_node(&req)?;
+        peer_node(&self.node, &req)?;
         Ok(Response::new(self.node.local_status().await))
     }
 }

@@ -12,7 +12,6 @@ use tessera_proto::signing_server::Signing;
 use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
-use super::call::Caller;
 use super::convert::status_str;
 use super::Api;
 use crate::audit::Operation;
@@ -267,7 +266,7 @@ impl Signing for Api {
         req: Request<SignSharesRequest>,
     ) -> Result<Response<SignSharesReply>, Status> {
         let started = Instant::now();
-        let (caller, identity) = Caller::of(&req);
+        let (caller, identity) = self.caller(&req);
         let r = req.into_inner();
         let identity = identity.and_then(|id| {
             if r.items.is_empty() || r.items.len() > MAX_SIGN_ITEMS {
@@ -308,7 +307,17 @@ impl Signing for Api {
             .collect();
         let audited = self.node.audit.append_all(records).await;
         let mut items = Vec::with_capacity(results.len());
-        for (key, res) in results {
+        // A key name is a metrics label only when the key exists: a name a caller made up
+        // (anything at all, a secret path even) must not reach the metrics.
+        let known: Vec<bool> = {
+            let st = self.node.state.read().expect("state lock");
+            results
+                .iter()
+                .map(|(key, _)| st.model.keys.contains_key(key))
+                .collect()
+        };
+        for ((key, res), known) in results.into_iter().zip(known) {
+            let key = if known { key } else { "-".to_string() };
             self.observe(Operation::SignShare, res.as_ref().err(), &audited, started);
             let (purpose, outcome) = match (&audited, &res) {
                 (Ok(()), Ok((purpose, _))) => (*purpose, "ok"),

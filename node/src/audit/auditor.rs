@@ -29,10 +29,6 @@ impl Auditor {
         }
     }
 
-    pub fn log(&self) -> &AuditLog {
-        &self.log
-    }
-
     /// Appends the audit line for a request and returns once it is durable. A failure is
     /// counted and returned: the caller must then refuse the request (law 4).
     pub async fn append(&self, record: AuditRecord) -> Result<(), Refusal> {

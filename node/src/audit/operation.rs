@@ -44,6 +44,8 @@ pub enum Operation {
     Status,
     Topology,
     Whoami,
+    Revoke,
+    RevocationsList,
 }
 
 impl Operation {
@@ -89,6 +91,8 @@ impl Operation {
             Operation::Status => "status",
             Operation::Topology => "topology",
             Operation::Whoami => "whoami",
+            Operation::Revoke => "revoke",
+            Operation::RevocationsList => "revocations.list",
         }
     }
 }

@@ -97,43 +97,44 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 },
             );
         }
-        Cmd::Operator { cmd } => match cmd {
-            OperatorCmd::Members { cmd } => match cmd.unwrap_or(MembersCmd::List) {
-                MembersCmd::List => {
-                    let m = c.list_members().await?;
-                    out.emit(json!(m.iter().map(node_json).collect::<Vec<_>>()), || {
-                        table(
-                            &["ID", "ADDRESS", "REGION", "ROLE"],
-                            &node_rows(&m, None, false),
-                        )
-                    });
-                }
-                MembersCmd::Add {
-                    id,
-                    api_addr,
-                    region,
-                    learner,
+        Cmd::Operator { cmd } => {
+            match cmd {
+                OperatorCmd::Members { cmd } => match cmd.unwrap_or(MembersCmd::List) {
+                    MembersCmd::List => {
+                        let m = c.list_members().await?;
+                        out.emit(json!(m.iter().map(node_json).collect::<Vec<_>>()), || {
+                            table(
+                                &["ID", "ADDRESS", "REGION", "ROLE"],
+                                &node_rows(&m, None, false),
+                            )
+                        });
+                    }
+                    MembersCmd::Add {
+                        id,
+                        api_addr,
+                        region,
+                        learner,
+                    } => {
+                        let i = c.add_member(id, &api_addr, &region, !learner).await?;
+                        let role = if learner { "learner" } else { "voter" };
+                        written(out, i, format!("Added {} as a {role}", node_dns_name(id)));
+                    }
+                    MembersCmd::Remove { id } => {
+                        let i = c.remove_member(id).await?;
+                        written(out, i, format!("Removed {}", node_dns_name(id)));
+                    }
+                },
+                OperatorCmd::Config {
+                    cmd: ConfigCmd::Set { key, value },
                 } => {
-                    let i = c.add_member(id, &api_addr, &region, !learner).await?;
-                    let role = if learner { "learner" } else { "voter" };
-                    written(out, i, format!("Added {} as a {role}", node_dns_name(id)));
-                }
-                MembersCmd::Remove { id } => {
-                    let i = c.remove_member(id).await?;
-                    written(out, i, format!("Removed {}", node_dns_name(id)));
-                }
-            },
-            OperatorCmd::Config {
-                cmd: ConfigCmd::Set { key, value },
-            } => {
-                let mut req = ConfigSetRequest::default();
-                let num = |v: &str| {
-                    v.parse::<u32>().map_err(|_| Failure {
-                        message: format!("{key} takes a whole number, not {v:?}"),
-                        code: 2,
-                    })
-                };
-                match key.as_str() {
+                    let mut req = ConfigSetRequest::default();
+                    let num = |v: &str| {
+                        v.parse::<u32>().map_err(|_| Failure {
+                            message: format!("{key} takes a whole number, not {v:?}"),
+                            code: 2,
+                        })
+                    };
+                    match key.as_str() {
                     "threshold" => req.threshold = Some(num(&value)?),
                     "ack-fault-tolerance" | "ack_fault_tolerance" => {
                         req.ack_fault_tolerance = Some(num(&value)?)
@@ -153,16 +154,16 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                         })
                     }
                 }
-                let i = c.config_set(req).await?;
-                written(out, i, format!("Set {key} = {value}"));
-            }
-            OperatorCmd::Topology => {
-                let t = c.topology().await?;
-                let mut regions: Vec<(String, u32)> =
-                    t.holders_per_region.clone().into_iter().collect();
-                regions.sort();
-                let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-                out.emit(
+                    let i = c.config_set(req).await?;
+                    written(out, i, format!("Set {key} = {value}"));
+                }
+                OperatorCmd::Topology => {
+                    let t = c.topology().await?;
+                    let mut regions: Vec<(String, u32)> =
+                        t.holders_per_region.clone().into_iter().collect();
+                    regions.sort();
+                    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+                    out.emit(
                     json!({
                         "threshold": t.threshold, "acks_required": t.acks_required,
                         "holders": t.holders.len(),
@@ -189,64 +190,93 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                         }
                     },
                 );
-            }
-            OperatorCmd::Shares => {
-                let t = c.topology().await?;
-                let mut rows = Vec::new();
-                let mut all = Vec::new();
-                for h in &t.holders {
-                    match c.shares_of(h.id, &h.address).await {
-                        Ok(r) => {
-                            for s in &r.shares {
-                                rows.push(vec![
-                                    node_dns_name(h.id),
-                                    s.path.clone(),
-                                    s.version.to_string(),
-                                    s.share_index.to_string(),
-                                ]);
-                            }
-                            all.push(json!({
+                }
+                OperatorCmd::Shares => {
+                    let t = c.topology().await?;
+                    let mut rows = Vec::new();
+                    let mut all = Vec::new();
+                    for h in &t.holders {
+                        match c.shares_of(h.id, &h.address).await {
+                            Ok(r) => {
+                                for s in &r.shares {
+                                    rows.push(vec![
+                                        node_dns_name(h.id),
+                                        s.path.clone(),
+                                        s.version.to_string(),
+                                        s.share_index.to_string(),
+                                    ]);
+                                }
+                                all.push(json!({
                                 "node": h.id, "reachable": true,
                                 "shares": r.shares.iter().map(|s| json!({"path": s.path, "version": s.version, "index": s.share_index})).collect::<Vec<_>>(),
                             }));
+                            }
+                            Err(e) => all.push(
+                                json!({ "node": h.id, "reachable": false, "error": e.to_string() }),
+                            ),
                         }
-                        Err(e) => all.push(
-                            json!({ "node": h.id, "reachable": false, "error": e.to_string() }),
-                        ),
                     }
-                }
-                out.emit(json!(all), || {
-                    table(&["NODE", "PATH", "VERSION", "SHARE INDEX"], &rows)
-                });
-            }
-            OperatorCmd::Snapshot { cmd } => match cmd {
-                SnapshotCmd::Save { file } => {
-                    let data = c.snapshot_save().await?;
-                    std::fs::write(&file, &data).map_err(|e| Failure {
-                        message: format!("cannot write {}: {e}", file.display()),
-                        code: 1,
-                    })?;
-                    out.emit(json!({ "file": file, "bytes": data.len() }), || {
-                        println!(
-                            "Saved snapshot to {} ({} bytes)",
-                            file.display(),
-                            data.len()
-                        )
+                    out.emit(json!(all), || {
+                        table(&["NODE", "PATH", "VERSION", "SHARE INDEX"], &rows)
                     });
                 }
-                SnapshotCmd::Restore { file } => {
-                    let data = std::fs::read(&file).map_err(|e| Failure {
-                        message: format!("cannot read {}: {e}", file.display()),
-                        code: 1,
-                    })?;
-                    let i = c.snapshot_restore(data).await?;
-                    written(out, i, format!("Restored snapshot {}", file.display()));
+                OperatorCmd::Snapshot { cmd } => match cmd {
+                    SnapshotCmd::Save { file } => {
+                        let data = c.snapshot_save().await?;
+                        std::fs::write(&file, &data).map_err(|e| Failure {
+                            message: format!("cannot write {}: {e}", file.display()),
+                            code: 1,
+                        })?;
+                        out.emit(json!({ "file": file, "bytes": data.len() }), || {
+                            println!(
+                                "Saved snapshot to {} ({} bytes)",
+                                file.display(),
+                                data.len()
+                            )
+                        });
+                    }
+                    SnapshotCmd::Restore { file } => {
+                        let data = std::fs::read(&file).map_err(|e| Failure {
+                            message: format!("cannot read {}: {e}", file.display()),
+                            code: 1,
+                        })?;
+                        let i = c.snapshot_restore(data).await?;
+                        written(out, i, format!("Restored snapshot {}", file.display()));
+                    }
+                },
+                OperatorCmd::Revoke {
+                    identity,
+                    serial,
+                    node,
+                } => {
+                    use tessera_client::proto::revoke_request::Target;
+                    let (target, what) = match (identity, serial, node) {
+                        (Some(i), _, _) => (Target::Identity(i.clone()), format!("identity {i:?}")),
+                        (_, Some(s), _) => (Target::Serial(s.clone()), format!("certificate {s}")),
+                        (_, _, Some(n)) => (Target::Node(n), format!("node {n}'s certificates")),
+                        _ => unreachable!("clap requires one target"),
+                    };
+                    let i = c.revoke(target).await?;
+                    written(out, i, format!("Revoked {what}"));
                 }
-            },
-            OperatorCmd::Init(_)
-            | OperatorCmd::ClientCert { .. }
-            | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
-        },
+                OperatorCmd::Revocations => {
+                    let r = c.revocations().await?;
+                    out.emit(
+                    json!({ "identities": r.identities, "serials": r.serials, "nodes": r.nodes }),
+                    || {
+                        let mut rows: Vec<Vec<String>> = Vec::new();
+                        rows.extend(r.identities.iter().map(|i| vec!["identity".into(), i.clone()]));
+                        rows.extend(r.serials.iter().map(|s| vec!["serial".into(), s.clone()]));
+                        rows.extend(r.nodes.iter().map(|n| vec!["node".into(), node_dns_name(*n)]));
+                        table(&["KIND", "REVOKED"], &rows);
+                    },
+                );
+                }
+                OperatorCmd::Init(_)
+                | OperatorCmd::ClientCert { .. }
+                | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
+            }
+        }
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
         Cmd::Key { cmd } => return super::keys::run_key(cmd, c, out).await,
         Cmd::Sign(a) => return super::keys::run_sign(a, c, out).await,

@@ -212,7 +212,9 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
         )?;
         configs.push(cfg);
     }
-    let admin = issue_client(&ca, ADMIN)?;
+    // The admin's certificate lives as long as the cluster's first nodes: it is how the cluster
+    // is run until other administrators are enrolled.
+    let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
     write_client(&dir, ADMIN, &admin, &peers[0].address)?;
     write_public(
         &dir.join("env.sh"),
@@ -278,8 +280,28 @@ pub fn run(a: InitArgs, out: Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn client_cert(name: &str, dir: &Path, out: Out) -> anyhow::Result<()> {
+/// A certificate lifetime: `90d`, `12h` or `30m`, from 10 minutes to 825 days.
+fn parse_lifetime(ttl: &str) -> anyhow::Result<time::Duration> {
+    let bad = || {
+        anyhow::anyhow!("--ttl {ttl:?}: give a number and a unit, d, h or m (e.g. 90d, 12h, 30m)")
+    };
+    let (n, unit) = ttl.split_at(ttl.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "d" => time::Duration::days(n),
+        "h" => time::Duration::hours(n),
+        "m" => time::Duration::minutes(n),
+        _ => return Err(bad()),
+    };
+    if d < time::Duration::minutes(10) || d > time::Duration::days(825) {
+        anyhow::bail!("--ttl {ttl:?}: a certificate lives 10 minutes to 825 days");
+    }
+    Ok(d)
+}
+
+pub fn client_cert(name: &str, dir: &Path, ttl: &str, out: Out) -> anyhow::Result<()> {
     validate_name("identity", name).map_err(|e| anyhow::anyhow!(e))?;
+    let lifetime = parse_lifetime(ttl)?;
     if parse_node_dns_name(name).is_some() {
         anyhow::bail!("{name:?} is reserved for node certificates; choose another identity name");
     }
@@ -309,22 +331,28 @@ pub fn client_cert(name: &str, dir: &Path, out: Out) -> anyhow::Result<()> {
         .and_then(|t| toml::from_str::<NodeConfig>(&t).ok())
         .map(|c| c.api_addr)
         .unwrap_or_else(|| "127.0.0.1:7101".into());
-    let issued = issue_client(&ca, name)?;
+    let issued = issue_client(&ca, name, lifetime)?;
     write_client(&dir, name, &issued, &addr)?;
+    let serial = crate::tls::serial_of_pem(&issued.cert_pem)?;
     let files = [
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
         dir.join(format!("{name}.env.sh")),
     ];
-    out.emit(json!({ "identity": name, "files": files }), || {
-        println!("Issued a client certificate for identity {name:?}:");
-        pairs(&[
-            ("certificate", files[0].display().to_string()),
-            ("key", files[1].display().to_string()),
-            ("env", format!("source {}", files[2].display())),
-        ]);
-        println!("It has no policy yet: `tessera policy attach NAME --identity {name}`.");
-    });
+    out.emit(
+        json!({ "identity": name, "serial": serial, "files": files }),
+        || {
+            println!("Issued a client certificate for identity {name:?}:");
+            pairs(&[
+                ("serial", serial.clone()),
+                ("valid for", ttl.to_string()),
+                ("certificate", files[0].display().to_string()),
+                ("key", files[1].display().to_string()),
+                ("env", format!("source {}", files[2].display())),
+            ]);
+            println!("It has no policy yet: `tessera policy attach NAME --identity {name}`.");
+        },
+    );
     Ok(())
 }
 

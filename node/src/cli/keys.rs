@@ -12,7 +12,14 @@ use tessera_client::crypto::ssh::{parse_public_key_line, public_key_line, CertRe
 use tessera_client::Client;
 
 use super::output::{pairs, table, Out};
-use tessera_client::crypto::purpose::{KeyPurpose, UnknownPurpose};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use tessera_client::crypto::purpose::KeyPurpose;
+
+/// `--purpose`: one of the key purposes, by name (clap lists them on a bad value).
+fn purpose_parser() -> impl TypedValueParser<Value = KeyPurpose> {
+    PossibleValuesParser::new(KeyPurpose::ALL.map(KeyPurpose::as_str))
+        .map(|name| name.parse().expect("one of KeyPurpose::ALL"))
+}
 
 use super::{Failure, Format};
 
@@ -21,8 +28,8 @@ pub enum KeyCmd {
     /// Generate a threshold key by distributed key generation among the voters.
     Create {
         name: String,
-        #[arg(long, value_parser = ["ssh-user-ca", "ssh-host-ca", "jwt", "raw"])]
-        purpose: String,
+        #[arg(long, value_parser = purpose_parser())]
+        purpose: KeyPurpose,
         /// Seconds the key generation may take before it is aborted.
         #[arg(long, default_value_t = 20)]
         dkg_timeout: u32,
@@ -205,10 +212,6 @@ pub async fn run_key(cmd: KeyCmd, c: &Client, out: Out) -> Result<(), Failure> {
             eprintln!(
                 "Generating key {name:?} by distributed key generation (up to {timeout} s)..."
             );
-            let purpose: KeyPurpose = purpose.parse().map_err(|e: UnknownPurpose| Failure {
-                message: e.to_string(),
-                code: 2,
-            })?;
             let k = c.key_create(&name, purpose, timeout).await?;
             let gk = hex::encode(&k.group_key);
             out.emit(json!({ "name": k.name, "purpose": k.purpose, "group_key": gk, "threshold": k.threshold, "participants": k.participants.iter().map(|p| p.id).collect::<Vec<_>>() }), || {

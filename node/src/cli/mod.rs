@@ -162,6 +162,9 @@ enum OperatorCmd {
         /// The directory `operator init` wrote (holds ca.crt and ca.key).
         #[arg(long)]
         dir: PathBuf,
+        /// How long the certificate is valid: days (90d), hours (12h) or minutes (30m).
+        #[arg(long, default_value = "90d")]
+        ttl: String,
     },
     /// Certificate and config for a node that will join with `members add`.
     NodeConfig {
@@ -192,6 +195,20 @@ enum OperatorCmd {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Revoke a certificate, every certificate of an identity, or every certificate of a node:
+    /// every node refuses them from then on.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["identity", "serial", "node"])))]
+    Revoke {
+        #[arg(long)]
+        identity: Option<String>,
+        /// The certificate's serial number (lowercase hex, as `operator client-cert` prints it).
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long)]
+        node: Option<u64>,
+    },
+    /// The revoked identities, certificate serials and nodes.
+    Revocations,
 }
 
 #[derive(Subcommand)]
@@ -386,8 +403,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cmd: OperatorCmd::Init(a),
         } => init::run(a, out).map_err(Failure::from),
         Cmd::Operator {
-            cmd: OperatorCmd::ClientCert { name, dir },
-        } => init::client_cert(&name, &dir, out).map_err(Failure::from),
+            cmd: OperatorCmd::ClientCert { name, dir, ttl },
+        } => init::client_cert(&name, &dir, &ttl, out).map_err(Failure::from),
         Cmd::Operator {
             cmd: OperatorCmd::NodeConfig { dir, id, region },
         } => init::node_config(&dir, id, &region, out).map_err(Failure::from),

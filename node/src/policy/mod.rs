@@ -155,6 +155,24 @@ impl Policy {
         }
     }
 
+    /// The policy as HCL that `Policy::parse` reads back, under a `#` comment line.
+    pub fn to_hcl(&self, comment: &str) -> String {
+        let mut out = format!("# {comment}\n");
+        for rule in &self.rules {
+            let caps: Vec<String> = rule
+                .capabilities
+                .iter()
+                .map(|c| format!("{:?}", c.as_str()))
+                .collect();
+            out.push_str(&format!(
+                "path {:?} {{\n  capabilities = [{}]\n}}\n",
+                rule.pattern,
+                caps.join(", ")
+            ));
+        }
+        out
+    }
+
     /// The capabilities this policy alone gives on `path`: the union over
     /// every matching rule. If any matching rule holds `deny`, the result is
     /// exactly `{Deny}`, because nothing else is usable there. An empty set
@@ -344,6 +362,19 @@ mod tests {
             BTreeSet::from([Capability::Read])
         );
         assert!(p.capabilities_for("c").is_empty());
+    }
+
+    #[test]
+    fn the_root_policy_is_every_capability_but_deny_and_reads_back() {
+        let hcl = Policy::root().to_hcl("built in: every capability on every path");
+        assert_eq!(Policy::parse(&hcl).unwrap(), Policy::root());
+        for cap in Capability::ALL {
+            assert_eq!(
+                hcl.contains(&format!("\"{}\"", cap.as_str())),
+                cap != Capability::Deny,
+                "{hcl}"
+            );
+        }
     }
 
     #[test]

@@ -127,6 +127,12 @@ impl Acks {
             if (acked && !pending) || v.complaints.contains_key(&self.id) {
                 continue;
             }
+            // Having vouched for this share, this node cannot complain about it (every node
+            // refuses that); sending it would refuse the whole batch with it.
+            if acked && complaint.is_some() {
+                tracing::error!(%path, version, "a share this node acknowledged no longer checks; not complaining");
+                continue;
+            }
             if acked && complaint.is_none() {
                 later.push((path, version, complaint));
             } else {
@@ -140,8 +146,9 @@ impl Acks {
     fn ack_now(&self, path: &str, version: u64, complaint: &Option<String>) -> Option<AckItem> {
         let st = self.state.read().expect("state lock");
         let v = st.model.secrets.get(path)?.versions.get(&version)?;
-        let done = v.acks.contains_key(&self.id) && !v.envelopes.contains_key(&self.id);
-        if done || v.complaints.contains_key(&self.id) {
+        let acked = v.acks.contains_key(&self.id);
+        let done = acked && !v.envelopes.contains_key(&self.id);
+        if done || v.complaints.contains_key(&self.id) || (acked && complaint.is_some()) {
             return None;
         }
         Some(self.vault.ack_item(path, version, v, complaint.clone()))

@@ -45,11 +45,6 @@ impl Reads {
         })
     }
 
-    /// The index this node's state machine has applied.
-    pub fn applied(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
     /// A receiver that sees every index the state machine applies.
     pub fn applied_watch(&self) -> watch::Receiver<u64> {
         self.applied.clone()

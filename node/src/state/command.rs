@@ -155,6 +155,10 @@ pub enum Op {
         attempt: u64,
         reason: String,
     },
+    /// Certificates every node refuses from now on.
+    Revoke {
+        target: super::revocations::RevokeTarget,
+    },
     /// Commands the leader received while its previous entry was being written, carried by one
     /// Raft entry (`raft::batcher`). Each is applied on its own, in order, with its own result,
     /// exactly as if each had its own entry; a batch inside a batch is refused.

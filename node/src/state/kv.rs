@@ -166,7 +166,7 @@ pub(super) fn validate_put(
 ) -> Result<(), Refusal> {
     validate_path(&p.path)?;
     let Some(t) = threshold else {
-        return Err(Refusal::unavailable(
+        return Err(Refusal::rejected(
             "the cluster has no threshold configured yet; try again in a moment",
         ));
     };

@@ -12,6 +12,7 @@ pub mod kv;
 pub mod members;
 pub mod model;
 pub mod ops;
+pub mod revocations;
 pub mod time;
 pub mod topology;
 

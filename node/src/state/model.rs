@@ -50,6 +50,9 @@ pub struct Model {
     /// Threshold signing keys (public state of each DKG, group keys).
     #[serde(default)]
     pub keys: BTreeMap<String, keys::KeyEntry>,
+    /// Certificates refused by every node.
+    #[serde(default)]
+    pub revocations: super::revocations::Revocations,
     /// Persisted one entry per key by the state machine, not with the rest of the model.
     #[serde(skip)]
     pub secrets: BTreeMap<String, SecretEntry>,
@@ -157,6 +160,7 @@ impl Model {
         Model {
             settings: self.settings.clone(),
             keys: self.keys.clone(),
+            revocations: self.revocations.clone(),
             ..self.directory()
         }
     }
@@ -170,6 +174,7 @@ impl Model {
             group_policies: self.group_policies.clone(),
             settings: Settings::default(),
             keys: BTreeMap::new(),
+            revocations: Default::default(),
             secrets: BTreeMap::new(),
         }
     }

@@ -23,10 +23,6 @@ impl Timestamp {
     pub fn from_unix_nanos(nanos: u64) -> Timestamp {
         Timestamp(nanos)
     }
-
-    pub fn unix_nanos(self) -> u64 {
-        self.0
-    }
 }
 
 impl std::fmt::Display for Timestamp {

@@ -80,13 +80,15 @@ pub fn issue_node(ca: &Issued, id: NodeId, host: &str) -> anyhow::Result<Issued>
 }
 
 /// A client certificate whose subject CN is the identity policies are written for.
-pub fn issue_client(ca: &Issued, name: &str) -> anyhow::Result<Issued> {
+pub fn issue_client(ca: &Issued, name: &str, lifetime: Duration) -> anyhow::Result<Issued> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, 825);
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + lifetime;
     let cert = params.signed_by(&key, &issuer(ca)?)?;
     Ok(Issued {
         cert_pem: cert.pem(),
@@ -127,7 +129,7 @@ mod tests {
         let node = issue_node(&ca, 3, "127.0.0.1").unwrap();
         let id = identity_of_der(&der(&node.cert_pem)).unwrap();
         assert_eq!(id.node, Some(3));
-        let client = issue_client(&ca, "alice").unwrap();
+        let client = issue_client(&ca, "alice", Duration::days(90)).unwrap();
         let id = identity_of_der(&der(&client.cert_pem)).unwrap();
         assert_eq!(id.common_name, "alice");
         assert_eq!(id.node, None);

@@ -80,6 +80,8 @@ pub struct PeerIdentity {
     pub common_name: String,
     /// The node id, when the certificate is a node certificate (DNS name `node<ID>`).
     pub node: Option<NodeId>,
+    /// The certificate's serial number, lowercase hex (what `operator revoke --serial` names).
+    pub serial: String,
 }
 
 /// Reads the (already CA-verified) certificate the peer presented. Requests without one cannot
@@ -92,6 +94,16 @@ pub fn peer_identity<T>(req: &Request<T>) -> Result<PeerIdentity, Refusal> {
         .first()
         .ok_or_else(|| Refusal::unauthenticated("a client certificate is required"))?;
     identity_of_der(leaf.as_ref())
+}
+
+/// The serial number (lowercase hex) of a PEM certificate.
+pub fn serial_of_pem(pem: &str) -> anyhow::Result<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("unreadable certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| anyhow::anyhow!("unreadable certificate: {e}"))?;
+    Ok(hex::encode(cert.raw_serial()))
 }
 
 /// The identity a certificate names (already verified against the cluster CA).
@@ -120,5 +132,9 @@ pub fn identity_of_der(der: &[u8]) -> Result<PeerIdentity, Refusal> {
             "the certificate has no subject common name",
         ));
     }
-    Ok(PeerIdentity { common_name, node })
+    Ok(PeerIdentity {
+        common_name,
+        node,
+        serial: hex::encode(cert.raw_serial()),
+    })
 }

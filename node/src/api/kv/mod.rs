@@ -20,7 +20,6 @@ use tessera_proto::kv_server::Kv;
 use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
-use super::call::Caller;
 use super::convert::metadata_reply;
 use super::Api;
 use crate::audit::Operation;
@@ -230,7 +229,7 @@ impl Kv for Api {
         req: Request<ReleaseSharesRequest>,
     ) -> Result<Response<ReleaseSharesReply>, Status> {
         let started = Instant::now();
-        let (caller, identity) = Caller::of(&req);
+        let (caller, identity) = self.caller(&req);
         let r = req.into_inner();
         let setup = identity.and_then(|id| {
             if r.items.is_empty() || r.items.len() > MAX_RELEASE_ITEMS {

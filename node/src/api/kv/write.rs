@@ -133,6 +133,7 @@ impl Api {
     pub(super) async fn wait_for_acks(&self, path: &str, version: u64) -> Result<u32, Refusal> {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut rx = self.node.reads.applied_watch();
+        let (mut have, mut need) = (0, 0);
         loop {
             {
                 let st = self.node.state.read().expect("state lock");
@@ -147,28 +148,15 @@ impl Api {
                             "version {version} of {path:?} is invalid: node {node} reports that its share {why}"
                         )));
                     }
-                    let need = st.model.settings.acks_required(v.holders.len());
-                    if v.acks.len() >= need {
-                        return Ok(v.acks.len() as u32);
+                    need = st.model.settings.acks_required(v.holders.len());
+                    have = v.acks.len();
+                    if have >= need {
+                        return Ok(have as u32);
                     }
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
-                let have = self
-                    .with_secret(path, |e| e.versions.get(&version).map(|v| v.acks.len()))
-                    .flatten()
-                    .unwrap_or(0);
-                let need = {
-                    let st = self.node.state.read().expect("state lock");
-                    let holders = st
-                        .model
-                        .secrets
-                        .get(path)
-                        .and_then(|e| e.versions.get(&version))
-                        .map_or(0, |v| v.holders.len());
-                    st.model.settings.acks_required(holders)
-                };
                 return Err(Refusal::TooFewAcks {
                     have: have as u32,
                     need: need as u32,

@@ -53,7 +53,12 @@ impl Api {
         id: u64,
         address: &str,
     ) -> Result<(String, String), Refusal> {
-        let mut client = self.node.peers.raft(id, address)?;
+        // An address that cannot be dialled is the request's fault.
+        let mut client = self
+            .node
+            .peers
+            .raft(id, address)
+            .map_err(|e| Refusal::invalid(e.to_string()))?;
         let status = tokio::time::timeout(Duration::from_secs(5), client.node_status(Empty {}))
             .await
             .map_err(|_| {

@@ -18,6 +18,7 @@ use crate::error::Refusal;
 use crate::policy::{Capability, Policy};
 use crate::raft::leader::LeaderOp;
 use crate::raft::NodeInfo;
+use crate::state::revocations::RevokeTarget;
 use crate::state::{topology, AttachTarget, Op};
 use snapshot::{SnapshotFile, SNAPSHOT_FORMAT};
 
@@ -300,6 +301,9 @@ impl Sys for Api {
             path.clone(),
             |id, r| async move {
                 name_arg("group", &r.name)?;
+                // What the group carries is read from a state at least as new as every
+                // acknowledged change: an attachment made just before must count.
+                self.node.reads.linearizable().await?;
                 let exists = self.model().groups.contains_key(&r.name);
                 let cap = if exists {
                     Capability::Update
@@ -427,20 +431,23 @@ impl Sys for Api {
         req: Request<NameRequest>,
     ) -> Result<Response<PolicyReply>, Status> {
         let path = format!("sys/policies/{}", req.get_ref().name);
-        self.run(req, Operation::PolicyRead, path.clone(), |id, r| async move {
-            self.authorize(&id, &path, Capability::Read).await?;
-            self.node.reads.linearizable().await?;
-            let text = if r.name == crate::state::ROOT_POLICY {
-                "# built in: every capability on every path\npath \"*\" {\n  capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sign\", \"approve\", \"admin\"]\n}\n".to_string()
-            } else {
-                self.model()
-                    .policies
-                    .get(&r.name)
-                    .cloned()
-                    .ok_or_else(|| Refusal::not_found(format!("policy {:?} does not exist", r.name)))?
-            };
-            Ok(PolicyReply { name: r.name, text })
-        })
+        self.run(
+            req,
+            Operation::PolicyRead,
+            path.clone(),
+            |id, r| async move {
+                self.authorize(&id, &path, Capability::Read).await?;
+                self.node.reads.linearizable().await?;
+                let text = if r.name == crate::state::ROOT_POLICY {
+                    Policy::root().to_hcl("built in: every capability on every path")
+                } else {
+                    self.model().policies.get(&r.name).cloned().ok_or_else(|| {
+                        Refusal::not_found(format!("policy {:?} does not exist", r.name))
+                    })?
+                };
+                Ok(PolicyReply { name: r.name, text })
+            },
+        )
         .await
     }
 
@@ -508,6 +515,53 @@ impl Sys for Api {
                     },
                 )
                 .await
+            },
+        )
+        .await
+    }
+
+    async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::Revoke,
+            "sys/revocations".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/revocations", Capability::Admin)
+                    .await?;
+                let target = match r.target {
+                    Some(revoke_request::Target::Identity(name)) => RevokeTarget::Identity(name),
+                    Some(revoke_request::Target::Serial(s)) => RevokeTarget::Serial(s),
+                    Some(revoke_request::Target::Node(n)) => RevokeTarget::Node(n),
+                    None => {
+                        return Err(Refusal::invalid(
+                            "name what to revoke: --identity, --serial or --node",
+                        ))
+                    }
+                };
+                self.submit(id, Op::Revoke { target }).await
+            },
+        )
+        .await
+    }
+
+    async fn list_revocations(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<RevocationsReply>, Status> {
+        self.run(
+            req,
+            Operation::RevocationsList,
+            "sys/revocations".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/revocations", Capability::Read)
+                    .await?;
+                self.node.reads.linearizable().await?;
+                let r = self.model().revocations;
+                Ok(RevocationsReply {
+                    identities: r.identities.into_iter().collect(),
+                    serials: r.serials.into_iter().collect(),
+                    nodes: r.nodes.into_iter().collect(),
+                })
             },
         )
         .await

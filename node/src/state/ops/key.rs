@@ -24,7 +24,7 @@ pub fn validate_create(m: &Model, members: &Members, name: &str) -> Result<(), R
         _ => {}
     }
     let t = m.settings.threshold.ok_or_else(|| {
-        Refusal::unavailable("the cluster has no threshold configured yet; try again in a moment")
+        Refusal::rejected("the cluster has no threshold configured yet; try again in a moment")
     })?;
     if (members.voters.len() as u32) < t || t < 2 {
         return Err(Refusal::invalid(format!(

@@ -16,6 +16,7 @@
 pub mod group;
 pub mod key;
 pub mod policy;
+pub mod revoke;
 pub mod secret;
 pub mod settings;
 
@@ -121,6 +122,7 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         ),
         Op::SshRoleWrite { key, role } => key::validate_ssh_role(m, key, role),
         Op::KeyAbort { name, attempt, .. } => key::validate_abort(m, name, *attempt),
+        Op::Revoke { target } => revoke::validate(target),
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
@@ -240,6 +242,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
         } => key::apply_done(m, name, *node, public_key_package, fx),
         Op::SshRoleWrite { key, role } => key::apply_ssh_role(m, key, role),
         Op::KeyAbort { name, reason, .. } => key::apply_abort(m, name, reason, fx),
+        Op::Revoke { target } => revoke::apply(m, target),
         Op::Batch(_) => {} // refused by `validate`
     }
 }
@@ -402,7 +405,7 @@ mod tests {
         };
         let e = run(&mut m, &mem, create()).unwrap_err();
         assert!(
-            matches!(e, Refusal::Unavailable { .. }),
+            matches!(e, Refusal::Rejected { .. }),
             "no threshold yet: {e}"
         );
         m.settings.threshold = Some(2);
