@@ -391,14 +391,25 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).ok()
     }
 
-    /// Waits until some running node reports a leader that every reachable node agrees on.
+    /// Waits until some running node reports a leader that every reachable node agrees on,
+    /// and every running node listens on its API address (a node still opening its storage
+    /// would otherwise refuse the test's next connection).
     pub fn wait_leader(&mut self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         loop {
             let running: Vec<u64> = (1..=self.nodes.len() as u64)
                 .filter(|id| self.is_running(*id))
                 .collect();
-            for id in &running {
+            let listening = running.iter().all(|id| {
+                let addr = &self.node(*id).api_addr;
+                addr.parse()
+                    .ok()
+                    .and_then(|a| {
+                        std::net::TcpStream::connect_timeout(&a, Duration::from_millis(200)).ok()
+                    })
+                    .is_some()
+            });
+            for id in running.iter().filter(|_| listening) {
                 if let Some(s) = self.status(*id) {
                     if let Some(l) = s["leader"].as_u64() {
                         if running.contains(&l) {

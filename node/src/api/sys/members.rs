@@ -46,6 +46,28 @@ impl Api {
         (nodes, leader_view)
     }
 
+    /// Waits (at most `timeout`) until every reachable member has applied `index`; a member
+    /// still behind then is named in this node's log.
+    pub(super) async fn wait_members_applied(&self, index: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (nodes, _) = self.probe_members().await;
+            let behind: Vec<u64> = nodes
+                .iter()
+                .filter(|n| n.reachable && n.last_applied < index)
+                .map(|n| n.id)
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(index, ?behind, "members have not applied the change yet");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A joining node's public sealing and acknowledgement keys (hex), asked of the node itself
     /// over mutual TLS: its certificate must name node `id`, so nobody else can answer for it.
     pub(super) async fn keys_of_joiner(

@@ -538,7 +538,12 @@ impl Sys for Api {
                         ))
                     }
                 };
-                self.submit(id, Op::Revoke { target }).await
+                let written = self.submit(id, Op::Revoke { target }).await?;
+                // Each node refuses from the index where it applies the revocation: answer once
+                // every reachable member has, so that the next request anywhere is refused.
+                self.wait_members_applied(written.index, Duration::from_secs(5))
+                    .await;
+                Ok(written)
             },
         )
         .await
