@@ -500,7 +500,20 @@ fn a_key_generation_that_cannot_finish_is_aborted_and_can_be_run_again() {
     assert!(k["status"].as_str().unwrap().starts_with("failed"), "{k}");
     c.start_node(3);
     c.wait_listening(3);
-    ok(&c.cli(1, &["key", "create", "k", "--purpose", "raw"]));
+    // Node 3 first catches up, then takes its part in three rounds through Raft: on a loaded
+    // machine that can take longer than the default 20 s, so this generation gets a minute.
+    ok(&c.cli(
+        1,
+        &[
+            "key",
+            "create",
+            "k",
+            "--purpose",
+            "raw",
+            "--dkg-timeout",
+            "60",
+        ],
+    ));
     let k = c.json(3, &["key", "read", "k"]);
     assert_eq!(k["status"], "active");
     assert_eq!(k["attempt"], 2);

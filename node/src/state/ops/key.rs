@@ -1,13 +1,13 @@
 //! Threshold signing keys: `KeyCreate` starts a distributed key generation among the voters,
 //! `DkgRound1`/`DkgRound2`/`DkgDone` carry each participant's signed messages, `SshRoleWrite`
-//! limits an SSH CA key, `KeyAbort` abandons a generation. Each is validated and applied here.
+//! limits an SSH CA key, `KeyAbort` abandons a generation. Each is applied here, and validated
+//! here too except the DKG messages, whose signature check lives with their type in
+//! `state::keys` (`check_dkg_message`).
 
 use std::collections::BTreeMap;
 
 use crate::error::Refusal;
-use crate::state::keys::{
-    check_dkg_message, validate_key_name, DkgMessage, KeyEntry, KeyPurpose, KeyStatus, SshRole,
-};
+use crate::state::keys::{validate_key_name, KeyEntry, KeyPurpose, KeyStatus, SshRole};
 use crate::state::{Effects, Members, Model, NodeId, Timestamp};
 
 pub fn validate_create(m: &Model, members: &Members, name: &str) -> Result<(), Refusal> {
@@ -65,16 +65,6 @@ pub fn apply_create(m: &mut Model, members: &Members, c: Create, fx: &mut Effect
     };
     m.keys.insert(c.name.to_string(), entry);
     fx.dkg = Some(c.name.to_string());
-}
-
-/// Any DKG message: signed by its participant, for the generation under way.
-pub fn validate_message(
-    m: &Model,
-    members: &Members,
-    cluster_id: &str,
-    msg: &DkgMessage,
-) -> Result<(), Refusal> {
-    check_dkg_message(&m.keys, members, cluster_id, msg)
 }
 
 pub fn apply_round1(m: &mut Model, name: &str, node: NodeId, package: &[u8], fx: &mut Effects) {

@@ -20,7 +20,7 @@ pub mod revoke;
 pub mod secret;
 pub mod settings;
 
-use super::keys::{round2_payload, DkgMessage};
+use super::keys::{check_dkg_message, round2_payload, DkgMessage};
 use super::{kv, Command, Effects, Members, Model, Op};
 use crate::error::Refusal;
 
@@ -147,7 +147,7 @@ fn dkg_message(
         payload,
         signature,
     };
-    key::validate_message(m, cx.members, cx.cluster_id, &msg)
+    check_dkg_message(&m.keys, cx.members, cx.cluster_id, &msg)
 }
 
 /// Applies a command that `validate` accepted; what changed beyond the model goes to `fx`.
