@@ -111,6 +111,11 @@ pub struct Client {
     /// Whether we presented a client certificate: without one every node closes the
     /// connection, and the error should say why.
     has_identity: bool,
+    /// Signs the requests that change the replicated state (see `signed`); `None` without a
+    /// client certificate.
+    signer: Option<Arc<crate::signed::CallSigner>>,
+    /// The cluster's id, which every signed request names; asked for once.
+    cluster_id: Arc<Mutex<Option<String>>>,
 }
 
 /// The PEM material of a connection. The key is zeroized on drop, never printed.
@@ -154,6 +159,10 @@ impl Client {
                 ))
             }
         };
+        let signer = match &identity {
+            Some((_, key)) => Some(Arc::new(crate::signed::CallSigner::from_pem(key)?)),
+            None => None,
+        };
         let files = TlsFiles {
             ca: read(&cfg.ca_cert, "CA certificate")?,
             identity,
@@ -189,6 +198,8 @@ impl Client {
             keys: Arc::new(Mutex::new(HashMap::new())),
             commitments: Arc::new(Mutex::new(HashMap::new())),
             nonce_batch: 1,
+            signer,
+            cluster_id: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -298,6 +309,37 @@ impl Client {
         }
     }
 
+    /// `msg` as a request for `method`, signed by this client's key for the cluster it talks to.
+    pub async fn signed<T: prost::Message>(
+        &self,
+        method: tessera_proto::SignedMethod,
+        msg: T,
+    ) -> Result<tonic::Request<T>, Error> {
+        let Some(signer) = &self.signer else {
+            return Err(Error::Config(
+                "a request that changes the cluster must be signed with a client certificate's key: set --client-cert and --client-key (or TESSERA_CLIENT_CERT and TESSERA_CLIENT_KEY)".into(),
+            ));
+        };
+        let cached = self.cluster_id.lock().expect("cluster id lock").clone();
+        let cluster_id = match cached {
+            Some(id) => id,
+            None => {
+                let id = self.who_am_i().await?.cluster_id;
+                *self.cluster_id.lock().expect("cluster id lock") = Some(id.clone());
+                id
+            }
+        };
+        signer.sign(&cluster_id, method, msg)
+    }
+
+    /// Remembers the cluster id a node told us (with the topology), saving a round trip.
+    pub(crate) fn learn_cluster_id(&self, id: &str) {
+        let mut cached = self.cluster_id.lock().expect("cluster id lock");
+        if cached.is_none() && !id.is_empty() {
+            *cached = Some(id.to_string());
+        }
+    }
+
     pub async fn status(&self) -> Result<StatusReply, Error> {
         let r = self.sys_rpc().status(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
@@ -343,7 +385,13 @@ impl Client {
             name: name.into(),
             members,
         };
-        let r = self.sys_rpc().write_group(req).await;
+        let r = self
+            .sys_rpc()
+            .write_group(
+                self.signed(tessera_proto::SignedMethod::GroupWrite, req)
+                    .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
@@ -363,7 +411,13 @@ impl Client {
     pub async fn delete_group(&self, name: &str) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
-            .delete_group(NameRequest { name: name.into() })
+            .delete_group(
+                self.signed(
+                    tessera_proto::SignedMethod::GroupDelete,
+                    NameRequest { name: name.into() },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -373,7 +427,13 @@ impl Client {
             name: name.into(),
             text: text.into(),
         };
-        let r = self.sys_rpc().write_policy(req).await;
+        let r = self
+            .sys_rpc()
+            .write_policy(
+                self.signed(tessera_proto::SignedMethod::PolicyWrite, req)
+                    .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
@@ -393,7 +453,13 @@ impl Client {
     pub async fn delete_policy(&self, name: &str) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
-            .delete_policy(NameRequest { name: name.into() })
+            .delete_policy(
+                self.signed(
+                    tessera_proto::SignedMethod::PolicyDelete,
+                    NameRequest { name: name.into() },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -412,7 +478,13 @@ impl Client {
             identity: identity.unwrap_or_default().into(),
             detach,
         };
-        let r = self.sys_rpc().attach_policy(req).await;
+        let r = self
+            .sys_rpc()
+            .attach_policy(
+                self.signed(tessera_proto::SignedMethod::PolicyAttach, req)
+                    .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
@@ -421,9 +493,15 @@ impl Client {
     pub async fn revoke(&self, target: revoke_request::Target) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
-            .revoke(RevokeRequest {
-                target: Some(target),
-            })
+            .revoke(
+                self.signed(
+                    tessera_proto::SignedMethod::Revoke,
+                    RevokeRequest {
+                        target: Some(target),
+                    },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -439,7 +517,16 @@ impl Client {
     }
 
     pub async fn snapshot_restore(&self, data: Vec<u8>) -> Result<u64, Error> {
-        let r = self.sys_rpc().snapshot_restore(SnapshotData { data }).await;
+        let r = self
+            .sys_rpc()
+            .snapshot_restore(
+                self.signed(
+                    tessera_proto::SignedMethod::SnapshotRestore,
+                    SnapshotData { data },
+                )
+                .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 }

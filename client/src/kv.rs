@@ -209,6 +209,8 @@ impl Client {
             attempts += 1;
             let version = current + 1;
             let req = deal_version(&topo, path, version, opts.cas, value)?;
+            self.learn_cluster_id(&topo.cluster_id);
+            let req = self.signed(tessera_proto::SignedMethod::KvPut, req).await?;
             match self.kv_rpc().put(req).await {
                 Ok(r) => {
                     *self.topology.lock().expect("topology lock") = Some(topo);
@@ -614,10 +616,16 @@ impl Client {
     pub async fn kv_delete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
             .kv_rpc()
-            .delete(KvVersionsRequest {
-                path: path.into(),
-                versions,
-            })
+            .delete(
+                self.signed(
+                    tessera_proto::SignedMethod::KvDelete,
+                    KvVersionsRequest {
+                        path: path.into(),
+                        versions,
+                    },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -625,10 +633,16 @@ impl Client {
     pub async fn kv_undelete(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
             .kv_rpc()
-            .undelete(KvVersionsRequest {
-                path: path.into(),
-                versions,
-            })
+            .undelete(
+                self.signed(
+                    tessera_proto::SignedMethod::KvUndelete,
+                    KvVersionsRequest {
+                        path: path.into(),
+                        versions,
+                    },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -636,29 +650,53 @@ impl Client {
     pub async fn kv_destroy(&self, path: &str, versions: Vec<u64>) -> Result<u64, Error> {
         let r = self
             .kv_rpc()
-            .destroy(KvVersionsRequest {
-                path: path.into(),
-                versions,
-            })
+            .destroy(
+                self.signed(
+                    tessera_proto::SignedMethod::KvDestroy,
+                    KvVersionsRequest {
+                        path: path.into(),
+                        versions,
+                    },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_metadata_put(&self, req: KvMetadataPutRequest) -> Result<u64, Error> {
-        let r = self.kv_rpc().metadata_put(req).await;
+        let r = self
+            .kv_rpc()
+            .metadata_put(
+                self.signed(tessera_proto::SignedMethod::KvMetadataPut, req)
+                    .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn kv_metadata_delete(&self, path: &str) -> Result<u64, Error> {
         let r = self
             .kv_rpc()
-            .metadata_delete(PathRequest { path: path.into() })
+            .metadata_delete(
+                self.signed(
+                    tessera_proto::SignedMethod::KvMetadataDelete,
+                    PathRequest { path: path.into() },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn config_set(&self, req: ConfigSetRequest) -> Result<u64, Error> {
-        let r = self.sys_rpc().config_set(req).await;
+        let r = self
+            .sys_rpc()
+            .config_set(
+                self.signed(tessera_proto::SignedMethod::ConfigSet, req)
+                    .await?,
+            )
+            .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 

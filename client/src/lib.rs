@@ -9,6 +9,7 @@ mod error;
 mod kv;
 mod release;
 mod sign;
+mod signed;
 
 pub use connect::{Client, ClientConfig};
 pub use error::Error;

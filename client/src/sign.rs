@@ -36,13 +36,31 @@ impl Client {
     ) -> Result<KeyInfo, Error> {
         let r = self
             .signing_rpc()
-            .create_key(KeyCreateRequest {
-                name: name.into(),
-                purpose: purpose.as_str().into(),
-                timeout_seconds,
-            })
+            .create_key(
+                self.signed(
+                    tessera_proto::SignedMethod::KeyCreate,
+                    KeyCreateRequest {
+                        name: name.into(),
+                        purpose: purpose.as_str().into(),
+                        timeout_seconds,
+                    },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Sets the SSH role (principals, extensions, longest lifetime) of an SSH CA key.
+    pub async fn ssh_role_write(&self, req: SshRoleRequest) -> Result<u64, Error> {
+        let r = self
+            .signing_rpc()
+            .write_ssh_role(
+                self.signed(tessera_proto::SignedMethod::SshRoleWrite, req)
+                    .await?,
+            )
+            .await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
     pub async fn key_read(&self, name: &str) -> Result<KeyInfo, Error> {

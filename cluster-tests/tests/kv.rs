@@ -397,7 +397,12 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         let good = || tessera_client::deal_version(&topo, "bad/x", 1, None, b"value").unwrap();
         let expect = |req: tessera_client::proto::KvPutRequest, needle: &'static str| {
             let mut raw = client.kv_rpc();
+            let client = client.clone();
             async move {
+                let req = client
+                    .signed(tessera_client::proto::SignedMethod::KvPut, req)
+                    .await
+                    .unwrap();
                 let s = raw.put(req).await.unwrap_err();
                 assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
                 assert!(
@@ -459,7 +464,11 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             .unwrap();
         let victim = r.holders[other];
         r.envelopes[other].ciphertext[5] ^= 0x55;
-        let s = client.kv_rpc().put(r.clone()).await.unwrap_err();
+        let signed = client
+            .signed(tessera_client::proto::SignedMethod::KvPut, r.clone())
+            .await
+            .unwrap();
+        let s = client.kv_rpc().put(signed).await.unwrap_err();
         assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
         let needle = format!("node {victim} refused its share of this write");
         assert!(s.message().contains(&needle), "{:?}", s.message());
@@ -474,7 +483,11 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
         // files a complaint, and the version is marked invalid.
         set_ack_fault_tolerance(&client, 0).await;
         c.stop(victim);
-        client.kv_rpc().put(r).await.unwrap();
+        let signed = client
+            .signed(tessera_client::proto::SignedMethod::KvPut, r)
+            .await
+            .unwrap();
+        client.kv_rpc().put(signed).await.unwrap();
         c.start_node(victim);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let m = loop {
@@ -538,7 +551,11 @@ fn concurrent_writes_each_get_their_own_holders_verdict() {
                     r.envelopes[other].ciphertext[5] ^= 0x55;
                     r.holders[other]
                 });
-                let res = client.kv_rpc().put(r).await;
+                let signed = client
+                    .signed(tessera_client::proto::SignedMethod::KvPut, r)
+                    .await
+                    .unwrap();
+                let res = client.kv_rpc().put(signed).await;
                 (path, value, victim, res)
             }));
         }

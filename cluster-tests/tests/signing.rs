@@ -187,7 +187,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
     })
     .unwrap();
     let reply = rt.block_on(async {
-        let mut commitments = std::collections::HashMap::new();
+        let mut commitments = std::collections::BTreeMap::new();
         for id in [1u64, 2] {
             let r = commit_as(&c, "app", id, "open").await.unwrap();
             commitments.insert(id, r.commitments);

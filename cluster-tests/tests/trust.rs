@@ -1,9 +1,11 @@
 //! Attacks by a holder of a cluster certificate that should give them nothing: a node's
 //! certificate used as a client, a node that is not a member forwarding commands to the leader,
-//! and a group editor adding themselves to a group that carries more power than they hold.
-//! Each test fails if the attack works.
+//! a member that makes itself leader and appends commands of its own making, and a group
+//! editor adding themselves to a group that carries more power than they hold. Each test fails
+//! if the attack works.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use cluster_tests::{fails, ok, Cluster, Opts};
 use tessera_node::raft::codec;
@@ -80,14 +82,14 @@ fn a_node_that_is_not_a_member_cannot_forward_a_command_to_the_leader() {
         let mut raft = tessera_client::proto::raft_client::RaftClient::new(
             channel_as(&c, "node9", leader).await,
         );
-        let attach_root = LeaderOp::Command(Command {
-            by: "admin".into(),
-            op: Op::Attach {
+        let attach_root = LeaderOp::Command(Command::by_node(
+            "admin".into(),
+            Op::Attach {
                 policy: "root".into(),
                 target: AttachTarget::Identity("mallory".into()),
                 detach: false,
             },
-        });
+        ));
         let data = codec::encode(&attach_root).unwrap();
         raft.forward(tessera_client::proto::RaftPayload { data })
             .await
@@ -240,4 +242,101 @@ fn revoked_identities_and_certificates_are_refused_by_every_node() {
     assert!(err.contains("--ttl"), "{err}");
     assert!(!c.dir.join("gina.crt").exists());
     assert_eq!(c.json(3, &["operator", "revocations"]), list);
+}
+
+/// Asks the forging node (see `byzantine::forge`) to append `spec`; its answer.
+fn forge(dir: &Path, name: &str, spec: &str) -> String {
+    let result = dir.join(format!("{name}.result"));
+    std::fs::write(dir.join(format!("{name}.tmp")), spec).unwrap();
+    std::fs::rename(
+        dir.join(format!("{name}.tmp")),
+        dir.join(format!("{name}.forge")),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Ok(answer) = std::fs::read_to_string(&result) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "no answer to {spec:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Raft tolerates crashes, not lies: a member can win an election and append any entry. Node 1
+/// here (a `byzantine-test` build) does exactly that, past every check a serving node makes,
+/// and every node (node 1's own state machine too) refuses each forgery on apply.
+#[test]
+fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
+    let mut c = Cluster::init(Opts::default());
+    let forge_dir = c.dir.join("forge");
+    std::fs::create_dir(&forge_dir).unwrap();
+    let forge_env = forge_dir.display().to_string();
+    c.start_node_with_env(1, &[("TESSERA_TEST_FORGE_DIR", &forge_env)]);
+    c.start_node(2);
+    c.start_node(3);
+    c.wait_ready();
+    // Node 1 leads: stop whichever other node leads until node 1 wins an election.
+    for _ in 0..20 {
+        let leader = c.wait_leader(Duration::from_secs(30));
+        if leader == 1 {
+            break;
+        }
+        c.stop(leader);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .status(1)
+            .and_then(|s| s["leader"].as_u64())
+            .is_none_or(|l| l == leader)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no new leader after stopping {leader}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.start_node(leader);
+    }
+    assert_eq!(
+        c.wait_leader(Duration::from_secs(30)),
+        1,
+        "node 1 never led"
+    );
+    c.client_cert("mallory");
+    // A real signed request served by node 1, for the forger to reuse.
+    ok(&c.cli(1, &["kv", "put", "prod/db", "value=s3cret"]));
+
+    let mut answers = vec![
+        ("unsigned", forge(&forge_dir, "a", "attach-root mallory")),
+        ("destroy", forge(&forge_dir, "b", "destroy prod/db 1")),
+        ("replay", forge(&forge_dir, "c", "replay")),
+    ];
+    // A signature never used: node 1 keeps a real request back and pins it to its own op.
+    assert_eq!(forge(&forge_dir, "d", "hold"), "held=armed");
+    fails(&c.cli(1, &["kv", "put", "prod/other", "value=x"]));
+    answers.push((
+        "rebound",
+        forge(&forge_dir, "e", "rebind-attach-root mallory"),
+    ));
+    let expect = [
+        ("unsigned", "carries no client signature"),
+        ("destroy", "carries no client signature"),
+        ("replay", "replay"),
+        ("rebound", "is not the request"),
+    ];
+    for ((what, answer), (_, needle)) in answers.iter().zip(expect) {
+        // Committed to the log (the forger led), and refused by the replicated state.
+        assert!(answer.starts_with("index="), "{what}: {answer}");
+        let error = answer.split("error=").nth(1).unwrap_or_default();
+        assert!(error.contains(needle), "{what}: {answer}");
+    }
+    // Nothing changed on the honest nodes: mallory holds nothing, the secret reads back.
+    for via in 2..=3 {
+        let who = c.json_as("mallory", via, &["whoami"]);
+        assert_eq!(who["policies"], serde_json::json!([]), "node {via}: {who}");
+        let got = c.json(via, &["kv", "get", "prod/db"]);
+        assert_eq!(got["data"]["value"], "s3cret", "node {via}: {got}");
+        let out = c.cli_as("mallory", via, &["kv", "get", "prod/db"]);
+        assert_eq!(out.status.code(), Some(3), "node {via}: {}", fails(&out));
+    }
 }

@@ -34,6 +34,163 @@ mod hooks {
     }
 }
 
+#[cfg(feature = "byzantine-test")]
+mod forge {
+    //! `TESSERA_TEST_FORGE_DIR=DIR`: this node plays a compromised leader that appends
+    //! commands of its own making straight to the Raft log, past every check a serving node
+    //! makes. A test writes one request per file `DIR/NAME.forge`:
+    //! - `attach-root IDENTITY`: attach the root policy to IDENTITY, "by admin", unsigned;
+    //! - `destroy PATH VERSION`: destroy a version, "by admin", unsigned;
+    //! - `hold`: the next signed request this node serves is kept, not submitted (the client
+    //!   gets an error), so that its signature was never used;
+    //! - `rebind-attach-root IDENTITY`: the same attach, carrying the signature of the last
+    //!   real signed request this node served (or held);
+    //! - `replay`: the last real signed command this node served, appended again as it was.
+    //!
+    //! The node answers in `DIR/NAME.result`: `index=N` and `error=...` (the replicated
+    //! refusal, empty if the command applied).
+
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::ForgeTools;
+    use crate::state::{AttachTarget, Command, Op, ROOT_POLICY};
+
+    static LAST_SIGNED: Mutex<Option<Command>> = Mutex::new(None);
+    static HOLD: AtomicBool = AtomicBool::new(false);
+
+    /// Remembers a signed command; whether it is to be held back.
+    pub fn observe(cmd: &Command) -> bool {
+        if cmd.signed.is_none() {
+            return false;
+        }
+        *LAST_SIGNED.lock().expect("observed") = Some(cmd.clone());
+        HOLD.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn spawn(tools: ForgeTools) {
+        let Ok(dir) = std::env::var("TESSERA_TEST_FORGE_DIR") else {
+            return;
+        };
+        tracing::warn!(%dir, "TEST BUILD: this node forges commands on request");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let path = e.path();
+                    if path.extension().is_some_and(|x| x == "forge") {
+                        let spec = std::fs::read_to_string(&path).unwrap_or_default();
+                        let _ = std::fs::remove_file(&path);
+                        let answer = forge(&tools, spec.trim()).await;
+                        write_result(&path.with_extension("result"), &answer);
+                    }
+                }
+            }
+        });
+    }
+
+    fn write_result(path: &Path, answer: &str) {
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::write(&tmp, answer);
+        let _ = std::fs::rename(&tmp, path);
+    }
+
+    fn forged(spec: &str) -> Result<Command, String> {
+        let words: Vec<&str> = spec.split_whitespace().collect();
+        let attach = |who: &str| Op::Attach {
+            policy: ROOT_POLICY.into(),
+            target: AttachTarget::Identity(who.into()),
+            detach: false,
+        };
+        let last = || {
+            LAST_SIGNED
+                .lock()
+                .expect("observed")
+                .clone()
+                .ok_or_else(|| "no signed request served yet".to_string())
+        };
+        match words.as_slice() {
+            ["attach-root", who] => Ok(Command::by_node("admin".into(), attach(who))),
+            ["destroy", path, version] => Ok(Command::by_node(
+                "admin".into(),
+                Op::KvDestroy {
+                    path: path.to_string(),
+                    versions: vec![version.parse().map_err(|_| "bad version")?],
+                },
+            )),
+            ["rebind-attach-root", who] => {
+                let mut cmd = last()?;
+                cmd.op = attach(who);
+                Ok(cmd)
+            }
+            ["replay"] => last(),
+            _ => Err(format!("unknown forge request {spec:?}")),
+        }
+    }
+
+    async fn forge(tools: &ForgeTools, spec: &str) -> String {
+        if spec == "hold" {
+            HOLD.store(true, Ordering::SeqCst);
+            return "held=armed".into();
+        }
+        let cmd = match forged(spec) {
+            Ok(c) => c,
+            Err(e) => return format!("failed={e}"),
+        };
+        // The test makes this node the leader (any member can become it).
+        for _ in 0..100 {
+            if (tools.is_leader)() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !(tools.is_leader)() {
+            return "failed=this node is not the leader".into();
+        }
+        match (tools.append)(cmd).await {
+            Ok((index, error)) => format!("index={index}\nerror={}", error.unwrap_or_default()),
+            Err(e) => format!("failed={e}"),
+        }
+    }
+}
+
+/// What the forger needs of the node, given as functions so that this file depends on no
+/// part of the node but the state it forges.
+#[cfg_attr(not(feature = "byzantine-test"), allow(dead_code))]
+pub struct ForgeTools {
+    pub is_leader: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Appends a command straight to the Raft log: its index and the replicated refusal.
+    #[allow(clippy::type_complexity)]
+    pub append: Box<
+        dyn Fn(
+                crate::state::Command,
+            )
+                -> futures::future::BoxFuture<'static, Result<(u64, Option<String>), String>>
+            + Send
+            + Sync,
+    >,
+}
+
+/// Remembers a signed command this node is about to submit (test builds only: the forger
+/// reuses it); whether to hold it back instead (never, outside test builds).
+pub fn withhold_signed(_cmd: &crate::state::Command) -> bool {
+    #[cfg(feature = "byzantine-test")]
+    return forge::observe(_cmd);
+    #[cfg(not(feature = "byzantine-test"))]
+    false
+}
+
+/// Starts the forger if the environment asks for it (test builds only; nothing otherwise).
+pub fn spawn_forger(_tools: impl FnOnce() -> ForgeTools) {
+    #[cfg(feature = "byzantine-test")]
+    forge::spawn(_tools());
+}
+
 #[cfg(not(feature = "byzantine-test"))]
 mod hooks {
     use std::time::Duration;

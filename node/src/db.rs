@@ -24,7 +24,9 @@ pub const CF_SNAPSHOT: &str = "snapshot";
 /// - 1: before this marker (directories without one).
 /// - 2: typed refusals in replicated results, membership types in `state`, shares and DKG
 ///   packages as `ShareEnvelope`, policies without approval attributes.
-pub const DATA_FORMAT: u32 = 2;
+/// - 3: commands carry their client's signature (`state::authority`); signed-call ids kept
+///   under `call/`.
+pub const DATA_FORMAT: u32 = 3;
 
 /// Where the format marker lives (in `CF_RAFT_META`).
 const FORMAT_KEY: &[u8] = b"data_format";
@@ -136,7 +138,7 @@ mod tests {
         }
         let e = open(old.path()).unwrap_err().to_string();
         assert!(
-            e.contains("holds data format 1 and this tessera reads format 2"),
+            e.contains("holds data format 1 and this tessera reads format 3"),
             "{e}"
         );
 

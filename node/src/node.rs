@@ -14,7 +14,6 @@ use crate::audit::{AuditLog, Auditor};
 use crate::config::NodeConfig;
 use crate::db;
 use crate::metrics::Metrics;
-use crate::policy::PolicyCache;
 use crate::raft::leader::Leader;
 use crate::raft::network::{Network, Peers};
 use crate::raft::reads::Reads;
@@ -23,6 +22,7 @@ use crate::raft::{log_store::LogStore, NodeId, Raft};
 use crate::shares::keys::{self, FileKeyProvider};
 use crate::shares::ShareVault;
 use crate::signing::NonceStore;
+use crate::state::authority::Trust;
 use crate::tls::TlsMaterial;
 
 pub struct Node {
@@ -41,8 +41,9 @@ pub struct Node {
     pub vault: Arc<ShareVault>,
     /// FROST round-1 nonces awaiting round 2 (memory only).
     pub nonces: NonceStore,
-    /// Parsed policies, so that authorizing a request does not parse HCL.
-    pub policies: PolicyCache,
+    /// What authorization and signed commands are checked against (the CA, the root
+    /// identities, parsed policies), shared with the state machine.
+    pub trust: Arc<Trust>,
 }
 
 /// What the node's background work starts from (`server::serve` runs it).
@@ -59,6 +60,13 @@ impl Node {
             &config.cert,
             &config.key,
         )?);
+        let ca_pem = std::fs::read(&config.ca_cert).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read CA certificate {}: {e}",
+                config.ca_cert.display()
+            )
+        })?;
+        let trust = Arc::new(Trust::new(&ca_pem, config.root_identities.clone())?);
         let db = db::open(&config.data_dir)?;
         let log_store = LogStore::new(db.clone());
         let node_keys = keys::load(
@@ -78,6 +86,7 @@ impl Node {
         let sm = StateMachine::open(
             db,
             config.cluster_id.clone(),
+            trust.clone(),
             Some(vault.clone()),
             outgoing_tx,
         )?;
@@ -132,7 +141,7 @@ impl Node {
             snapshot_installs,
             vault,
             nonces: NonceStore::default(),
-            policies: PolicyCache::default(),
+            trust,
         };
         Ok((Arc::new(node), Background { outgoing }))
     }

@@ -77,6 +77,24 @@ pub async fn serve(
         node.state.clone(),
         node.leader.clone(),
     ));
+    // Test builds only: a compromised member's forged commands (nothing otherwise).
+    crate::byzantine::spawn_forger(|| {
+        use futures::FutureExt;
+        let (a, c) = (node.clone(), node.clone());
+        crate::byzantine::ForgeTools {
+            is_leader: Box::new(move || a.leader.is_me()),
+            append: Box::new(move |cmd| {
+                let raft = c.raft.clone();
+                async move {
+                    raft.client_write(cmd)
+                        .await
+                        .map(|r| (r.log_id.index, r.data.error.map(|e| e.to_string())))
+                        .map_err(|e| e.to_string())
+                }
+                .boxed()
+            }),
+        }
+    });
 
     let api = Api::new(node.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -39,9 +39,12 @@ fn code_of(text: &str) -> String {
     while let Some(line) = lines.next() {
         let t = line.trim_start();
         if t.starts_with("#[cfg(test)]")
-            && lines
-                .peek()
-                .is_some_and(|l| l.trim_start().starts_with("mod "))
+            && lines.peek().is_some_and(|l| {
+                let l = l.trim_start();
+                l.starts_with("mod ")
+                    || l.starts_with("pub mod ")
+                    || l.starts_with("pub(crate) mod ")
+            })
         {
             break;
         }

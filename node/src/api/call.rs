@@ -13,8 +13,89 @@ use crate::audit::{AuditRecord, Operation};
 use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
+use crate::state::authority::{SignedCall, CALL_SKEW_SECS};
 use crate::state::{validate_name, Command, Model, Op};
 use crate::tls::{peer_identity, PeerIdentity};
+
+/// Who asked, for a handler: the identity of the verified client certificate and, for a
+/// request that changes the replicated state, the client's signature on it (which the command
+/// carries, so that every node can check it on apply).
+pub(super) struct Requester {
+    identity: String,
+    signed: Option<Box<SignedCall>>,
+}
+
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.identity)
+    }
+}
+
+impl std::ops::Deref for Requester {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.identity
+    }
+}
+
+impl Requester {
+    /// The command for `op`, asked for (and signed) by this requester.
+    pub(super) fn command(self, op: Op) -> Command {
+        Command {
+            by: self.identity,
+            op,
+            signed: self.signed,
+        }
+    }
+}
+
+/// The client's signature on a request for `method`, read from its metadata, after the checks
+/// this node makes with its own clock (the expiry). Every node checks the rest on apply.
+fn signed_call<T: prost::Message>(
+    req: &Request<T>,
+    method: tessera_proto::SignedMethod,
+) -> Result<Box<SignedCall>, Refusal> {
+    use prost::Message;
+    let unsigned = || {
+        Refusal::unauthenticated(
+            "this request changes the cluster and must carry its client's signature (tessera-call-signature-bin); use a current SDK or CLI",
+        )
+    };
+    let raw = req
+        .metadata()
+        .get_bin(tessera_proto::CALL_SIGNATURE_METADATA_KEY)
+        .ok_or_else(unsigned)?
+        .to_bytes()
+        .map_err(|_| unsigned())?;
+    let sig = tessera_proto::CallSignature::decode(raw.as_ref()).map_err(|_| unsigned())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    if sig.expires <= now {
+        return Err(Refusal::unauthenticated(
+            "the request's signature has expired (check this client's clock)",
+        ));
+    }
+    if sig.expires > now + tessera_proto::CALL_MAX_LIFETIME_SECS + CALL_SKEW_SECS {
+        return Err(Refusal::unauthenticated(format!(
+            "the request's signature is valid for more than {} s (check this client's clock)",
+            tessera_proto::CALL_MAX_LIFETIME_SECS
+        )));
+    }
+    let cert = req
+        .peer_certs()
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+        .ok_or_else(|| Refusal::unauthenticated("a client certificate is required"))?;
+    Ok(Box::new(SignedCall {
+        method: method.path().to_string(),
+        body: req.get_ref().encode_to_vec(),
+        id: sig.id,
+        expires: sig.expires,
+        signature: sig.signature,
+        cert,
+    }))
+}
 
 /// Who called, as the audit log names them.
 pub(super) struct Caller {
@@ -104,7 +185,8 @@ impl Api {
         handler: F,
     ) -> Result<Response<R>, Status>
     where
-        F: FnOnce(String, T) -> Fut,
+        T: prost::Message,
+        F: FnOnce(Requester, T) -> Fut,
         Fut: Future<Output = Result<R, Refusal>>,
     {
         self.run_detailed(req, operation, path, None, handler).await
@@ -120,13 +202,21 @@ impl Api {
         handler: F,
     ) -> Result<Response<R>, Status>
     where
-        F: FnOnce(String, T) -> Fut,
+        T: prost::Message,
+        F: FnOnce(Requester, T) -> Fut,
         Fut: Future<Output = Result<R, Refusal>>,
     {
         let started = Instant::now();
         let (caller, result) = self.caller(&req);
-        let result = match result {
-            Ok(identity) => handler(identity, req.into_inner()).await,
+        let requester = result.and_then(|identity| {
+            let signed = match operation.signed_method() {
+                Some(method) => Some(signed_call(&req, method)?),
+                None => None,
+            };
+            Ok(Requester { identity, signed })
+        });
+        let result = match requester {
+            Ok(requester) => handler(requester, req.into_inner()).await,
             Err(e) => Err(e),
         };
         let record = caller.record(operation, path, result.as_ref().err(), detail);
@@ -185,12 +275,21 @@ impl Api {
     pub(super) fn validate(&self, cmd: &Command) -> Result<(), Refusal> {
         let st = self.node.state.read().expect("state lock");
         let members = crate::state::Members::from_membership(&st.membership);
-        st.model
-            .validate(cmd, &members, &self.node.config.cluster_id)
+        st.model.validate(
+            cmd,
+            &members,
+            &self.node.config.cluster_id,
+            &self.node.trust,
+        )
     }
 
-    pub(super) async fn submit(&self, identity: String, op: Op) -> Result<WriteReply, Refusal> {
-        let cmd = Command { by: identity, op };
+    pub(super) async fn submit(&self, requester: Requester, op: Op) -> Result<WriteReply, Refusal> {
+        let cmd = requester.command(op);
+        if crate::byzantine::withhold_signed(&cmd) {
+            return Err(Refusal::unavailable(
+                "TEST BUILD: this node held the request back",
+            ));
+        }
         // Validate against a state at least as new as every acknowledged write, so a follower
         // that lags a little does not refuse a valid change.
         self.node.reads.linearizable().await?;

@@ -18,8 +18,9 @@ use crate::audit::Operation;
 use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::signing::nonces::MAX_NONCE_BATCH;
-use crate::state::keys::{KeyEntry, KeyPurpose, KeyStatus};
-use crate::state::{Op, Timestamp};
+use crate::state::intent;
+use crate::state::keys::{KeyEntry, KeyStatus};
+use crate::state::Timestamp;
 
 /// Most signature shares one call may ask for.
 pub const MAX_SIGN_ITEMS: usize = 256;
@@ -117,33 +118,23 @@ impl Signing for Api {
             path.clone(),
             |id, r| async move {
                 self.authorize(&id, &path, Capability::Create).await?;
-                let purpose: KeyPurpose =
-                    r.purpose
-                        .parse()
-                        .map_err(|e: tessera_crypto::purpose::UnknownPurpose| {
-                            Refusal::invalid(e.to_string())
-                        })?;
-                let timeout = Duration::from_secs(u64::from(r.timeout_seconds.clamp(5, 600)));
+                let timeout = Duration::from_secs(intent::key_timeout_secs(&r));
+                let name = r.name.clone();
+                let op = intent::key_create(r, Timestamp::now())?;
                 // A cluster that has just formed writes its threshold through its first leader.
                 let mut rx = self.node.reads.applied_watch();
                 let settle = Instant::now() + Duration::from_secs(10);
                 while self.model().settings.threshold.is_none() && Instant::now() < settle {
                     let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
                 }
-                let op = Op::KeyCreate {
-                    name: r.name.clone(),
-                    purpose,
-                    time: Timestamp::now(),
-                    deadline: now_unix() + timeout.as_secs(),
-                };
                 self.submit(id, op).await?;
                 // Wait for the DKG to finish (or fail) on this node's copy.
                 let deadline = Instant::now() + timeout + Duration::from_secs(3);
                 loop {
                     // Until this node has applied the creation, the key may not be here yet.
-                    if let Ok(k) = self.key(&r.name) {
+                    if let Ok(k) = self.key(&name) {
                         match &k.status {
-                            KeyStatus::Active => return Ok(self.key_info(&r.name, &k)),
+                            KeyStatus::Active => return Ok(self.key_info(&name, &k)),
                             KeyStatus::Failed(why) => {
                                 return Err(Refusal::unavailable(format!(
                                     "key generation failed: {why}"
@@ -359,12 +350,7 @@ impl Signing for Api {
             path.clone(),
             |id, r| async move {
                 self.authorize(&id, &path, Capability::Update).await?;
-                let role = crate::state::keys::SshRole {
-                    allowed_principals: r.allowed_principals,
-                    allowed_extensions: r.allowed_extensions,
-                    max_ttl: r.max_ttl_seconds,
-                };
-                self.submit(id, Op::SshRoleWrite { key: r.key, role }).await
+                self.submit(id, intent::ssh_role(r)).await
             },
         )
         .await

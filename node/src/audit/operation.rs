@@ -49,6 +49,31 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The signed request this operation is, if it changes the replicated state: such a
+    /// request must carry its client's signature (`state::authority`).
+    pub fn signed_method(self) -> Option<tessera_proto::SignedMethod> {
+        use tessera_proto::SignedMethod as M;
+        Some(match self {
+            Operation::KvPut => M::KvPut,
+            Operation::KvDelete => M::KvDelete,
+            Operation::KvUndelete => M::KvUndelete,
+            Operation::KvDestroy => M::KvDestroy,
+            Operation::KvMetadataPut => M::KvMetadataPut,
+            Operation::KvMetadataDelete => M::KvMetadataDelete,
+            Operation::KeyCreate => M::KeyCreate,
+            Operation::SshRoleWrite => M::SshRoleWrite,
+            Operation::ConfigSet => M::ConfigSet,
+            Operation::GroupWrite => M::GroupWrite,
+            Operation::GroupDelete => M::GroupDelete,
+            Operation::PolicyWrite => M::PolicyWrite,
+            Operation::PolicyDelete => M::PolicyDelete,
+            Operation::PolicyAttach => M::PolicyAttach,
+            Operation::Revoke => M::Revoke,
+            Operation::SnapshotRestore => M::SnapshotRestore,
+            _ => return None,
+        })
+    }
+
     /// The name in the audit log (`operation`) and in metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -74,18 +74,15 @@ pub async fn run_role(cmd: RoleCmd, c: &Client, out: Out) -> Result<(), Failure>
             max_ttl,
         } => {
             let max_ttl_seconds = parse_ttl(&max_ttl)?;
-            let r = c
-                .signing_rpc()
-                .write_ssh_role(tessera_client::proto::SshRoleRequest {
+            let index = c
+                .ssh_role_write(tessera_client::proto::SshRoleRequest {
                     key: key.clone(),
                     allowed_principals,
                     allowed_extensions,
                     max_ttl_seconds,
                 })
-                .await
-                .map_err(|s| tessera_client::Error::from_status(c.address(), s))?
-                .into_inner();
-            out.emit(json!({ "index": r.index }), || {
+                .await?;
+            out.emit(json!({ "index": index }), || {
                 println!("Success! Set the SSH role of key {key}")
             });
         }

@@ -295,7 +295,7 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
                 cas_required,
                 custom_metadata,
             } => {
-                let mut custom = std::collections::HashMap::new();
+                let mut custom = std::collections::BTreeMap::new();
                 for kv in &custom_metadata {
                     let (k, v) = kv.split_once('=').ok_or_else(|| {
                         fail(format!("--custom-metadata {kv:?} is not key=value"))

@@ -116,10 +116,7 @@ async fn submit(raft: &Raft, id: NodeId, mut batch: Vec<Pending>) {
     }
     let (cmds, replies): (Vec<Command>, Vec<oneshot::Sender<Written>>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    let entry = Command {
-        by: node_dns_name(id),
-        op: Op::Batch(cmds),
-    };
+    let entry = Command::by_node(node_dns_name(id), Op::Batch(cmds));
     match raft.client_write(entry).await {
         Ok(r) => {
             let index = r.log_id.index;

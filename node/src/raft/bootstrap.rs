@@ -58,14 +58,14 @@ pub async fn seed_settings(config: NodeConfig, state: SharedState, leader: Arc<L
         if !leader.is_me() {
             continue;
         }
-        let cmd = Command {
-            by: node_dns_name(config.id),
-            op: Op::SetSettings {
+        let cmd = Command::by_node(
+            node_dns_name(config.id),
+            Op::SetSettings {
                 threshold: Some(t),
                 ack_fault_tolerance: config.ack_fault_tolerance,
                 allow_unsafe_topology: Some(config.allow_unsafe_topology),
             },
-        };
+        );
         match leader.submit(LeaderOp::Command(cmd)).await {
             Ok(_) => return,
             Err(e) => tracing::error!("cannot set the initial threshold {t}: {e}"),

@@ -107,10 +107,7 @@ impl Leader {
     /// the cluster is unavailable; a refusal by the replicated state is final. Acknowledgements
     /// still unsent when the retries run out are queued again when the node restarts.
     pub async fn submit_own(&self, op: Op) {
-        let cmd = Command {
-            by: node_dns_name(self.id),
-            op,
-        };
+        let cmd = Command::by_node(node_dns_name(self.id), op);
         let mut delay = Duration::from_millis(100);
         for _ in 0..30 {
             match self.submit(LeaderOp::Command(cmd.clone())).await {

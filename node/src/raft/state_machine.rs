@@ -22,12 +22,15 @@ use super::codec;
 use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use crate::shares::ShareVault;
+use crate::state::authority::Trust;
 use crate::state::kv::SecretEntry;
 use crate::state::model::ApplyCtx;
 use crate::state::{CommandResult, Effects, Members, Model, Op};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const SECRET_PREFIX: &[u8] = b"secret/";
+/// One entry per signed call applied within the replay window: id → expiry.
+const CALL_PREFIX: &[u8] = b"call/";
 const KEY_SNAPSHOT: &[u8] = b"current";
 
 /// What the state machine holds: the model plus the Raft bookkeeping that must move with it.
@@ -62,6 +65,7 @@ struct StoredSnapshot {
 struct SnapshotPayload {
     applied: Applied,
     secrets: BTreeMap<String, SecretEntry>,
+    calls: BTreeMap<Vec<u8>, u64>,
 }
 
 /// `SnapshotPayload` as written, from a copy of the state without copying it again.
@@ -69,6 +73,7 @@ struct SnapshotPayload {
 struct SnapshotPayloadRef<'a> {
     applied: &'a Applied,
     secrets: &'a BTreeMap<String, SecretEntry>,
+    calls: &'a BTreeMap<Vec<u8>, u64>,
 }
 
 #[derive(Clone)]
@@ -76,6 +81,8 @@ pub struct StateMachine {
     db: Arc<DB>,
     state: SharedState,
     cluster_id: String,
+    /// What signed commands are checked against on apply.
+    trust: Arc<Trust>,
     vault: Option<Arc<ShareVault>>,
     acks: mpsc::UnboundedSender<Outgoing>,
     applied_tx: Arc<watch::Sender<u64>>,
@@ -84,6 +91,12 @@ pub struct StateMachine {
     pub installs: Arc<AtomicU64>,
     /// Test builds only: wait this long before applying a new version (a lagging holder).
     slow_puts: Option<std::time::Duration>,
+}
+
+fn call_key(id: &[u8]) -> Vec<u8> {
+    let mut k = CALL_PREFIX.to_vec();
+    k.extend_from_slice(id);
+    k
 }
 
 fn secret_key(path: &str) -> Vec<u8> {
@@ -96,6 +109,7 @@ impl StateMachine {
     pub fn open(
         db: Arc<DB>,
         cluster_id: String,
+        trust: Arc<Trust>,
         vault: Option<Arc<ShareVault>>,
         acks: mpsc::UnboundedSender<Outgoing>,
     ) -> anyhow::Result<Self> {
@@ -120,11 +134,26 @@ impl StateMachine {
                 .secrets
                 .insert(String::from_utf8_lossy(path).into_owned(), entry);
         }
+        let it = db.iterator_cf(
+            cf(&db, CF_STATE),
+            IteratorMode::From(CALL_PREFIX, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item?;
+            let Some(id) = k.strip_prefix(CALL_PREFIX) else {
+                break;
+            };
+            let expires = <[u8; 8]>::try_from(&*v)
+                .map(u64::from_be_bytes)
+                .map_err(|_| anyhow::anyhow!("signed-call entry is corrupt"))?;
+            applied.model.calls.insert(id.to_vec(), expires);
+        }
         let index = applied.last_applied.map(|l| l.index).unwrap_or(0);
         let sm = Self {
             db,
             state: Arc::new(RwLock::new(applied)),
             cluster_id,
+            trust,
             vault,
             acks,
             applied_tx: Arc::new(watch::channel(index).0),
@@ -217,6 +246,16 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Persists the signed-call ids an applied command remembered or forgot.
+    fn write_calls(&self, batch: &mut WriteBatch, fx: &Effects) {
+        for (id, expires) in &fx.calls {
+            match expires {
+                Some(e) => batch.put_cf(cf(&self.db, CF_STATE), call_key(id), e.to_be_bytes()),
+                None => batch.delete_cf(cf(&self.db, CF_STATE), call_key(id)),
+            }
+        }
+    }
+
     /// The node-local side of an applied command: open new shares, erase dead ones.
     fn share_effects(
         &self,
@@ -272,6 +311,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let data = codec::encode(&SnapshotPayloadRef {
             applied: &copy,
             secrets: &copy.model.secrets,
+            calls: &copy.model.calls.seen,
         })
         .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
         let (last_applied, membership) = (copy.last_applied, copy.membership);
@@ -337,6 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             members: &members,
                             cluster_id: &self.cluster_id,
                             index: entry.log_id.index,
+                            trust: &self.trust,
                         };
                         // A batch's commands are applied one by one, each exactly as it would be
                         // in an entry of its own (`raft::batcher`).
@@ -350,6 +391,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             for path in &fx.secrets {
                                 self.write_secret(&mut batch, &st.model, path)?;
                             }
+                            self.write_calls(&mut batch, &fx);
                             self.share_effects(&mut batch, &st.model, &fx, &mut pending, &members);
                             each.push(res);
                         }
@@ -401,6 +443,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let mut applied = payload.applied;
         applied.model.secrets = payload.secrets;
+        for (id, expires) in payload.calls {
+            applied.model.calls.insert(id, expires);
+        }
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         {
@@ -413,6 +458,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             for path in applied.model.secrets.keys() {
                 self.write_secret(&mut batch, &applied.model, path)?;
+            }
+            for id in st.model.calls.seen.keys() {
+                if !applied.model.calls.seen.contains_key(id) {
+                    batch.delete_cf(cf(&self.db, CF_STATE), call_key(id));
+                }
+            }
+            for (id, expires) in &applied.model.calls.seen {
+                batch.put_cf(cf(&self.db, CF_STATE), call_key(id), expires.to_be_bytes());
             }
             self.write_applied(&mut batch, &applied)?;
             self.db
@@ -454,15 +507,13 @@ mod tests {
     use openraft::{CommittedLeaderId, Entry as RaftEntry};
 
     use super::*;
+    use crate::state::authority::testing::TestCa;
     use crate::state::Command;
 
-    fn entry(index: u64, op: Op) -> Entry {
+    fn entry(index: u64, cmd: Command) -> Entry {
         RaftEntry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Command {
-                by: "admin".into(),
-                op,
-            }),
+            payload: EntryPayload::Normal(cmd),
         }
     }
 
@@ -473,16 +524,10 @@ mod tests {
         }
     }
 
-    fn machine(dir: &std::path::Path) -> StateMachine {
+    fn machine(dir: &std::path::Path, ca: &TestCa) -> StateMachine {
         let (tx, _rx) = mpsc::unbounded_channel();
-        StateMachine::open(crate::db::open(dir).unwrap(), "c1".into(), None, tx).unwrap()
-    }
-
-    fn cmd(op: Op) -> Command {
-        Command {
-            by: "admin".into(),
-            op,
-        }
+        let db = crate::db::open(dir).unwrap();
+        StateMachine::open(db, "c".into(), ca.trust.clone(), None, tx).unwrap()
     }
 
     /// A batch is the same as its commands in entries of their own: each is validated and
@@ -491,6 +536,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_applies_each_command_as_if_alone() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
         let ops = || {
             vec![
                 put_group("ops"),
@@ -502,11 +549,12 @@ mod tests {
             ]
         };
 
-        let mut batched = machine(a.path());
+        let mut batched = machine(a.path(), &ca);
+        let signed: Vec<Command> = ops().into_iter().map(|op| admin.sign(op)).collect();
         let res = batched
             .apply(vec![entry(
                 1,
-                Op::Batch(ops().into_iter().map(cmd).collect()),
+                Command::by_node("node1".into(), Op::Batch(signed.clone())),
             )])
             .await
             .unwrap();
@@ -520,11 +568,11 @@ mod tests {
         assert!(each[0].is_none() && each[2].is_none() && each[3].is_none());
         assert_eq!(each[1].as_deref(), Some("group \"nobody\" does not exist"));
 
-        let mut alone = machine(b.path());
-        let entries = ops()
+        let mut alone = machine(b.path(), &ca);
+        let entries = signed
             .into_iter()
             .enumerate()
-            .map(|(i, op)| entry(i as u64 + 1, op))
+            .map(|(i, cmd)| entry(i as u64 + 1, cmd))
             .collect::<Vec<_>>();
         let res_alone = alone.apply(entries).await.unwrap();
         let alone_errors: Vec<Option<String>> = res_alone
@@ -541,10 +589,12 @@ mod tests {
     #[tokio::test]
     async fn a_batch_inside_a_batch_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = machine(dir.path());
-        let inner = Op::Batch(vec![cmd(put_group("ops"))]);
+        let ca = TestCa::new();
+        let mut sm = machine(dir.path(), &ca);
+        let inner = Op::Batch(vec![ca.client("admin").sign(put_group("ops"))]);
+        let outer = Op::Batch(vec![Command::by_node("node1".into(), inner)]);
         let res = sm
-            .apply(vec![entry(1, Op::Batch(vec![cmd(inner)]))])
+            .apply(vec![entry(1, Command::by_node("node1".into(), outer))])
             .await
             .unwrap();
         assert_eq!(

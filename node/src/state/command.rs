@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::authority::SignedCall;
 use super::keys::KeyPurpose;
 use super::kv::{AckItem, KvPut};
 use super::members::NodeId;
@@ -27,9 +28,22 @@ pub struct Command {
     /// `node<ID>` for a node's own commands (acknowledgements).
     pub by: String,
     pub op: Op,
+    /// The client's signature on the request this command stands for (`state::authority`);
+    /// `None` only for the few commands nodes make themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Box<SignedCall>>,
 }
 
 impl Command {
+    /// A command a node makes itself (acknowledgements, DKG messages, a batch's entry).
+    pub fn by_node(by: String, op: Op) -> Command {
+        Command {
+            by,
+            op,
+            signed: None,
+        }
+    }
+
     /// The commands this one stands for, in order: a batch's, or itself alone. Whatever looks
     /// into the log for a kind of command looks through this, so that batching changes nothing.
     pub fn each(&self) -> &[Command] {
@@ -66,7 +80,7 @@ pub enum Op {
     /// Replace groups, policies and attachments (operator snapshot restore). Membership,
     /// settings and secrets are not touched.
     Restore {
-        model: Model,
+        model: Box<Model>,
     },
     /// Cluster settings; `None` leaves a setting as it is.
     SetSettings {

@@ -6,7 +6,9 @@
 //! invariant is rejected identically on every node, and the model is left unchanged. Each
 //! operation's validation and application live together in `ops/`.
 
+pub mod authority;
 mod command;
+pub mod intent;
 pub mod keys;
 pub mod kv;
 pub mod members;

@@ -56,6 +56,10 @@ pub struct Model {
     /// Persisted one entry per key by the state machine, not with the rest of the model.
     #[serde(skip)]
     pub secrets: BTreeMap<String, SecretEntry>,
+    /// The signed calls applied lately (replays are refused); their ids are persisted one
+    /// entry each by the state machine.
+    #[serde(default)]
+    pub calls: super::authority::Calls,
 }
 
 /// What an applied command changed beyond the small part of the model, for the state machine
@@ -70,6 +74,8 @@ pub struct Effects {
     pub erased: Vec<(String, u64)>,
     /// A key whose DKG moved on (this node's DKG runner looks at it).
     pub dkg: Option<String>,
+    /// Signed-call ids to remember (with their expiry) or to forget (`None`).
+    pub calls: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 /// Names are path segments in policies and audit lines: keep them boring.
@@ -90,39 +96,54 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// What applying needs besides the model: the membership, the cluster id and the log index.
+/// What applying needs besides the model: the membership, the cluster id, the log index, and
+/// what signed commands are checked against.
 pub struct ApplyCtx<'a> {
     pub members: &'a Members,
     pub cluster_id: &'a str,
     pub index: u64,
+    pub trust: &'a super::authority::Trust,
 }
 
 impl Model {
-    /// Applies one command. On refusal the model is unchanged.
+    /// Applies one command. On refusal the model is unchanged, except that a genuine signed
+    /// call's id is used up either way (a refused request cannot be replayed later, when it
+    /// might pass).
     pub fn apply(&mut self, cmd: &Command, ctx: &ApplyCtx) -> (CommandResult, Effects) {
-        match self.validate(cmd, ctx.members, ctx.cluster_id) {
-            Err(e) => (CommandResult::refused(e), Effects::default()),
-            Ok(()) => {
-                let mut fx = Effects::default();
-                let cx = ops::Ctx {
-                    members: ctx.members,
-                    cluster_id: ctx.cluster_id,
-                    index: ctx.index,
-                };
-                ops::apply(self, cmd, &cx, &mut fx);
-                (CommandResult::ok(), fx)
-            }
+        if let Err(e) = super::authority::verify(self, cmd, ctx.trust, ctx.cluster_id) {
+            return (CommandResult::refused(e), Effects::default());
         }
+        let cx = ops::Ctx {
+            members: ctx.members,
+            cluster_id: ctx.cluster_id,
+            index: ctx.index,
+        };
+        let decided = super::authority::permit(self, cmd, ctx.trust)
+            .and_then(|()| ops::validate(self, cmd, &cx));
+        let mut fx = Effects::default();
+        let result = match decided {
+            Err(e) => CommandResult::refused(e),
+            Ok(()) => {
+                ops::apply(self, cmd, &cx, &mut fx);
+                CommandResult::ok()
+            }
+        };
+        super::authority::record(self, cmd, &mut fx);
+        (result, fx)
     }
 
     /// Checks a command against the current model without changing it: the serving node uses
-    /// this for a precise error before anything reaches the log, and apply uses it again.
+    /// this for a precise error before anything reaches the log, and apply decides the same way.
     pub fn validate(
         &self,
         cmd: &Command,
         members: &Members,
         cluster_id: &str,
+        trust: &super::authority::Trust,
     ) -> Result<(), Refusal> {
+        // Who asked first: a command nobody allowed to ask for it signed changes nothing.
+        super::authority::verify(self, cmd, trust, cluster_id)?;
+        super::authority::permit(self, cmd, trust)?;
         let cx = ops::Ctx {
             members,
             cluster_id,
@@ -176,6 +197,7 @@ impl Model {
             keys: BTreeMap::new(),
             revocations: Default::default(),
             secrets: BTreeMap::new(),
+            calls: Default::default(),
         }
     }
 }
@@ -187,20 +209,19 @@ mod tests {
     use crate::state::{AttachTarget, Op};
 
     fn cmd(op: Op) -> Command {
-        Command {
-            by: "admin".into(),
-            op,
-        }
+        Command::by_node("node1".into(), op)
     }
 
     fn apply(m: &mut Model, op: Op) -> CommandResult {
         let members = Members::default();
+        let ca = crate::state::authority::testing::TestCa::new();
         m.apply(
-            &cmd(op),
+            &ca.client("admin").sign(op),
             &ApplyCtx {
                 members: &members,
                 cluster_id: "c",
                 index: 1,
+                trust: &ca.trust,
             },
         )
         .0
@@ -247,10 +268,12 @@ mod tests {
                 ..SecretEntry::default()
             },
         );
+        let ca = crate::state::authority::testing::TestCa::new();
         let ctx = ApplyCtx {
             members: &members,
             cluster_id: "c",
             index: 5,
+            trust: &ca.trust,
         };
         let item = |statement: Vec<u8>| AckItem {
             path: "p".into(),
@@ -329,7 +352,9 @@ mod tests {
             },
         );
         assert!(r.error.unwrap().to_string().contains("raed"));
-        assert_eq!(m, before);
+        // Only the call's id is used up (it cannot be replayed).
+        assert_eq!(m.directory_and_settings(), before.directory_and_settings());
+        assert_eq!(m.calls.seen.len(), 1);
     }
 
     #[test]

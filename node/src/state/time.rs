@@ -23,6 +23,11 @@ impl Timestamp {
     pub fn from_unix_nanos(nanos: u64) -> Timestamp {
         Timestamp(nanos)
     }
+
+    /// Whole seconds since the Unix epoch.
+    pub fn unix_secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
 }
 
 impl std::fmt::Display for Timestamp {

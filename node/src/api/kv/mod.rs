@@ -13,9 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use tessera_crypto::release;
-use tessera_crypto::seal::{self, SealingPublicKey};
-use tessera_crypto::value::ValueCiphertext;
-use tessera_crypto::vss::Commitments;
+use tessera_crypto::seal::SealingPublicKey;
 use tessera_proto::kv_server::Kv;
 use tessera_proto::*;
 use tonic::{Request, Response, Status};
@@ -26,8 +24,9 @@ use crate::audit::Operation;
 use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
-use crate::state::kv::{self as model_kv, KvPut as KvPutCmd, SecretEntry};
-use crate::state::{Command, Op, Timestamp};
+use crate::state::intent::{self, Filled};
+use crate::state::kv::{self as model_kv, SecretEntry};
+use crate::state::{Op, Timestamp};
 
 /// Most items one `ReleaseShares` call may carry.
 const MAX_RELEASE_ITEMS: usize = 256;
@@ -74,13 +73,8 @@ impl Api {
         self.run(req, operation, path, |id, r| async move {
             path_arg(&r.path)?;
             self.authorize(&id, &r.path, cap).await?;
-            let mut versions = r.versions;
-            if versions.is_empty() && operation == Operation::KvDelete {
-                if let Some(current) = self.with_secret(&r.path, |e| e.current_version) {
-                    versions.push(current);
-                }
-            }
-            self.submit(id, make(r.path, versions)).await
+            // No versions in a delete means the current one, decided on apply.
+            self.submit(id, make(r.path, r.versions)).await
         })
         .await
     }
@@ -98,53 +92,17 @@ impl Kv for Api {
                 Capability::Create
             };
             self.authorize(&id, &r.path, cap).await?;
-            let nonce: [u8; 12] = r
-                .nonce
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad(format!("nonce is {} bytes, expected 12", r.nonce.len())))?;
-            let mut commitments = Vec::with_capacity(r.commitments.len());
-            for (i, c) in r.commitments.iter().enumerate() {
-                commitments.push(<[u8; 32]>::try_from(c.as_slice()).map_err(|_| {
-                    bad(format!(
-                        "commitments: point {i} is {} bytes, expected 32",
-                        c.len()
-                    ))
-                })?);
-            }
-            let mut envelopes = Vec::with_capacity(r.envelopes.len());
-            for (i, e) in r.envelopes.iter().enumerate() {
-                let enc: [u8; 32] = e.enc.as_slice().try_into().map_err(|_| {
-                    bad(format!(
-                        "envelope {i}: encapsulated key is {} bytes, expected 32",
-                        e.enc.len()
-                    ))
-                })?;
-                envelopes.push(seal::ShareEnvelope {
-                    enc,
-                    ciphertext: e.ciphertext.clone(),
-                });
-            }
-            let put = KvPutCmd {
-                path: r.path.clone(),
-                version: r.version,
-                cas: r.cas,
+            let path = r.path.clone();
+            let filled = Filled {
                 time: Timestamp::now(),
-                ciphertext: ValueCiphertext {
-                    nonce,
-                    ciphertext: r.ciphertext,
-                },
-                commitments: Commitments(commitments),
-                threshold: r.threshold,
-                holders: r.holders,
-                envelopes,
                 receipts: Vec::new(),
             };
-            let version = put.version;
-            let mut cmd = Command {
-                by: id,
-                op: Op::KvPut(Box::new(put)),
+            let op = intent::kv_put(r, filled)?;
+            let version = match &op {
+                Op::KvPut(p) => p.version,
+                _ => unreachable!("kv_put makes a KvPut"),
             };
+            let mut cmd = id.command(op);
             // Checked here for a clear, early error; the state machine checks again when it
             // applies the write, against the state every node agrees on. A refusal may come
             // from a copy that lags (the client dealt for a version this node has not seen
@@ -159,7 +117,11 @@ impl Kv for Api {
             if let Op::KvPut(p) = &mut cmd.op {
                 p.receipts = self.gather_receipts(p).await?;
             }
-            let path = r.path.clone();
+            if crate::byzantine::withhold_signed(&cmd) {
+                return Err(Refusal::unavailable(
+                    "TEST BUILD: this node held the request back",
+                ));
+            }
             self.node.leader.submit(LeaderOp::Command(cmd)).await?;
             let acks = self.wait_for_acks(&path, version).await?;
             self.node
@@ -406,22 +368,8 @@ impl Kv for Api {
                 Capability::Create
             };
             self.authorize(&id, &r.path, cap).await?;
-            let custom = if r.replace_custom_metadata || !r.custom_metadata.is_empty() {
-                Some(r.custom_metadata.into_iter().collect())
-            } else {
-                None
-            };
-            self.submit(
-                id,
-                Op::KvMetadataPut {
-                    path: r.path,
-                    max_versions: r.max_versions,
-                    cas_required: r.cas_required,
-                    custom_metadata: custom,
-                    time: Timestamp::now(),
-                },
-            )
-            .await
+            self.submit(id, intent::metadata_put(r, Timestamp::now()))
+                .await
         })
         .await
     }

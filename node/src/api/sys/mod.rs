@@ -3,7 +3,6 @@
 //! own replicated state (law 2) and is audited before it answers (law 4).
 
 mod members;
-mod snapshot;
 
 use std::time::Duration;
 
@@ -18,9 +17,8 @@ use crate::error::Refusal;
 use crate::policy::{Capability, Policy};
 use crate::raft::leader::LeaderOp;
 use crate::raft::NodeInfo;
-use crate::state::revocations::RevokeTarget;
-use crate::state::{topology, AttachTarget, Op};
-use snapshot::{SnapshotFile, SNAPSHOT_FORMAT};
+use crate::state::intent::{self, SnapshotFile, SNAPSHOT_FORMAT};
+use crate::state::{topology, Op};
 
 #[tonic::async_trait]
 impl Sys for Api {
@@ -51,13 +49,14 @@ impl Sys for Api {
         self.run(req, Operation::Whoami, String::new(), |id, _| async move {
             let model = self.model();
             let mut policies: Vec<String> = model.policies_of(&id).into_iter().collect();
-            if self.node.config.root_identities.contains(&id) {
+            if self.node.trust.is_root(&id) {
                 policies.insert(0, crate::state::ROOT_POLICY.into());
             }
             Ok(WhoAmIReply {
                 groups: model.groups_of(&id),
-                identity: id,
+                identity: id.to_string(),
                 policies,
+                cluster_id: self.node.config.cluster_id.clone(),
             })
         })
         .await
@@ -111,17 +110,7 @@ impl Sys for Api {
             "sys/config".into(),
             |id, r| async move {
                 self.authorize(&id, "sys/config", Capability::Admin).await?;
-                if r.threshold.is_none()
-                    && r.ack_fault_tolerance.is_none()
-                    && r.allow_unsafe_topology.is_none()
-                {
-                    return Err(Refusal::invalid("nothing to set"));
-                }
-                let op = Op::SetSettings {
-                    threshold: r.threshold,
-                    ack_fault_tolerance: r.ack_fault_tolerance,
-                    allow_unsafe_topology: r.allow_unsafe_topology,
-                };
+                let op = intent::config_set(r)?;
                 self.submit(id, op).await
             },
         )
@@ -497,24 +486,8 @@ impl Sys for Api {
             |id, r| async move {
                 // Granting a policy is granting its power: it takes `admin` on the policy.
                 self.authorize(&id, &path, Capability::Admin).await?;
-                let target = match (r.group.is_empty(), r.identity.is_empty()) {
-                    (false, true) => AttachTarget::Group(r.group),
-                    (true, false) => AttachTarget::Identity(r.identity),
-                    _ => {
-                        return Err(Refusal::invalid(
-                            "name exactly one of --group or --identity",
-                        ))
-                    }
-                };
-                self.submit(
-                    id,
-                    Op::Attach {
-                        policy: r.policy,
-                        target,
-                        detach: r.detach,
-                    },
-                )
-                .await
+                let op = intent::attach(r)?;
+                self.submit(id, op).await
             },
         )
         .await
@@ -528,17 +501,8 @@ impl Sys for Api {
             |id, r| async move {
                 self.authorize(&id, "sys/revocations", Capability::Admin)
                     .await?;
-                let target = match r.target {
-                    Some(revoke_request::Target::Identity(name)) => RevokeTarget::Identity(name),
-                    Some(revoke_request::Target::Serial(s)) => RevokeTarget::Serial(s),
-                    Some(revoke_request::Target::Node(n)) => RevokeTarget::Node(n),
-                    None => {
-                        return Err(Refusal::invalid(
-                            "name what to revoke: --identity, --serial or --node",
-                        ))
-                    }
-                };
-                let written = self.submit(id, Op::Revoke { target }).await?;
+                let op = intent::revoke(r)?;
+                let written = self.submit(id, op).await?;
                 // Each node refuses from the index where it applies the revocation: answer once
                 // every reachable member has, so that the next request anywhere is refused.
                 self.wait_members_applied(written.index, Duration::from_secs(5))
@@ -604,15 +568,8 @@ impl Sys for Api {
             |id, r| async move {
                 self.authorize(&id, "sys/snapshot", Capability::Admin)
                     .await?;
-                let file: SnapshotFile = serde_json::from_slice(&r.data)
-                    .map_err(|e| Refusal::invalid(format!("not a Tessera snapshot file: {e}")))?;
-                if file.format != SNAPSHOT_FORMAT {
-                    return Err(Refusal::invalid(format!(
-                        "snapshot format {:?} is not supported (expected {SNAPSHOT_FORMAT:?})",
-                        file.format
-                    )));
-                }
-                self.submit(id, Op::Restore { model: file.model }).await
+                let op = intent::restore(r)?;
+                self.submit(id, op).await
             },
         )
         .await

@@ -274,10 +274,8 @@ mod tests {
 
     /// Validates `op` and, if accepted, applies it; returns the refusal or the effects.
     fn run(m: &mut Model, mem: &Members, op: Op) -> Result<Effects, Refusal> {
-        let cmd = Command {
-            by: "admin".into(),
-            op,
-        };
+        // The operations' own rules; who may ask is `state::authority`'s, tested there.
+        let cmd = Command::by_node("admin".into(), op);
         let cx = Ctx {
             members: mem,
             cluster_id: "c",

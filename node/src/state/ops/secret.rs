@@ -9,8 +9,19 @@ use crate::error::Refusal;
 use crate::state::kv::{check_versions, validate_path, SecretEntry};
 use crate::state::{Effects, Model, Timestamp};
 
+/// The versions a delete names; none means the current one (decided here, on apply, so that
+/// the op stays exactly what the client signed).
+fn delete_targets(m: &Model, path: &str, versions: &[u64]) -> Vec<u64> {
+    if versions.is_empty() {
+        if let Some(e) = m.secrets.get(path) {
+            return vec![e.current_version];
+        }
+    }
+    versions.to_vec()
+}
+
 pub fn validate_delete(m: &Model, path: &str, versions: &[u64]) -> Result<(), Refusal> {
-    check_versions(&m.secrets, path, versions)
+    check_versions(&m.secrets, path, &delete_targets(m, path, versions))
 }
 
 /// Marks the versions deleted at `time` (a destroyed or already deleted one is left as is).
@@ -21,8 +32,9 @@ pub fn apply_delete(
     time: Timestamp,
     fx: &mut Effects,
 ) {
+    let versions = delete_targets(m, path, versions);
     let e = m.secrets.get_mut(path).expect("validated");
-    for v in versions {
+    for v in &versions {
         let ve = e.versions.get_mut(v).expect("validated");
         if ve.deletion_time.is_none() && !ve.destroyed {
             ve.deletion_time = Some(time);

@@ -1,0 +1,727 @@
+//! Who may change the replicated state, decided by every node when it applies a command.
+//!
+//! # Security
+//!
+//! Raft tolerates crashes, not lies: a compromised member can win an election and replicate any
+//! entry it likes. So a command that changes authorization or data counts only with the
+//! signature of the client that asked for it ([`SignedCall`]), and every node checks, on apply,
+//! against the state at that index:
+//! 1. the certificate chains to the cluster CA and is a client certificate (a node never acts
+//!    as a user), and is not revoked;
+//! 2. its identity is the command's `by`;
+//! 3. the signature covers this cluster, the method, the request's exact bytes, an id and an
+//!    expiry; the id was never applied before (replays) and the expiry is not older than the
+//!    replicated window (so a forgotten id cannot come back);
+//! 4. the op in the log is exactly the one those bytes ask for ([`super::intent`]);
+//! 5. the signer is allowed to do it by the policies at this index (law 2).
+//!
+//! Commands nodes make themselves are covered otherwise: acknowledgements and DKG messages
+//! carry the node's own signature (checked where they apply); the abort of a key generation
+//! at its deadline touches only a generation under way (never an active key); the cluster's
+//! first settings (threshold from `operator init`) are accepted unsigned only while no
+//! threshold exists. A refused command changes nothing, identically on every node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tessera_proto::{call_statement, SignedMethod, CALL_MAX_LIFETIME_SECS};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::command::{Command, Op};
+use super::intent::{self, Filled};
+use super::members::parse_node_dns_name;
+use super::{Effects, Model, ROOT_POLICY};
+use crate::error::Refusal;
+use crate::policy::{allowed, Capability, Policy, PolicyCache};
+
+/// How far a signed call's clock may run ahead of the node that receives it, in seconds.
+pub const CALL_SKEW_SECS: u64 = 30;
+
+/// How long an applied call's id is remembered, measured back from the latest expiry applied:
+/// a call whose expiry is older than that is refused as stale, so an id forgotten is never
+/// accepted again. Twice the longest lifetime plus the skew, so that honest calls taken in
+/// any order within their lifetime are never stale.
+pub const CALL_WINDOW_SECS: u64 = 2 * (CALL_MAX_LIFETIME_SECS + CALL_SKEW_SECS);
+
+/// A client's signed request, carried by the command it asked for.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCall {
+    /// The gRPC method path (`SignedMethod::path`).
+    pub method: String,
+    /// The request's bytes exactly as signed.
+    #[serde(with = "tessera_crypto::b64::bytes")]
+    pub body: Vec<u8>,
+    #[serde(with = "tessera_crypto::b64::bytes")]
+    pub id: Vec<u8>,
+    /// Unix seconds.
+    pub expires: u64,
+    #[serde(with = "tessera_crypto::b64::bytes")]
+    pub signature: Vec<u8>,
+    /// The signer's client certificate (DER).
+    #[serde(with = "tessera_crypto::b64::bytes")]
+    pub cert: Vec<u8>,
+}
+
+impl std::fmt::Debug for SignedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedCall")
+            .field("method", &self.method)
+            .field("id", &hex::encode(&self.id))
+            .field("expires", &self.expires)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// The ids of the signed calls applied within the window (replicated state, persisted one
+/// entry per id by the state machine).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calls {
+    /// The latest expiry applied (Unix seconds): the window ends here.
+    pub high_water: u64,
+    /// id → expiry.
+    #[serde(skip)]
+    pub seen: BTreeMap<Vec<u8>, u64>,
+    #[serde(skip)]
+    by_expiry: BTreeSet<(u64, Vec<u8>)>,
+}
+
+impl Calls {
+    /// Remembers an id (also when loading persisted state).
+    pub fn insert(&mut self, id: Vec<u8>, expires: u64) {
+        self.by_expiry.insert((expires, id.clone()));
+        self.seen.insert(id, expires);
+    }
+
+    /// The oldest expiry still accepted.
+    fn oldest_accepted(&self) -> u64 {
+        self.high_water.saturating_sub(CALL_WINDOW_SECS)
+    }
+
+    /// Forgets ids whose calls are now stale; returns them.
+    fn prune(&mut self) -> Vec<Vec<u8>> {
+        let cutoff = self.oldest_accepted();
+        let mut gone = Vec::new();
+        while let Some((expires, _)) = self.by_expiry.first() {
+            if *expires > cutoff {
+                break;
+            }
+            let (_, id) = self.by_expiry.pop_first().expect("first exists");
+            self.seen.remove(&id);
+            gone.push(id);
+        }
+        gone
+    }
+}
+
+/// A verified signer: what a client certificate that chains to the CA says.
+#[derive(Debug)]
+struct Signer {
+    identity: String,
+    serial: String,
+    /// Unix seconds.
+    not_after: u64,
+    /// The uncompressed P-256 point.
+    key: Vec<u8>,
+}
+
+/// What every node checks signed commands against: the cluster CA, the root identities, and
+/// caches of what it verified (certificates by their digest, signatures already checked).
+pub struct Trust {
+    ca_der: Vec<u8>,
+    root_identities: Vec<String>,
+    pub policies: PolicyCache,
+    signers: Mutex<HashMap<[u8; 32], Arc<Signer>>>,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("root_identities", &self.root_identities)
+            .finish()
+    }
+}
+
+/// Most signatures remembered as verified (the serving node checks a command before it
+/// submits it and again when it applies it; this spares the second check).
+const VERIFIED_CAPACITY: usize = 4096;
+
+impl Trust {
+    /// Trust anchored in the cluster CA certificate (PEM).
+    pub fn new(ca_pem: &[u8], root_identities: Vec<String>) -> anyhow::Result<Trust> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem)
+            .map_err(|e| anyhow::anyhow!("unreadable CA certificate: {e}"))?;
+        pem.parse_x509()
+            .map_err(|e| anyhow::anyhow!("unreadable CA certificate: {e}"))?;
+        Ok(Trust {
+            ca_der: pem.contents.clone(),
+            root_identities,
+            policies: PolicyCache::default(),
+            signers: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn is_root(&self, identity: &str) -> bool {
+        self.root_identities.iter().any(|r| r == identity)
+    }
+
+    /// The signer a certificate names, once it is shown to chain to the cluster CA.
+    fn signer(&self, der: &[u8]) -> Result<Arc<Signer>, Refusal> {
+        let digest: [u8; 32] = Sha256::digest(der).into();
+        if let Some(s) = self.signers.lock().expect("signer cache").get(&digest) {
+            return Ok(s.clone());
+        }
+        let unreadable = |e: String| Refusal::unauthenticated(format!("signer certificate: {e}"));
+        let (_, ca) =
+            X509Certificate::from_der(&self.ca_der).map_err(|e| unreadable(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| unreadable(e.to_string()))?;
+        cert.verify_signature(Some(ca.public_key())).map_err(|_| {
+            Refusal::unauthenticated("the signer's certificate is not signed by the cluster CA")
+        })?;
+        // A node's certificate proves a node, and a node never acts as a user.
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let GeneralName::DNSName(dns) = name {
+                    if let Some(node) = parse_node_dns_name(dns) {
+                        return Err(Refusal::unauthenticated(format!(
+                            "the command is signed with node {node}'s certificate; only clients sign commands"
+                        )));
+                    }
+                }
+            }
+        }
+        let identity = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if identity.is_empty() {
+            return Err(unreadable("it has no subject common name".into()));
+        }
+        let key = cert.public_key().subject_public_key.data.to_vec();
+        let signer = Arc::new(Signer {
+            identity,
+            serial: hex::encode(cert.raw_serial()),
+            not_after: u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
+            key,
+        });
+        let mut cache = self.signers.lock().expect("signer cache");
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(digest, signer.clone());
+        Ok(signer)
+    }
+
+    /// Checks `signature` by `signer` over `statement` (remembering a good one).
+    fn verify(&self, signer: &Signer, statement: &[u8], signature: &[u8]) -> Result<(), Refusal> {
+        let mut h = Sha256::new();
+        h.update(&signer.key);
+        h.update(Sha256::digest(statement));
+        h.update(signature);
+        let digest: [u8; 32] = h.finalize().into();
+        if self
+            .verified
+            .lock()
+            .expect("verified cache")
+            .contains(&digest)
+        {
+            return Ok(());
+        }
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &signer.key)
+            .verify(statement, signature)
+            .map_err(|_| {
+                Refusal::unauthenticated(format!(
+                    "the signature of {:?} on the command does not verify",
+                    signer.identity
+                ))
+            })?;
+        let mut cache = self.verified.lock().expect("verified cache");
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(digest);
+        Ok(())
+    }
+}
+
+/// Whether `cmd` comes from whom it says: signed by a current client of this cluster, for this
+/// cluster, never applied before; or one of the few commands nodes make themselves (see the
+/// module's `# Security`).
+pub fn verify(m: &Model, cmd: &Command, trust: &Trust, cluster_id: &str) -> Result<(), Refusal> {
+    let Some(call) = &cmd.signed else {
+        return match &cmd.op {
+            // Signed by the node that made them; checked where they apply.
+            Op::KvAcks { .. } | Op::DkgRound1 { .. } | Op::DkgRound2 { .. } | Op::DkgDone { .. } => {
+                Ok(())
+            }
+            // A container: each of its commands is checked on its own.
+            Op::Batch(_) => Ok(()),
+            // Abandons only a generation under way (`key::validate_abort`).
+            Op::KeyAbort { .. } => Ok(()),
+            // The threshold `operator init` chose, written by the first leader.
+            Op::SetSettings { .. } if m.settings.threshold.is_none() => Ok(()),
+            _ => Err(Refusal::unauthenticated(format!(
+                "the command from {:?} carries no client signature; every node refuses a change it cannot verify",
+                cmd.by
+            ))),
+        };
+    };
+    let method = SignedMethod::from_path(&call.method).ok_or_else(|| {
+        Refusal::invalid(format!(
+            "{:?} is not a method that changes the cluster",
+            call.method
+        ))
+    })?;
+    let signer = trust.signer(&call.cert)?;
+    if signer.identity != cmd.by {
+        return Err(Refusal::unauthenticated(format!(
+            "the command names {:?} as its requester but is signed by {:?}",
+            cmd.by, signer.identity
+        )));
+    }
+    if let Some(why) = m
+        .revocations
+        .refusal(&signer.identity, None, &signer.serial)
+    {
+        return Err(Refusal::unauthenticated(why));
+    }
+    if call.id.len() != 16 {
+        return Err(Refusal::invalid("a signed call's id is 16 bytes"));
+    }
+    if call.expires > signer.not_after {
+        return Err(Refusal::unauthenticated(format!(
+            "the call outlives the certificate of {:?} that signed it",
+            signer.identity
+        )));
+    }
+    if call.expires <= m.calls.oldest_accepted() {
+        return Err(Refusal::rejected(
+            "the signed call expired long ago (stale); sign the request again",
+        ));
+    }
+    if m.calls.seen.contains_key(&call.id) {
+        return Err(Refusal::rejected(
+            "this signed call was applied already (a replay)",
+        ));
+    }
+    let statement = call_statement(cluster_id, method, &call.id, call.expires, &call.body);
+    trust.verify(&signer, &statement, &call.signature)
+}
+
+/// Whether the verified signer of `cmd` asked for exactly this op and may do it, by the
+/// policies at this index (law 2). Nothing to decide for a node's own command.
+pub fn permit(m: &Model, cmd: &Command, trust: &Trust) -> Result<(), Refusal> {
+    let Some(call) = &cmd.signed else {
+        return Ok(());
+    };
+    let method = SignedMethod::from_path(&call.method)
+        .ok_or_else(|| Refusal::invalid("not a method that changes the cluster"))?;
+    let asked = intent::op_of(method, &call.body, Filled::of(&cmd.op))?;
+    if asked != cmd.op {
+        return Err(Refusal::rejected(format!(
+            "the command is not the request {:?} signed",
+            cmd.by
+        )));
+    }
+    // `verify` showed that `by` is the signer's identity.
+    for (path, cap) in required(m, &cmd.op) {
+        authorize(m, trust, &cmd.by, &path, cap)?;
+    }
+    Ok(())
+}
+
+/// After a verified signed command was applied or refused: its id is remembered for the
+/// window, and ids that fell out of it are forgotten (both persisted through `fx`).
+pub fn record(m: &mut Model, cmd: &Command, fx: &mut Effects) {
+    let Some(call) = &cmd.signed else { return };
+    m.calls.high_water = m.calls.high_water.max(call.expires);
+    m.calls.insert(call.id.clone(), call.expires);
+    fx.calls.push((call.id.clone(), Some(call.expires)));
+    for id in m.calls.prune() {
+        fx.calls.push((id, None));
+    }
+}
+
+/// Law 2 on a model: the identity's policies (direct, through groups, the root policy, and the
+/// configured root identities) against a path and a capability.
+pub fn authorize(
+    m: &Model,
+    trust: &Trust,
+    identity: &str,
+    path: &str,
+    cap: Capability,
+) -> Result<(), Refusal> {
+    if trust.is_root(identity) {
+        return Ok(());
+    }
+    let names = m.policies_of(identity);
+    if names.contains(ROOT_POLICY) {
+        return Ok(());
+    }
+    let parsed: Vec<Arc<Policy>> = names
+        .iter()
+        .filter_map(|n| trust.policies.get(n, m.policies.get(n)?))
+        .collect();
+    let refs: Vec<&Policy> = parsed.iter().map(|p| p.as_ref()).collect();
+    if allowed(&refs, path, cap) {
+        Ok(())
+    } else {
+        Err(Refusal::Denied {
+            identity: identity.to_string(),
+            path: path.to_string(),
+            capability: cap.as_str().to_string(),
+            policies: names.into_iter().collect(),
+        })
+    }
+}
+
+/// What the signer of `op` must be allowed, judged on the model it applies to.
+fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
+    let create_or_update = |exists: bool| {
+        if exists {
+            Capability::Update
+        } else {
+            Capability::Create
+        }
+    };
+    match op {
+        Op::SetSettings { .. } => vec![("sys/config".into(), Capability::Admin)],
+        Op::PutGroup { name, .. } => {
+            let mut need = vec![(
+                format!("sys/groups/{name}"),
+                create_or_update(m.groups.contains_key(name)),
+            )];
+            // Setting a group's members hands them every policy the group carries.
+            for p in m.group_policies.get(name).into_iter().flatten() {
+                need.push((format!("sys/policies/{p}"), Capability::Admin));
+            }
+            need
+        }
+        Op::DeleteGroup { name } => vec![(format!("sys/groups/{name}"), Capability::Delete)],
+        Op::PutPolicy { name, .. } => vec![(
+            format!("sys/policies/{name}"),
+            create_or_update(m.policies.contains_key(name)),
+        )],
+        Op::DeletePolicy { name } => vec![(format!("sys/policies/{name}"), Capability::Delete)],
+        Op::Attach { policy, .. } => vec![(format!("sys/policies/{policy}"), Capability::Admin)],
+        Op::Restore { .. } => vec![("sys/snapshot".into(), Capability::Admin)],
+        Op::Revoke { .. } => vec![("sys/revocations".into(), Capability::Admin)],
+        Op::KvPut(p) => vec![(
+            p.path.clone(),
+            create_or_update(m.secrets.contains_key(&p.path)),
+        )],
+        Op::KvDelete { path, .. } | Op::KvDestroy { path, .. } => {
+            vec![(path.clone(), Capability::Delete)]
+        }
+        Op::KvUndelete { path, .. } => vec![(path.clone(), Capability::Update)],
+        Op::KvMetadataPut { path, .. } => {
+            vec![(path.clone(), create_or_update(m.secrets.contains_key(path)))]
+        }
+        Op::KvMetadataDelete { path } => vec![(path.clone(), Capability::Delete)],
+        Op::KeyCreate { name, .. } => vec![(format!("keys/{name}"), Capability::Create)],
+        Op::SshRoleWrite { key, .. } => vec![(format!("keys/{key}"), Capability::Update)],
+        // Never signed by a client: refused by `intent` before this is asked.
+        Op::KvAcks { .. }
+        | Op::DkgRound1 { .. }
+        | Op::DkgRound2 { .. }
+        | Op::DkgDone { .. }
+        | Op::KeyAbort { .. }
+        | Op::Batch(_) => vec![("sys/never".into(), Capability::Admin)],
+    }
+}
+
+/// Signing commands as a client would, for the tests of this crate.
+#[cfg(test)]
+pub mod testing {
+    use prost::Message;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use tessera_proto as pb;
+
+    use super::*;
+    use crate::state::AttachTarget;
+    use crate::tls::issue::{issue_client, new_ca, Issued};
+
+    /// A cluster CA and client certificates issued by it.
+    pub struct TestCa {
+        pub ca: Issued,
+        pub trust: Arc<Trust>,
+    }
+
+    /// A client that signs commands.
+    pub struct TestClient {
+        pub identity: String,
+        cert_der: Vec<u8>,
+        key: EcdsaKeyPair,
+    }
+
+    fn pem_der(pem: &str) -> Vec<u8> {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+        p.contents
+    }
+
+    impl Default for TestCa {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl TestCa {
+        /// A CA whose root identity is `admin`.
+        pub fn new() -> TestCa {
+            let ca = new_ca("c").expect("CA");
+            let trust =
+                Arc::new(Trust::new(ca.cert_pem.as_bytes(), vec!["admin".into()]).expect("trust"));
+            TestCa { ca, trust }
+        }
+
+        pub fn client(&self, identity: &str) -> TestClient {
+            let issued =
+                issue_client(&self.ca, identity, time::Duration::days(1)).expect("client cert");
+            let key = EcdsaKeyPair::from_pkcs8(
+                &ECDSA_P256_SHA256_ASN1_SIGNING,
+                &pem_der(&issued.key_pem),
+                &SystemRandom::new(),
+            )
+            .expect("key");
+            TestClient {
+                identity: identity.into(),
+                cert_der: pem_der(&issued.cert_pem),
+                key,
+            }
+        }
+    }
+
+    /// The request a client sends for `op` (the ops the tests use).
+    pub fn request_of(op: &Op) -> (SignedMethod, Vec<u8>) {
+        match op {
+            Op::PutPolicy { name, text } => (
+                SignedMethod::PolicyWrite,
+                pb::PolicyWriteRequest {
+                    name: name.clone(),
+                    text: text.clone(),
+                }
+                .encode_to_vec(),
+            ),
+            Op::PutGroup { name, members } => (
+                SignedMethod::GroupWrite,
+                pb::GroupWriteRequest {
+                    name: name.clone(),
+                    members: members.iter().cloned().collect(),
+                }
+                .encode_to_vec(),
+            ),
+            Op::DeleteGroup { name } => (
+                SignedMethod::GroupDelete,
+                pb::NameRequest { name: name.clone() }.encode_to_vec(),
+            ),
+            Op::DeletePolicy { name } => (
+                SignedMethod::PolicyDelete,
+                pb::NameRequest { name: name.clone() }.encode_to_vec(),
+            ),
+            Op::Attach {
+                policy,
+                target,
+                detach,
+            } => {
+                let (group, identity) = match target {
+                    AttachTarget::Group(g) => (g.clone(), String::new()),
+                    AttachTarget::Identity(i) => (String::new(), i.clone()),
+                };
+                (
+                    SignedMethod::PolicyAttach,
+                    pb::PolicyAttachRequest {
+                        policy: policy.clone(),
+                        group,
+                        identity,
+                        detach: *detach,
+                    }
+                    .encode_to_vec(),
+                )
+            }
+            other => panic!("no test request for {other:?}"),
+        }
+    }
+
+    impl TestClient {
+        /// `op` as this client asks for it, signed for cluster `cluster`, valid until
+        /// `expires` (Unix seconds).
+        pub fn sign_until(&self, cluster: &str, op: Op, expires: u64) -> Command {
+            let (method, body) = request_of(&op);
+            let id: [u8; 16] = rand08::random();
+            let statement = call_statement(cluster, method, &id, expires, &body);
+            let signature = self
+                .key
+                .sign(&SystemRandom::new(), &statement)
+                .expect("sign")
+                .as_ref()
+                .to_vec();
+            Command {
+                by: self.identity.clone(),
+                op,
+                signed: Some(Box::new(SignedCall {
+                    method: method.path().into(),
+                    body,
+                    id: id.to_vec(),
+                    expires,
+                    signature,
+                    cert: self.cert_der.clone(),
+                })),
+            }
+        }
+
+        /// `op` signed for cluster `c`, valid for a minute.
+        pub fn sign(&self, op: Op) -> Command {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            self.sign_until("c", op, now + 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each rule of `check`, on the model as the state machine applies it.
+
+    use super::testing::*;
+    use super::*;
+    use crate::state::model::ApplyCtx;
+    use crate::state::{AttachTarget, CommandResult, Members};
+
+    fn policy(name: &str) -> Op {
+        Op::PutPolicy {
+            name: name.into(),
+            text: r#"path "a/*" { capabilities = ["read"] }"#.into(),
+        }
+    }
+
+    fn apply(m: &mut Model, trust: &Trust, cmd: &Command) -> (CommandResult, Effects) {
+        let members = Members::default();
+        m.apply(
+            cmd,
+            &ApplyCtx {
+                members: &members,
+                cluster_id: "c",
+                index: 1,
+                trust,
+            },
+        )
+    }
+
+    fn refusal(r: &CommandResult) -> String {
+        r.error.as_ref().expect("refused").to_string()
+    }
+
+    #[test]
+    fn a_signed_command_applies_once_and_its_replay_is_refused() {
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let mut m = Model::default();
+        let cmd = admin.sign(policy("p"));
+        let (r, fx) = apply(&mut m, &ca.trust, &cmd);
+        assert_eq!(r.error, None);
+        assert!(m.policies.contains_key("p"));
+        assert_eq!(fx.calls.len(), 1, "its id is persisted");
+        m.policies.clear();
+        let (r, _) = apply(&mut m, &ca.trust, &cmd);
+        assert!(refusal(&r).contains("replay"), "{r:?}");
+        assert!(m.policies.is_empty(), "a refusal changes nothing");
+    }
+
+    #[test]
+    fn an_unsigned_or_relabelled_command_changes_nothing() {
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let mut m = Model::default();
+        // What a compromised leader would append: a change nobody signed.
+        let forged = Command::by_node("admin".into(), policy("p"));
+        let (r, _) = apply(&mut m, &ca.trust, &forged);
+        assert!(refusal(&r).contains("carries no client signature"), "{r:?}");
+        // A real signature pinned to another op.
+        let mut rebound = admin.sign(policy("p"));
+        rebound.op = Op::Attach {
+            policy: ROOT_POLICY.into(),
+            target: AttachTarget::Identity("mallory".into()),
+            detach: false,
+        };
+        let (r, _) = apply(&mut m, &ca.trust, &rebound);
+        assert!(refusal(&r).contains("is not the request"), "{r:?}");
+        // A signature whose requester is renamed.
+        let mut renamed = ca.client("bob").sign(policy("p"));
+        renamed.by = "admin".into();
+        let (r, _) = apply(&mut m, &ca.trust, &renamed);
+        assert!(refusal(&r).contains("signed by \"bob\""), "{r:?}");
+        // The signed bytes changed.
+        let mut tampered = admin.sign(policy("p"));
+        if let Some(call) = tampered.signed.as_mut() {
+            call.expires += 1;
+        }
+        let (r, _) = apply(&mut m, &ca.trust, &tampered);
+        assert!(refusal(&r).contains("does not verify"), "{r:?}");
+        // Signed for another cluster.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let other = admin.sign_until("other-cluster", policy("p"), now + 60);
+        let (r, _) = apply(&mut m, &ca.trust, &other);
+        assert!(refusal(&r).contains("does not verify"), "{r:?}");
+        assert!(m.policies.is_empty());
+    }
+
+    #[test]
+    fn the_signer_must_be_allowed_and_not_revoked_and_from_this_ca() {
+        let ca = TestCa::new();
+        let mut m = Model::default();
+        let bob = ca.client("bob");
+        let (r, _) = apply(&mut m, &ca.trust, &bob.sign(policy("p")));
+        assert!(
+            matches!(r.error, Some(Refusal::Denied { .. })),
+            "bob has no policy: {r:?}"
+        );
+        // A certificate from another CA, however well signed.
+        let stranger = TestCa::new().client("admin");
+        let (r, _) = apply(&mut m, &ca.trust, &stranger.sign(policy("p")));
+        assert!(
+            refusal(&r).contains("not signed by the cluster CA"),
+            "{r:?}"
+        );
+        // A revoked identity.
+        m.revocations.identities.insert("admin".to_string());
+        let (r, _) = apply(&mut m, &ca.trust, &ca.client("admin").sign(policy("p")));
+        assert!(refusal(&r).contains("revoked"), "{r:?}");
+        assert!(m.policies.is_empty());
+    }
+
+    #[test]
+    fn ids_are_forgotten_only_once_their_calls_are_stale() {
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let mut m = Model::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let old = admin.sign_until("c", policy("a"), now);
+        assert_eq!(apply(&mut m, &ca.trust, &old).0.error, None);
+        let later = admin.sign_until("c", policy("b"), now + CALL_WINDOW_SECS + 1);
+        let (r, fx) = apply(&mut m, &ca.trust, &later);
+        assert_eq!(r.error, None);
+        let forgotten: Vec<_> = fx.calls.iter().filter(|(_, e)| e.is_none()).collect();
+        assert_eq!(forgotten.len(), 1, "the old id leaves the window: {fx:?}");
+        assert_eq!(m.calls.seen.len(), 1);
+        // Forgotten, and still refused: it is stale.
+        let (r, _) = apply(&mut m, &ca.trust, &old);
+        assert!(refusal(&r).contains("stale"), "{r:?}");
+    }
+}
