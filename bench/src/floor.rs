@@ -227,7 +227,12 @@ async fn grpc_round_trips(size: usize, n: usize) -> Result<Vec<Duration>, Failur
     // A throwaway CA and two node certificates, made in memory and dropped at the end.
     let ca = issue::new_ca("floor").map_err(|e| err(&e))?;
     let material = |id| -> Result<TlsMaterial, Failure> {
-        let node = issue::issue_node(&ca, id, "127.0.0.1").map_err(|e| err(&e))?;
+        let attested = tessera_crypto::attest::Attestation {
+            region: "a".into(),
+            sealing_key: [0; 32],
+            ack_key: [0; 32],
+        };
+        let node = issue::issue_node(&ca, id, "127.0.0.1", &attested).map_err(|e| err(&e))?;
         Ok(TlsMaterial::from_pem(
             ca.cert_pem.as_bytes(),
             node.cert_pem.as_bytes(),

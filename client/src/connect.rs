@@ -120,7 +120,7 @@ pub struct Client {
 
 /// The PEM material of a connection. The key is zeroized on drop, never printed.
 pub(crate) struct TlsFiles {
-    ca: Vec<u8>,
+    pub(crate) ca: Vec<u8>,
     identity: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
 }
 

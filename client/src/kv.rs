@@ -169,7 +169,8 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 impl Client {
-    pub async fn topology(&self) -> Result<TopologyReply, Error> {
+    /// The topology as the connected node answers it, unchecked (see `Client::topology`).
+    pub(crate) async fn topology_unchecked(&self) -> Result<TopologyReply, Error> {
         let r = self.sys_rpc().topology(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))
     }

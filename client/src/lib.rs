@@ -10,6 +10,7 @@ mod kv;
 mod release;
 mod sign;
 mod signed;
+mod topology;
 
 pub use connect::{Client, ClientConfig};
 pub use error::Error;

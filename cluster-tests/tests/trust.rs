@@ -340,3 +340,33 @@ fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
         assert_eq!(out.status.code(), Some(3), "node {via}: {}", fails(&out));
     }
 }
+
+/// A compromised gateway answers `Topology` with its own sealing key for every holder (to open
+/// every envelope of a write), or with a threshold of 1. The SDK deals to neither: every key
+/// must be the one the cluster CA attested for that holder, and a second holder must confirm
+/// the threshold.
+#[test]
+fn a_lying_gateway_cannot_make_a_client_deal_to_its_keys_or_a_lower_threshold() {
+    let mut c = Cluster::start(Opts::default());
+    for (lie, needle) in [
+        (
+            "keys",
+            "node 1 answered a topology that is not to be trusted",
+        ),
+        ("threshold", "nodes disagree on the cluster's topology"),
+    ] {
+        c.stop(1);
+        c.start_node_with_env(1, &[("TESSERA_TEST_LYING_TOPOLOGY", lie)]);
+        c.wait_leader(Duration::from_secs(30));
+        let out = c.cli(1, &["kv", "put", &format!("app/{lie}"), "v=1"]);
+        let err = fails(&out);
+        assert!(err.contains(needle), "{lie}: {err}");
+        // Nothing was written, and through an honest node the same write works.
+        let out = c.cli(2, &["kv", "get", &format!("app/{lie}")]);
+        assert!(
+            !out.status.success(),
+            "{lie}: the refused write is not there"
+        );
+        ok(&c.cli(2, &["kv", "put", &format!("app/{lie}"), "v=1"]));
+    }
+}

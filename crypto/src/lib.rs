@@ -17,6 +17,7 @@
 
 pub mod ack;
 pub mod at_rest;
+pub mod attest;
 pub mod b64;
 pub mod frost;
 mod hpke;

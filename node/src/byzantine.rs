@@ -22,6 +22,18 @@ mod hooks {
         on
     }
 
+    /// `TESSERA_TEST_LYING_TOPOLOGY=keys|threshold`: this node answers `Topology` with its own
+    /// sealing key for every other holder, or with a threshold of 1 (a compromised gateway).
+    pub fn lying_topology() -> Option<super::Lie> {
+        let lie = match std::env::var("TESSERA_TEST_LYING_TOPOLOGY").ok()?.as_str() {
+            "keys" => super::Lie::Keys,
+            "threshold" => super::Lie::Threshold,
+            _ => return None,
+        };
+        tracing::warn!(?lie, "TEST BUILD: this node lies about the topology");
+        Some(lie)
+    }
+
     /// `TESSERA_TEST_SLOW_PUTS_MS=N`: this node applies each new version N ms late (a holder
     /// that lags behind the leader).
     pub fn slow_puts() -> Option<Duration> {
@@ -199,9 +211,27 @@ mod hooks {
         false
     }
 
+    pub fn lying_topology() -> Option<super::Lie> {
+        None
+    }
+
     pub fn slow_puts() -> Option<Duration> {
         None
     }
+}
+
+/// How a test build lies about the topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// Its own sealing key for every other holder.
+    Keys,
+    /// A threshold of 1.
+    Threshold,
+}
+
+/// How this node lies about the topology (test builds only; always `None` otherwise).
+pub fn lying_topology() -> Option<Lie> {
+    hooks::lying_topology()
 }
 
 /// Whether this node corrupts the shares it releases and the receipts it gives other nodes

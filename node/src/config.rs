@@ -17,6 +17,9 @@ pub struct PeerConfig {
     /// Public Ed25519 acknowledgement key, hex.
     #[serde(default)]
     pub ack_key: String,
+    /// The node's certificate (PEM), in which the CA attests its keys and region.
+    #[serde(default)]
+    pub certificate: String,
 }
 
 /// Raft timing and log-compaction knobs.

@@ -44,6 +44,8 @@ pub struct Node {
     /// What authorization and signed commands are checked against (the CA, the root
     /// identities, parsed policies), shared with the state machine.
     pub trust: Arc<Trust>,
+    /// This node's own certificate (DER), in which the CA attests its keys and region.
+    pub certificate: Vec<u8>,
 }
 
 /// What the node's background work starts from (`server::serve` runs it).
@@ -67,6 +69,12 @@ impl Node {
             )
         })?;
         let trust = Arc::new(Trust::new(&ca_pem, config.root_identities.clone())?);
+        let certificate = std::fs::read(&config.cert)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| Ok(tessera_crypto::attest::pem_to_der(&pem)?))
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read certificate {}: {e}", config.cert.display())
+            })?;
         let db = db::open(&config.data_dir)?;
         let log_store = LogStore::new(db.clone());
         let node_keys = keys::load(
@@ -142,6 +150,7 @@ impl Node {
             vault,
             nonces: NonceStore::default(),
             trust,
+            certificate,
         };
         Ok((Arc::new(node), Background { outgoing }))
     }
@@ -153,6 +162,7 @@ impl Node {
             self.id,
             &self.config.region,
             self.vault.public_keys(),
+            self.certificate.clone(),
         )
         .await
     }

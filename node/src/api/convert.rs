@@ -64,6 +64,7 @@ impl Api {
                     address: n.addr.clone(),
                     region: n.region.clone(),
                     sealing_key: hex::decode(&n.sealing_key).unwrap_or_default(),
+                    certificate: n.certificate.clone(),
                 })
             })
             .collect()

@@ -173,14 +173,19 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
             region: regions[(id - 1) as usize].clone(),
             sealing_key,
             ack_key,
+            certificate: String::new(),
         });
+    }
+    for p in peers.iter_mut() {
+        let name = node_dns_name(p.id);
+        let cert = issue_node(&ca, p.id, &a.host, &attestation(p)?)?;
+        write_public(&dir.join(format!("{name}.crt")), cert.cert_pem.as_bytes())?;
+        write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
+        p.certificate = cert.cert_pem.clone();
     }
     let mut configs = Vec::new();
     for p in &peers {
         let name = node_dns_name(p.id);
-        let cert = issue_node(&ca, p.id, &a.host)?;
-        write_public(&dir.join(format!("{name}.crt")), cert.cert_pem.as_bytes())?;
-        write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
         let cfg = NodeConfig {
             id: p.id,
             cluster_id: cluster_id.clone(),
@@ -391,15 +396,23 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
             .unwrap_or(0)
     };
     let base = port(&template.api_addr) - template.id;
-    let cert = issue_node(&ca, id, &host)?;
-    write_public(&dir.join(format!("{name}.crt")), cert.cert_pem.as_bytes())?;
-    write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
-    keys::create(
+    let (sealing_key, ack_key) = keys::create(
         id,
         &dir.join(format!("{name}.kek")),
         &dir.join(format!("{name}.keys")),
         write_private,
     )?;
+    let peer = PeerConfig {
+        id,
+        address: String::new(),
+        region: region.to_string(),
+        sealing_key,
+        ack_key,
+        certificate: String::new(),
+    };
+    let cert = issue_node(&ca, id, &host, &attestation(&peer)?)?;
+    write_public(&dir.join(format!("{name}.crt")), cert.cert_pem.as_bytes())?;
+    write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
     let cfg = NodeConfig {
         id,
         region: region.to_string(),
@@ -427,4 +440,19 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
         },
     );
     Ok(())
+}
+
+/// What the CA attests in a node's certificate: its region and public keys.
+fn attestation(p: &PeerConfig) -> anyhow::Result<tessera_crypto::attest::Attestation> {
+    let key = |hex_key: &str, what: &str| -> anyhow::Result<[u8; 32]> {
+        hex::decode(hex_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| anyhow::anyhow!("node {}: malformed {what} key", p.id))
+    };
+    Ok(tessera_crypto::attest::Attestation {
+        region: p.region.clone(),
+        sealing_key: key(&p.sealing_key, "sealing")?,
+        ack_key: key(&p.ack_key, "acknowledgement")?,
+    })
 }

@@ -222,7 +222,9 @@ enum MembersCmd {
         /// Its API address, host:port (as in its config's `api_addr`).
         #[arg(long)]
         api_addr: String,
-        #[arg(long)]
+        /// Its region, if you want it checked: the region is the one the CA attested in the
+        /// node's certificate, and a different one here is refused.
+        #[arg(long, default_value = "")]
         region: String,
         /// Keep it a non-voting learner.
         #[arg(long)]

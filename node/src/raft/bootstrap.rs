@@ -28,6 +28,8 @@ pub async fn initialize(raft: &Raft, config: &NodeConfig) {
                     region: p.region.clone(),
                     sealing_key: p.sealing_key.clone(),
                     ack_key: p.ack_key.clone(),
+                    certificate: tessera_crypto::attest::pem_to_der(p.certificate.as_bytes())
+                        .unwrap_or_default(),
                 },
             )
         })

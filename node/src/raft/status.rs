@@ -10,6 +10,7 @@ pub async fn local_status(
     id: NodeId,
     region: &str,
     (sealing_key, ack_key): (String, String),
+    certificate: Vec<u8>,
 ) -> NodeStatusReply {
     let m = raft.metrics().borrow().clone();
     let committed = raft
@@ -31,5 +32,6 @@ pub async fn local_status(
         committed,
         sealing_key,
         ack_key,
+        certificate,
     }
 }

@@ -166,6 +166,15 @@ impl Trust {
         })
     }
 
+    /// What the CA attests in node `id`'s certificate (DER).
+    pub fn attested_node(
+        &self,
+        cert: &[u8],
+        id: u64,
+    ) -> Result<tessera_crypto::attest::Attestation, tessera_crypto::CryptoError> {
+        tessera_crypto::attest::verify_node_certificate(&self.ca_der, cert, id)
+    }
+
     pub fn is_root(&self, identity: &str) -> bool {
         self.root_identities.iter().any(|r| r == identity)
     }

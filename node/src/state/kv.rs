@@ -503,6 +503,7 @@ mod tests {
                 region: region.into(),
                 sealing_key: String::new(),
                 ack_key: hex::encode(key.public()),
+                ..NodeInfo::default()
             };
             members.all.insert(id, info.clone());
             members.voters.insert(id, info);

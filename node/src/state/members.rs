@@ -23,6 +23,10 @@ pub struct NodeInfo {
     /// Ed25519 public key (hex) that checks this node's acknowledgements.
     #[serde(default)]
     pub ack_key: String,
+    /// The node's certificate (DER), in which the CA attests its region and keys: clients check
+    /// the keys against it rather than take one node's word (`tessera_crypto::attest`).
+    #[serde(default, with = "tessera_crypto::b64::bytes")]
+    pub certificate: Vec<u8>,
 }
 
 impl fmt::Display for NodeInfo {

@@ -244,6 +244,7 @@ mod tests {
                 region: "a".into(),
                 sealing_key: String::new(),
                 ack_key: hex::encode(key.public()),
+                ..NodeInfo::default()
             },
         );
         let commitments = Commitments(vec![[7; 32], [8; 32], [9; 32]]);

@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
+use tessera_crypto::attest::{self, Attestation};
 use time::{Duration, OffsetDateTime};
 
 use crate::state::members::{node_dns_name, NodeId};
@@ -52,8 +53,15 @@ fn issuer(ca: &Issued) -> anyhow::Result<Issuer<'static, KeyPair>> {
 }
 
 /// A node certificate: DNS name `node<ID>` (what peers verify), plus the host it listens on and
-/// `localhost` so that clients can verify it by address.
-pub fn issue_node(ca: &Issued, id: NodeId, host: &str) -> anyhow::Result<Issued> {
+/// `localhost` so that clients can verify it by address; and the node's region and public
+/// sealing and acknowledgement keys, attested by the CA (`tessera_crypto::attest`), so that
+/// clients and peers check them against the certificate rather than take one node's word.
+pub fn issue_node(
+    ca: &Issued,
+    id: NodeId,
+    host: &str,
+    attestation: &Attestation,
+) -> anyhow::Result<Issued> {
     let key = KeyPair::generate()?;
     let mut sans = vec![node_dns_name(id), "localhost".to_string()];
     if host != "localhost" {
@@ -71,6 +79,12 @@ pub fn issue_node(ca: &Issued, id: NodeId, host: &str) -> anyhow::Result<Issued>
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params
+        .custom_extensions
+        .push(CustomExtension::from_oid_content(
+            attest::OID,
+            attestation.encode(),
+        ));
     validity(&mut params, 825);
     let cert = params.signed_by(&key, &issuer(ca)?)?;
     Ok(Issued {
@@ -126,9 +140,27 @@ mod tests {
     #[test]
     fn node_and_client_certificates_carry_the_right_identity() {
         let ca = new_ca("c1").unwrap();
-        let node = issue_node(&ca, 3, "127.0.0.1").unwrap();
+        let attested = Attestation {
+            region: "eu-west".into(),
+            sealing_key: [1; 32],
+            ack_key: [2; 32],
+        };
+        let node = issue_node(&ca, 3, "127.0.0.1", &attested).unwrap();
         let id = identity_of_der(&der(&node.cert_pem)).unwrap();
         assert_eq!(id.node, Some(3));
+        // The CA's attestation of the node's keys and region, checked as a client checks it.
+        let ca_der = der(&ca.cert_pem);
+        let got = attest::verify_node_certificate(&ca_der, &der(&node.cert_pem), 3).unwrap();
+        assert_eq!(got, attested);
+        let e = attest::verify_node_certificate(&ca_der, &der(&node.cert_pem), 4).unwrap_err();
+        assert!(e.to_string().contains("does not name node 4"), "{e}");
+        let other = new_ca("c2").unwrap();
+        let e = attest::verify_node_certificate(&der(&other.cert_pem), &der(&node.cert_pem), 3)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not signed by the cluster CA"),
+            "{e}"
+        );
         let client = issue_client(&ca, "alice", Duration::days(90)).unwrap();
         let id = identity_of_der(&der(&client.cert_pem)).unwrap();
         assert_eq!(id.common_name, "alice");

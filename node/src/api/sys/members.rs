@@ -68,13 +68,11 @@ impl Api {
         }
     }
 
-    /// A joining node's public sealing and acknowledgement keys (hex), asked of the node itself
-    /// over mutual TLS: its certificate must name node `id`, so nobody else can answer for it.
-    pub(super) async fn keys_of_joiner(
-        &self,
-        id: u64,
-        address: &str,
-    ) -> Result<(String, String), Refusal> {
+    /// A joining node's certificate and what the CA attests in it (region, sealing and
+    /// acknowledgement keys), asked of the node itself over mutual TLS (its certificate must
+    /// name node `id`) and checked against the cluster CA, so neither the joiner nor the node
+    /// taking the request can make up keys or a region.
+    pub(super) async fn keys_of_joiner(&self, id: u64, address: &str) -> Result<Joiner, Refusal> {
         // An address that cannot be dialled is the request's fault.
         let mut client = self
             .node
@@ -95,6 +93,27 @@ impl Api {
                 ))
             })?
             .into_inner();
-        Ok((status.sealing_key, status.ack_key))
+        let attested = self
+            .node
+            .trust
+            .attested_node(&status.certificate, id)
+            .map_err(|e| Refusal::invalid(format!("node {id}: {e}")))?;
+        if hex::encode(attested.sealing_key) != status.sealing_key
+            || hex::encode(attested.ack_key) != status.ack_key
+        {
+            return Err(Refusal::invalid(format!(
+                "node {id} reports keys its certificate does not attest"
+            )));
+        }
+        Ok(Joiner {
+            attested,
+            certificate: status.certificate,
+        })
     }
+}
+
+/// A joining node, as its certificate attests it.
+pub(super) struct Joiner {
+    pub attested: tessera_crypto::attest::Attestation,
+    pub certificate: Vec<u8>,
 }

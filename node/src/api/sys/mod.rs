@@ -20,6 +20,23 @@ use crate::raft::NodeInfo;
 use crate::state::intent::{self, SnapshotFile, SNAPSHOT_FORMAT};
 use crate::state::{topology, Op};
 
+impl Api {
+    /// What a compromised gateway would answer instead (test builds only; otherwise `t` itself).
+    fn lie_about(&self, mut t: TopologyReply) -> TopologyReply {
+        match crate::byzantine::lying_topology() {
+            None => {}
+            Some(crate::byzantine::Lie::Keys) => {
+                let own = hex::decode(self.node.vault.public_keys().0).unwrap_or_default();
+                for h in &mut t.holders {
+                    h.sealing_key = own.clone();
+                }
+            }
+            Some(crate::byzantine::Lie::Threshold) => t.threshold = 1,
+        }
+        t
+    }
+}
+
 #[tonic::async_trait]
 impl Sys for Api {
     async fn status(&self, req: Request<Empty>) -> Result<Response<StatusReply>, Status> {
@@ -94,7 +111,9 @@ impl Sys for Api {
                         .borrow()
                         .current_leader
                         .unwrap_or(0),
+                    served_by: self.node.id,
                 })
+                .map(|t| self.lie_about(t))
             },
         )
         .await
@@ -205,14 +224,24 @@ impl Sys for Api {
                         r.address
                     )));
                 }
-                name_arg("region", &r.region)?;
+                if !r.region.is_empty() {
+                    name_arg("region", &r.region)?;
+                }
                 if self.members().iter().any(|m| m.id == r.id) {
                     return Err(Refusal::already_exists(format!(
                         "node {} is already a member",
                         r.id
                     )));
                 }
-                let (sealing_key, ack_key) = self.keys_of_joiner(r.id, &r.address).await?;
+                let joiner = self.keys_of_joiner(r.id, &r.address).await?;
+                // The region is the one the CA attested, not the request's word.
+                let region = joiner.attested.region.clone();
+                if !r.region.is_empty() && r.region != region {
+                    return Err(Refusal::invalid(format!(
+                        "node {}'s certificate attests region {region:?}, not {:?}",
+                        r.id, r.region
+                    )));
+                }
                 if r.voter {
                     let mut regions: Vec<String> = self
                         .members()
@@ -220,14 +249,15 @@ impl Sys for Api {
                         .filter(|m| m.role == "voter")
                         .map(|m| m.region)
                         .collect();
-                    regions.push(r.region.clone());
+                    regions.push(region.clone());
                     self.check_voters(regions)?;
                 }
                 let node = NodeInfo {
                     addr: r.address,
-                    region: r.region,
-                    sealing_key,
-                    ack_key,
+                    region,
+                    sealing_key: hex::encode(joiner.attested.sealing_key),
+                    ack_key: hex::encode(joiner.attested.ack_key),
+                    certificate: joiner.certificate,
                 };
                 let mut index = self
                     .node
