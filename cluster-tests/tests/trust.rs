@@ -370,3 +370,23 @@ fn a_lying_gateway_cannot_make_a_client_deal_to_its_keys_or_a_lower_threshold() 
         ok(&c.cli(2, &["kv", "put", &format!("app/{lie}"), "v=1"]));
     }
 }
+
+/// The one-directory layout of `operator init` keeps `ca.key` beside every node's config: fine
+/// for a local cluster, and every node says loudly that a real node must not run that way.
+#[test]
+fn a_node_started_beside_the_ca_key_says_so() {
+    let c = Cluster::start(Opts::default());
+    let log = std::fs::read_to_string(&c.node(1).log).unwrap();
+    assert!(
+        log.contains("ca.key sits beside this node's configuration"),
+        "no warning in node 1's log"
+    );
+    // Without the key beside it, no warning.
+    let mut c = Cluster::init(Opts::default());
+    std::fs::remove_file(c.dir.join("ca.key")).unwrap();
+    std::fs::remove_file(c.dir.join("admin.key")).unwrap();
+    c.start_node(1);
+    c.wait_listening(1);
+    let log = std::fs::read_to_string(&c.node(1).log).unwrap();
+    assert!(!log.contains("sits beside"), "{log}");
+}

@@ -41,8 +41,30 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, &args.log_level);
     let config = NodeConfig::load(&args.config)?;
+    warn_of_keys_beside(&args.config, &config);
     let (node, background) = Node::start(config).await?;
     crate::server::serve(node, background, shutdown_signal()).await
+}
+
+/// Says loudly when the CA key (or the first admin key) sits beside this node's configuration,
+/// as `tessera operator init` and `tessera dev` leave it for a local cluster: whoever reads that
+/// directory can issue certificates and attest keys, so a real node must not run from it. A
+/// warning rather than a refusal, so that the one-directory local cluster keeps working.
+fn warn_of_keys_beside(config_path: &std::path::Path, config: &NodeConfig) {
+    let mut dirs = vec![config_path.parent().map(|p| p.to_path_buf())];
+    dirs.push(config.ca_cert.parent().map(|p| p.to_path_buf()));
+    for dir in dirs.into_iter().flatten() {
+        for name in ["ca.key", "admin.key"] {
+            let path = dir.join(name);
+            if path.exists() {
+                tracing::warn!(
+                    path = %path.display(),
+                    "{name} sits beside this node's configuration: whoever can read this directory can issue certificates and attest keys for the whole cluster. This is the one-directory layout of a local cluster (`operator init`, `tessera dev`); for a real node, keep the CA and the admin key off the node (docs/operations.md)"
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
