@@ -222,6 +222,7 @@ mod hooks {
 
 /// How a test build lies about the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "byzantine-test"), allow(dead_code))]
 pub enum Lie {
     /// Its own sealing key for every other holder.
     Keys,
