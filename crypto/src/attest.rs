@@ -62,6 +62,31 @@ impl Attestation {
     }
 }
 
+/// A certificate's subject common name, if it has one.
+pub fn common_name(cert: &X509Certificate) -> Option<String> {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .map(str::to_string)
+}
+
+/// A certificate's DNS subject alternative names.
+pub fn dns_names(cert: &X509Certificate) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The DER of the first certificate in a PEM text.
 pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| CryptoError::Invalid {
@@ -90,17 +115,7 @@ pub fn verify_node_certificate(
         ))
     })?;
     let name = format!("node{node}");
-    let names_node = c
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .is_some_and(|san| {
-            san.value
-                .general_names
-                .iter()
-                .any(|g| matches!(g, GeneralName::DNSName(d) if *d == name))
-        });
-    if !names_node {
+    if !dns_names(&c).contains(&name) {
         return Err(bad(format!("the certificate does not name node {node}")));
     }
     let ext = c

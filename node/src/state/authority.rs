@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tessera_crypto::attest;
 use tessera_proto::{call_statement, SignedMethod, CALL_MAX_LIFETIME_SECS};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::command::{Command, Op};
 use super::intent::{self, Filled};
@@ -193,27 +194,16 @@ impl Trust {
             Refusal::unauthenticated("the signer's certificate is not signed by the cluster CA")
         })?;
         // A node's certificate proves a node, and a node never acts as a user.
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
-                if let GeneralName::DNSName(dns) = name {
-                    if let Some(node) = parse_node_dns_name(dns) {
-                        return Err(Refusal::unauthenticated(format!(
-                            "the command is signed with node {node}'s certificate; only clients sign commands"
-                        )));
-                    }
-                }
-            }
+        if let Some(node) = attest::dns_names(&cert)
+            .iter()
+            .find_map(|d| parse_node_dns_name(d))
+        {
+            return Err(Refusal::unauthenticated(format!(
+                "the command is signed with node {node}'s certificate; only clients sign commands"
+            )));
         }
-        let identity = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if identity.is_empty() {
-            return Err(unreadable("it has no subject common name".into()));
-        }
+        let identity = attest::common_name(&cert)
+            .ok_or_else(|| unreadable("it has no subject common name".into()))?;
         let key = cert.public_key().subject_public_key.data.to_vec();
         let signer = Arc::new(Signer {
             identity,

@@ -9,6 +9,7 @@ pub mod issue;
 
 use std::path::Path;
 
+use tessera_crypto::attest;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic::Request;
 use x509_parser::prelude::*;
@@ -110,23 +111,11 @@ pub fn serial_of_pem(pem: &str) -> anyhow::Result<String> {
 pub fn identity_of_der(der: &[u8]) -> Result<PeerIdentity, Refusal> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| Refusal::unauthenticated(format!("unreadable certificate: {e}")))?;
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let mut node = None;
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let GeneralName::DNSName(dns) = name {
-                if let Some(id) = parse_node_dns_name(dns) {
-                    node = Some(id);
-                }
-            }
-        }
-    }
+    let common_name = attest::common_name(&cert).unwrap_or_default();
+    let node = attest::dns_names(&cert)
+        .iter()
+        .rev()
+        .find_map(|d| parse_node_dns_name(d));
     if common_name.is_empty() && node.is_none() {
         return Err(Refusal::unauthenticated(
             "the certificate has no subject common name",
