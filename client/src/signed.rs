@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use tessera_proto::{call_statement, CallSignature, SignedMethod, CALL_SIGNATURE_METADATA_KEY};
 use tonic::metadata::MetadataValue;
 
@@ -25,8 +25,14 @@ const LIFETIME: Duration = Duration::from_secs(60);
 
 /// The client's signing key (its certificate's key), ready to sign. Never printed.
 pub(crate) struct CallSigner {
-    key: EcdsaKeyPair,
+    key: SigningKey,
     rng: SystemRandom,
+}
+
+/// The kinds of client key: Ed25519 (what `tessera operator client-cert` makes) or ECDSA P-256.
+enum SigningKey {
+    Ed25519(Ed25519KeyPair),
+    EcdsaP256(EcdsaKeyPair),
 }
 
 impl std::fmt::Debug for CallSigner {
@@ -36,18 +42,21 @@ impl std::fmt::Debug for CallSigner {
 }
 
 impl CallSigner {
-    /// The signer for a client key in PEM (PKCS#8, ECDSA P-256, as `tessera operator
-    /// client-cert` makes it).
+    /// The signer for a client key in PEM (PKCS#8, Ed25519 as `tessera operator client-cert`
+    /// makes it, or ECDSA P-256).
     pub(crate) fn from_pem(pem: &[u8]) -> Result<CallSigner, Error> {
         let der = pkcs8_der(pem)?;
         let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng).map_err(
-            |_| {
-                Error::Config(
-                    "the client key is not an ECDSA P-256 key in PKCS#8 (the kind `tessera operator client-cert` makes); it is needed to sign requests that change the cluster".into(),
-                )
-            },
-        )?;
+        let key = if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
+            SigningKey::Ed25519(k)
+        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
+        {
+            SigningKey::EcdsaP256(k)
+        } else {
+            return Err(Error::Config(
+                "the client key is neither Ed25519 nor ECDSA P-256 in PKCS#8; it is needed to sign requests that change the cluster".into(),
+            ));
+        };
         Ok(CallSigner { key, rng })
     }
 
@@ -70,17 +79,21 @@ impl CallSigner {
             .as_secs();
         let body = msg.encode_to_vec();
         let statement = call_statement(cluster_id, method, &id, expires, &body);
-        let signature = self
-            .key
-            .sign(&self.rng, &statement)
-            .map_err(|_| Error::Unexpected {
-                code: "internal".into(),
-                reason: "signing the request failed".into(),
-            })?;
+        let signature = match &self.key {
+            SigningKey::Ed25519(k) => k.sign(&statement).as_ref().to_vec(),
+            SigningKey::EcdsaP256(k) => k
+                .sign(&self.rng, &statement)
+                .map_err(|_| Error::Unexpected {
+                    code: "internal".into(),
+                    reason: "signing the request failed".into(),
+                })?
+                .as_ref()
+                .to_vec(),
+        };
         let sig = CallSignature {
             id: id.to_vec(),
             expires,
-            signature: signature.as_ref().to_vec(),
+            signature,
         };
         let mut req = tonic::Request::new(msg);
         req.metadata_mut().insert_bin(

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use ring::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_ASN1, ED25519};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_crypto::attest;
@@ -125,8 +125,9 @@ struct Signer {
     serial: String,
     /// Unix seconds.
     not_after: u64,
-    /// The uncompressed P-256 point.
+    /// The public key: 32 bytes for Ed25519, the uncompressed point for P-256.
     key: Vec<u8>,
+    algorithm: &'static dyn VerificationAlgorithm,
 }
 
 /// What every node checks signed commands against: the cluster CA, the root identities, and
@@ -204,8 +205,21 @@ impl Trust {
         }
         let identity = attest::common_name(&cert)
             .ok_or_else(|| unreadable("it has no subject common name".into()))?;
-        let key = cert.public_key().subject_public_key.data.to_vec();
+        let spki = cert.public_key();
+        // Ed25519 (1.3.101.112) or EC public key (1.2.840.10045.2.1) on P-256.
+        let algorithm: &'static dyn VerificationAlgorithm =
+            match spki.algorithm.algorithm.to_id_string().as_str() {
+                "1.3.101.112" => &ED25519,
+                "1.2.840.10045.2.1" => &ECDSA_P256_SHA256_ASN1,
+                other => {
+                    return Err(unreadable(format!(
+                        "its key algorithm {other} cannot sign commands (Ed25519 or ECDSA P-256)"
+                    )))
+                }
+            };
+        let key = spki.subject_public_key.data.to_vec();
         let signer = Arc::new(Signer {
+            algorithm,
             identity,
             serial: hex::encode(cert.raw_serial()),
             not_after: u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
@@ -234,7 +248,7 @@ impl Trust {
         {
             return Ok(());
         }
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &signer.key)
+        UnparsedPublicKey::new(signer.algorithm, &signer.key)
             .verify(statement, signature)
             .map_err(|_| {
                 Refusal::unauthenticated(format!(
@@ -441,8 +455,7 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
 #[cfg(test)]
 pub mod testing {
     use prost::Message;
-    use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use ring::signature::Ed25519KeyPair;
     use tessera_proto as pb;
 
     use super::*;
@@ -459,7 +472,7 @@ pub mod testing {
     pub struct TestClient {
         pub identity: String,
         cert_der: Vec<u8>,
-        key: EcdsaKeyPair,
+        key: Ed25519KeyPair,
     }
 
     fn pem_der(pem: &str) -> Vec<u8> {
@@ -485,12 +498,8 @@ pub mod testing {
         pub fn client(&self, identity: &str) -> TestClient {
             let issued =
                 issue_client(&self.ca, identity, time::Duration::days(1)).expect("client cert");
-            let key = EcdsaKeyPair::from_pkcs8(
-                &ECDSA_P256_SHA256_ASN1_SIGNING,
-                &pem_der(&issued.key_pem),
-                &SystemRandom::new(),
-            )
-            .expect("key");
+            let key =
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der(&issued.key_pem)).expect("key");
             TestClient {
                 identity: identity.into(),
                 cert_der: pem_der(&issued.cert_pem),
@@ -557,12 +566,7 @@ pub mod testing {
             let (method, body) = request_of(&op);
             let id: [u8; 16] = rand08::random();
             let statement = call_statement(cluster, method, &id, expires, &body);
-            let signature = self
-                .key
-                .sign(&SystemRandom::new(), &statement)
-                .expect("sign")
-                .as_ref()
-                .to_vec();
+            let signature = self.key.sign(&statement).as_ref().to_vec();
             Command {
                 by: self.identity.clone(),
                 op,
