@@ -53,11 +53,11 @@ need_build_tools() {
 }
 
 # What the tests use as independent verifiers: promtool checks /metrics, a real sshd and
-# ssh-keygen check threshold-signed certificates, PyJWT checks threshold-signed JWTs; and
-# cargo-nextest runs them.
+# ssh-keygen check threshold-signed certificates, PyJWT checks threshold-signed JWTs, and
+# libfaketime gives one node a wrong clock; and cargo-nextest runs them.
 need_test_tools() {
   need_build_tools
-  need_packages prometheus openssh-server openssh-client python3-pip
+  need_packages prometheus openssh-server openssh-client python3-pip faketime
   if ! python3 -c "import jwt, cryptography" >/dev/null 2>&1; then
     echo "setup: installing PyJWT" >&2
     python3 -m pip install -q pyjwt cryptography 2>/dev/null \

@@ -368,6 +368,9 @@ impl Client {
             region: region.into(),
             voter,
         };
+        let req = self
+            .signed(tessera_proto::SignedMethod::MembersAdd, req)
+            .await?;
         let r = self.sys_rpc().add_member(req).await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
@@ -375,7 +378,13 @@ impl Client {
     pub async fn remove_member(&self, id: u64) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
-            .remove_member(RemoveMemberRequest { id })
+            .remove_member(
+                self.signed(
+                    tessera_proto::SignedMethod::MembersRemove,
+                    RemoveMemberRequest { id },
+                )
+                .await?,
+            )
             .await;
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }

@@ -267,6 +267,36 @@ impl Cluster {
         n.child = Some(child);
     }
 
+    /// Makes node `id` the leader: stops whichever other node leads, until `id` wins an
+    /// election (every node stays running afterwards).
+    pub fn make_leader(&mut self, id: u64) {
+        for _ in 0..20 {
+            let leader = self.wait_leader(Duration::from_secs(30));
+            if leader == id {
+                return;
+            }
+            self.stop(leader);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self
+                .status(id)
+                .and_then(|s| s["leader"].as_u64())
+                .is_none_or(|l| l == leader)
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "no new leader after stopping {leader}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.start_node(leader);
+        }
+        assert_eq!(
+            self.wait_leader(Duration::from_secs(30)),
+            id,
+            "node {id} never led"
+        );
+    }
+
     /// Waits until node `id` accepts connections on its API port.
     pub fn wait_listening(&self, id: u64) {
         let deadline = Instant::now() + Duration::from_secs(20);

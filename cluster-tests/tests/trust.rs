@@ -263,11 +263,9 @@ fn forge(dir: &Path, name: &str, spec: &str) -> String {
     }
 }
 
-/// Raft tolerates crashes, not lies: a member can win an election and append any entry. Node 1
-/// here (a `byzantine-test` build) does exactly that, past every check a serving node makes,
-/// and every node (node 1's own state machine too) refuses each forgery on apply.
-#[test]
-fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
+/// A cluster whose node 1 (a `byzantine-test` build with a forger) leads; the forger's
+/// directory.
+fn byzantine_leader() -> (Cluster, std::path::PathBuf) {
     let mut c = Cluster::init(Opts::default());
     let forge_dir = c.dir.join("forge");
     std::fs::create_dir(&forge_dir).unwrap();
@@ -276,32 +274,16 @@ fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
     c.start_node(2);
     c.start_node(3);
     c.wait_ready();
-    // Node 1 leads: stop whichever other node leads until node 1 wins an election.
-    for _ in 0..20 {
-        let leader = c.wait_leader(Duration::from_secs(30));
-        if leader == 1 {
-            break;
-        }
-        c.stop(leader);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while c
-            .status(1)
-            .and_then(|s| s["leader"].as_u64())
-            .is_none_or(|l| l == leader)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no new leader after stopping {leader}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c.start_node(leader);
-    }
-    assert_eq!(
-        c.wait_leader(Duration::from_secs(30)),
-        1,
-        "node 1 never led"
-    );
+    c.make_leader(1);
+    (c, forge_dir)
+}
+
+/// Raft tolerates crashes, not lies: a member can win an election and append any entry. Node 1
+/// here (a `byzantine-test` build) does exactly that, past every check a serving node makes,
+/// and every node (node 1's own state machine too) refuses each forgery on apply.
+#[test]
+fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
+    let (c, forge_dir) = byzantine_leader();
     c.client_cert("mallory");
     // A real signed request served by node 1, for the forger to reuse.
     ok(&c.cli(1, &["kv", "put", "prod/db", "value=s3cret"]));
@@ -389,4 +371,60 @@ fn a_node_started_beside_the_ca_key_says_so() {
     c.wait_listening(1);
     let log = std::fs::read_to_string(&c.node(1).log).unwrap();
     assert!(!log.contains("sits beside"), "{log}");
+}
+
+/// openraft takes a membership entry into effect when a follower appends it, outside the state
+/// machine: a Byzantine leader could add a voter of its own or take an honest voter's vote at
+/// that layer. Every follower refuses a membership entry that departs from the signed
+/// membership, so neither change commits, and once the liar is gone the others carry on with
+/// the signed membership.
+#[test]
+fn a_byzantine_leader_cannot_change_the_raft_membership_nobody_signed() {
+    let (mut c, forge_dir) = byzantine_leader();
+    ok(&c.cli(1, &["kv", "put", "app/a", "v=1"]));
+    let rogue = forge(&forge_dir, "a", "raft-add-learner 9 127.0.0.1:9");
+    assert!(
+        rogue.starts_with("failed="),
+        "a rogue node joined Raft: {rogue}"
+    );
+    // The honest followers say why.
+    for id in 2..=3 {
+        let log = std::fs::read_to_string(&c.node(id).log).unwrap();
+        assert!(
+            log.contains("refused a Raft membership entry")
+                && log.contains("adds node 9, which no signed command made a member"),
+            "node {id} did not refuse the entry"
+        );
+    }
+    // The liar goes; the honest nodes elect a leader among themselves and nothing of the
+    // forged entry is theirs: the members are the signed ones and writes go on.
+    c.kill9(1);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    assert_ne!(leader, 1);
+    let members = c.json(2, &["operator", "members"]);
+    let ids: Vec<u64> = members
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3], "{members}");
+    ok(&c.cli(2, &["kv", "put", "app/b", "v=2"]));
+    let got = c.json(3, &["kv", "get", "app/a"]);
+    assert_eq!(got["data"]["v"], "1", "{got}");
+}
+
+#[test]
+fn a_byzantine_leader_cannot_take_an_honest_voters_vote() {
+    let (c, forge_dir) = byzantine_leader();
+    let dropped = forge(&forge_dir, "a", "raft-remove-voter 3");
+    assert!(
+        dropped.starts_with("failed="),
+        "node 3 lost its vote: {dropped}"
+    );
+    let log = std::fs::read_to_string(&c.node(2).log).unwrap();
+    assert!(
+        log.contains("takes the vote of node 3, which no signed command removed"),
+        "node 2 did not refuse the entry"
+    );
 }

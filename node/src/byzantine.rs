@@ -58,16 +58,19 @@ mod forge {
     //! - `rebind-attach-root IDENTITY`: the same attach, carrying the signature of the last
     //!   real signed request this node served (or held);
     //! - `replay`: the last real signed command this node served, appended again as it was.
+    //! - `raft-add-learner ID ADDR`: a Raft membership entry that adds node ID (no signed
+    //!   command asked for it), proposed at Raft's own layer;
+    //! - `raft-remove-voter ID`: likewise, one that takes node ID's vote.
     //!
     //! The node answers in `DIR/NAME.result`: `index=N` and `error=...` (the replicated
-    //! refusal, empty if the command applied).
+    //! refusal, empty if the command applied), or `failed=...` if nothing was committed.
 
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use super::ForgeTools;
+    use super::{ForgeTools, RaftForgery};
     use crate::state::{AttachTarget, Command, Op, ROOT_POLICY};
 
     static LAST_SIGNED: Mutex<Option<Command>> = Mutex::new(None);
@@ -150,9 +153,19 @@ mod forge {
             HOLD.store(true, Ordering::SeqCst);
             return "held=armed".into();
         }
-        let cmd = match forged(spec) {
-            Ok(c) => c,
-            Err(e) => return format!("failed={e}"),
+        let words: Vec<&str> = spec.split_whitespace().collect();
+        let membership = match words.as_slice() {
+            ["raft-add-learner", id, addr] => id.parse().ok().map(|id| RaftForgery::AddLearner {
+                id,
+                addr: addr.to_string(),
+            }),
+            ["raft-remove-voter", id] => id.parse().ok().map(RaftForgery::RemoveVoter),
+            _ => None,
+        };
+        let cmd = match (&membership, forged(spec)) {
+            (Some(_), _) => None,
+            (None, Ok(c)) => Some(c),
+            (None, Err(e)) => return format!("failed={e}"),
         };
         // The test makes this node the leader (any member can become it).
         for _ in 0..100 {
@@ -164,11 +177,27 @@ mod forge {
         if !(tools.is_leader)() {
             return "failed=this node is not the leader".into();
         }
+        if let Some(change) = membership {
+            return match (tools.membership)(change).await {
+                Ok(index) => format!("index={index}\nerror="),
+                Err(e) => format!("failed={e}"),
+            };
+        }
+        let Some(cmd) = cmd else {
+            return "failed=nothing to forge".into();
+        };
         match (tools.append)(cmd).await {
             Ok((index, error)) => format!("index={index}\nerror={}", error.unwrap_or_default()),
             Err(e) => format!("failed={e}"),
         }
     }
+}
+
+/// A change to Raft's own membership that no signed command asked for.
+#[cfg_attr(not(feature = "byzantine-test"), allow(dead_code))]
+pub enum RaftForgery {
+    AddLearner { id: u64, addr: String },
+    RemoveVoter(u64),
 }
 
 /// What the forger needs of the node, given as functions so that this file depends on no
@@ -183,6 +212,13 @@ pub struct ForgeTools {
                 crate::state::Command,
             )
                 -> futures::future::BoxFuture<'static, Result<(u64, Option<String>), String>>
+            + Send
+            + Sync,
+    >,
+    /// Proposes a Raft membership change as leader: its index once committed.
+    #[allow(clippy::type_complexity)]
+    pub membership: Box<
+        dyn Fn(RaftForgery) -> futures::future::BoxFuture<'static, Result<u64, String>>
             + Send
             + Sync,
     >,

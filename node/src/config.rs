@@ -70,19 +70,11 @@ pub struct NodeConfig {
     pub kek_file: PathBuf,
     /// This node's private sealing and acknowledgement keys, sealed under the KEK.
     pub keys_file: PathBuf,
-    /// Threshold `t` the first leader writes into the replicated settings.
+    /// The genesis document (`state::genesis`) the first leader carries into the log: the
+    /// threshold, the root identities and the first voters, signed at `operator init`. Only
+    /// the members of the initial cluster have one.
     #[serde(default)]
-    pub initial_threshold: Option<u32>,
-    /// Acknowledgements beyond `t` a write waits for (`f`); default: 1 if a holder can be
-    /// spared, else 0.
-    #[serde(default)]
-    pub ack_fault_tolerance: Option<u32>,
-    /// Accept a topology in which one region can reconstruct or a region loss loses data.
-    #[serde(default)]
-    pub allow_unsafe_topology: bool,
-    /// Identities (client certificate CNs) that hold the built-in `root` policy.
-    #[serde(default)]
-    pub root_identities: Vec<String>,
+    pub genesis: Option<PathBuf>,
     /// True for the members of the initial cluster: they form it on first start.
     /// False for a node that waits to be added with `tessera operator members add`.
     #[serde(default)]

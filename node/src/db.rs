@@ -26,7 +26,9 @@ pub const CF_SNAPSHOT: &str = "snapshot";
 ///   packages as `ShareEnvelope`, policies without approval attributes.
 /// - 3: commands carry their client's signature (`state::authority`); signed-call ids kept
 ///   under `call/`.
-pub const DATA_FORMAT: u32 = 3;
+/// - 4: the cluster starts from a signed genesis document; members, roots and settings are
+///   replicated state changed only by signed commands.
+pub const DATA_FORMAT: u32 = 4;
 
 /// Where the format marker lives (in `CF_RAFT_META`).
 const FORMAT_KEY: &[u8] = b"data_format";
@@ -138,7 +140,7 @@ mod tests {
         }
         let e = open(old.path()).unwrap_err().to_string();
         assert!(
-            e.contains("holds data format 1 and this tessera reads format 3"),
+            e.contains("holds data format 1 and this tessera reads format 4"),
             "{e}"
         );
 

@@ -14,6 +14,7 @@ use crate::audit::{AuditLog, Auditor};
 use crate::config::NodeConfig;
 use crate::db;
 use crate::metrics::Metrics;
+use crate::raft::append_guard::AppendGuard;
 use crate::raft::leader::Leader;
 use crate::raft::network::{Network, Peers};
 use crate::raft::reads::Reads;
@@ -34,6 +35,9 @@ pub struct Node {
     pub peers: Arc<Peers>,
     pub leader: Arc<Leader>,
     pub reads: Arc<Reads>,
+    /// What this node checks before it appends a leader's entries or votes (membership
+    /// entries, entry times).
+    pub guard: Arc<AppendGuard>,
     pub audit: Auditor,
     pub metrics: Metrics,
     pub snapshot_installs: Arc<AtomicU64>,
@@ -68,7 +72,7 @@ impl Node {
                 config.ca_cert.display()
             )
         })?;
-        let trust = Arc::new(Trust::new(&ca_pem, config.root_identities.clone())?);
+        let trust = Arc::new(Trust::new(&ca_pem)?);
         let certificate = std::fs::read(&config.cert)
             .map_err(anyhow::Error::from)
             .and_then(|pem| Ok(tessera_crypto::attest::pem_to_der(&pem)?))
@@ -130,16 +134,30 @@ impl Node {
             )
         })?;
         let metrics = Metrics::new()?;
+        let reads = Reads::new(
+            config.id,
+            raft.clone(),
+            peers.clone(),
+            applied,
+            Duration::from_millis(config.raft.election_timeout_min_ms),
+        );
+        let guard = Arc::new(AppendGuard::new(
+            config.id,
+            raft.clone(),
+            state.clone(),
+            reads.clone(),
+            peers.clone(),
+        ));
         let node = Node {
             id: config.id,
-            leader: Arc::new(Leader::new(config.id, raft.clone(), peers.clone())),
-            reads: Reads::new(
+            guard,
+            leader: Arc::new(Leader::new(
                 config.id,
                 raft.clone(),
                 peers.clone(),
-                applied,
-                Duration::from_millis(config.raft.election_timeout_min_ms),
-            ),
+                state.clone(),
+            )),
+            reads,
             audit: Auditor::new(log, metrics.audit_failures.clone()),
             config,
             raft,

@@ -67,7 +67,11 @@ pub async fn serve(
         leader: node.leader.clone(),
     };
     tokio::spawn(acks.run(background.outgoing));
-    tokio::spawn(bootstrap::seed_settings(
+    if let Some(path) = &config.genesis {
+        // A missing or unreadable genesis file is said at start, not found later.
+        crate::state::genesis::read(path)?;
+    }
+    tokio::spawn(bootstrap::seed_genesis(
         config.clone(),
         node.state.clone(),
         node.leader.clone(),
@@ -80,16 +84,48 @@ pub async fn serve(
     // Test builds only: a compromised member's forged commands (nothing otherwise).
     crate::byzantine::spawn_forger(|| {
         use futures::FutureExt;
-        let (a, c) = (node.clone(), node.clone());
+        let (a, c, m) = (node.clone(), node.clone(), node.clone());
         crate::byzantine::ForgeTools {
             is_leader: Box::new(move || a.leader.is_me()),
-            append: Box::new(move |cmd| {
+            append: Box::new(move |mut cmd| {
                 let raft = c.raft.clone();
+                // As a real leader would, so that followers take the entry at all.
+                cmd.stamp(crate::state::Timestamp::now());
                 async move {
                     raft.client_write(cmd)
                         .await
                         .map(|r| (r.log_id.index, r.data.error.map(|e| e.to_string())))
                         .map_err(|e| e.to_string())
+                }
+                .boxed()
+            }),
+            membership: Box::new(move |change| {
+                let raft = m.raft.clone();
+                async move {
+                    let proposed = async {
+                        match change {
+                            crate::byzantine::RaftForgery::AddLearner { id, addr } => {
+                                let node = crate::raft::NodeInfo {
+                                    addr,
+                                    region: "a".into(),
+                                    ..Default::default()
+                                };
+                                raft.add_learner(id, node, false).await
+                            }
+                            crate::byzantine::RaftForgery::RemoveVoter(id) => {
+                                raft.change_membership(
+                                    openraft::ChangeMembers::RemoveVoters([id].into()),
+                                    false,
+                                )
+                                .await
+                            }
+                        }
+                    };
+                    match tokio::time::timeout(std::time::Duration::from_secs(8), proposed).await {
+                        Ok(Ok(r)) => Ok(r.log_id.index),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("not committed within 8 s".into()),
+                    }
                 }
                 .boxed()
             }),

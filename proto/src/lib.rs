@@ -50,10 +50,12 @@ pub enum SignedMethod {
     PolicyAttach,
     Revoke,
     SnapshotRestore,
+    MembersAdd,
+    MembersRemove,
 }
 
 impl SignedMethod {
-    pub const ALL: [SignedMethod; 16] = [
+    pub const ALL: [SignedMethod; 18] = [
         Self::KvPut,
         Self::KvDelete,
         Self::KvUndelete,
@@ -70,6 +72,8 @@ impl SignedMethod {
         Self::PolicyAttach,
         Self::Revoke,
         Self::SnapshotRestore,
+        Self::MembersAdd,
+        Self::MembersRemove,
     ];
 
     pub fn path(self) -> &'static str {
@@ -90,6 +94,8 @@ impl SignedMethod {
             Self::PolicyAttach => "/tessera.v1.Sys/AttachPolicy",
             Self::Revoke => "/tessera.v1.Sys/Revoke",
             Self::SnapshotRestore => "/tessera.v1.Sys/SnapshotRestore",
+            Self::MembersAdd => "/tessera.v1.Sys/AddMember",
+            Self::MembersRemove => "/tessera.v1.Sys/RemoveMember",
         }
     }
 

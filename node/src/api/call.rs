@@ -14,7 +14,7 @@ use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
 use crate::state::authority::{SignedCall, CALL_SKEW_SECS};
-use crate::state::{validate_name, Command, Model, Op};
+use crate::state::{validate_name, Command, Model, Op, Timestamp};
 use crate::tls::{peer_identity, PeerIdentity};
 
 /// Who asked, for a handler: the identity of the verified client certificate and, for a
@@ -45,6 +45,7 @@ impl Requester {
             by: self.identity,
             op,
             signed: self.signed,
+            at: Timestamp::default(),
         }
     }
 }
@@ -74,7 +75,7 @@ fn signed_call<T: prost::Message>(
         .as_secs();
     if sig.expires <= now {
         return Err(Refusal::unauthenticated(
-            "the request's signature has expired (check this client's clock)",
+            "the request's signature has expired by this node's clock (check the client's clock, and this node's)",
         ));
     }
     if sig.expires > now + tessera_proto::CALL_MAX_LIFETIME_SECS + CALL_SKEW_SECS {
@@ -274,10 +275,9 @@ impl Api {
     /// the log; apply checks again on every node).
     pub(super) fn validate(&self, cmd: &Command) -> Result<(), Refusal> {
         let st = self.node.state.read().expect("state lock");
-        let members = crate::state::Members::from_membership(&st.membership);
         st.model.validate(
             cmd,
-            &members,
+            &st.model.members,
             &self.node.config.cluster_id,
             &self.node.trust,
         )
@@ -296,23 +296,6 @@ impl Api {
         self.validate(&cmd)?;
         let index = self.node.leader.submit(LeaderOp::Command(cmd)).await?;
         Ok(WriteReply { index })
-    }
-
-    /// Refuses a voter set that breaks the topology rule (unless the cluster allows it).
-    pub(super) fn check_voters(&self, regions: Vec<String>) -> Result<(), Refusal> {
-        let settings = self.model().settings;
-        if settings.allow_unsafe_topology {
-            return Ok(());
-        }
-        let Some(t) = settings.threshold else {
-            return Ok(());
-        };
-        let counts = crate::state::topology::region_counts(regions.iter().map(String::as_str));
-        crate::state::topology::check(&counts, t as usize).map_err(|e| {
-            Refusal::rejected(format!(
-                "this membership change would break the topology guarantee: {e}"
-            ))
-        })
     }
 }
 

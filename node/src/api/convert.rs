@@ -51,7 +51,7 @@ pub(super) fn metadata_reply(path: &str, e: &SecretEntry) -> KvMetadataReply {
 impl Api {
     pub(super) fn members_now(&self) -> Members {
         let st = self.node.state.read().expect("state lock");
-        Members::from_membership(&st.membership)
+        st.model.members.clone()
     }
 
     pub(super) fn holders(&self, ids: &[u64]) -> Vec<Holder> {
@@ -128,17 +128,35 @@ impl Api {
         }
     }
 
-    pub(super) fn members(&self) -> Vec<NodeEntry> {
+    /// Whether Raft's own membership (as this node knows it) has node `id`.
+    pub(super) fn in_raft(&self, id: u64) -> bool {
         let m = self.node.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-        membership
-            .nodes()
+        let present = m.membership_config.membership().get_node(&id).is_some();
+        present
+    }
+
+    /// The signed membership (`state::members`).
+    pub(super) fn members(&self) -> Vec<NodeEntry> {
+        let mut members = self.members_now();
+        if members.all.is_empty() {
+            // Before the genesis document applied: the bootstrap membership Raft started with.
+            let m = self.node.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            members.all = membership.nodes().map(|(i, n)| (*i, n.clone())).collect();
+            members.voters = membership
+                .voter_ids()
+                .filter_map(|i| Some((i, members.all.get(&i)?.clone())))
+                .collect();
+        }
+        let voters = &members.voters;
+        members
+            .all
+            .iter()
             .map(|(id, n)| NodeEntry {
                 id: *id,
                 address: n.addr.clone(),
                 region: n.region.clone(),
-                role: if voters.contains(id) {
+                role: if voters.contains_key(id) {
                     "voter"
                 } else {
                     "learner"

@@ -53,14 +53,22 @@ pub fn peer_node<T>(node: &Node, req: &Request<T>) -> Result<NodeId, Refusal> {
 /// valid, gets nothing.
 pub fn member_node<T>(node: &Node, req: &Request<T>) -> Result<NodeId, Refusal> {
     let id = peer_node(node, req)?;
-    let is_member = node
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&id)
-        .is_some();
+    // The signed membership decides; before the genesis document applied, the bootstrap
+    // membership from this node's own configuration.
+    let is_member = {
+        let st = node.state.read().expect("state lock");
+        match st.model.genesis {
+            Some(_) => st.model.members.all.contains_key(&id),
+            None => node
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some(),
+        }
+    };
     if !is_member {
         return Err(Refusal::unauthenticated(format!(
             "node {id} is not a member of this cluster"

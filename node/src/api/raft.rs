@@ -34,13 +34,15 @@ impl RaftRpc for Api {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
         check_receipts_ahead(&self.node.state, &self.node.config.cluster_id, &rpc.entries);
-        encode(&self.node.raft.append_entries(rpc).await)
+        encode(&self.node.guard.append(from, rpc).await?)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let from = peer_node(&self.node, &req)?;
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
+        // A node whose clock this node found wrong does not get its vote (`raft::clock`).
+        self.node.guard.trusts(from)?;
         encode(&self.node.raft.vote(rpc).await)
     }
 

@@ -70,6 +70,8 @@ impl Operation {
             Operation::PolicyAttach => M::PolicyAttach,
             Operation::Revoke => M::Revoke,
             Operation::SnapshotRestore => M::SnapshotRestore,
+            Operation::MembersAdd => M::MembersAdd,
+            Operation::MembersRemove => M::MembersRemove,
             _ => return None,
         })
     }

@@ -13,6 +13,7 @@ use super::output::{pairs, Out};
 use crate::config::{NodeConfig, PeerConfig, RaftTuning};
 use crate::raft::{node_dns_name, parse_node_dns_name};
 use crate::shares::keys;
+use crate::state::genesis::{self, GenesisDoc, GenesisVoter, GENESIS_FORMAT};
 use crate::state::topology;
 use crate::state::validate_name;
 use crate::tls::issue::{issue_client, issue_node, new_ca, Issued};
@@ -183,6 +184,35 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
         write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
         p.certificate = cert.cert_pem.clone();
     }
+    // The admin's certificate lives as long as the cluster's first nodes: it is how the cluster
+    // is run until other administrators are enrolled. Its key signs the genesis document.
+    let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
+    write_client(&dir, ADMIN, &admin, &peers[0].address)?;
+    let doc = GenesisDoc {
+        format: GENESIS_FORMAT.into(),
+        cluster_id: cluster_id.clone(),
+        threshold,
+        ack_fault_tolerance: None,
+        allow_unsafe_topology: a.allow_unsafe_topology,
+        roots: [ADMIN.to_string()].into(),
+        voters: peers
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    GenesisVoter {
+                        address: p.address.clone(),
+                        certificate: p.certificate.clone(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let genesis = genesis::sign(&doc, &admin.key_pem, &admin.cert_pem)?;
+    write_public(
+        &dir.join("genesis.json"),
+        serde_json::to_string_pretty(&genesis)?.as_bytes(),
+    )?;
     let mut configs = Vec::new();
     for p in &peers {
         let name = node_dns_name(p.id);
@@ -199,10 +229,7 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
             key: dir.join(format!("{name}.key")),
             kek_file: dir.join(format!("{name}.kek")),
             keys_file: dir.join(format!("{name}.keys")),
-            initial_threshold: Some(threshold),
-            ack_fault_tolerance: None,
-            allow_unsafe_topology: a.allow_unsafe_topology,
-            root_identities: vec![ADMIN.into()],
+            genesis: Some(dir.join("genesis.json")),
             bootstrap: true,
             raft: RaftTuning {
                 snapshot_logs_since_last: a.snapshot_every.max(1),
@@ -217,10 +244,6 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
         )?;
         configs.push(cfg);
     }
-    // The admin's certificate lives as long as the cluster's first nodes: it is how the cluster
-    // is run until other administrators are enrolled.
-    let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
-    write_client(&dir, ADMIN, &admin, &peers[0].address)?;
     write_public(
         &dir.join("env.sh"),
         env_sh(&dir, &peers[0].address, ADMIN).as_bytes(),
@@ -423,6 +446,8 @@ pub fn node_config(dir: &Path, id: u64, region: &str, out: Out) -> anyhow::Resul
         key: dir.join(format!("{name}.key")),
         kek_file: dir.join(format!("{name}.kek")),
         keys_file: dir.join(format!("{name}.keys")),
+        // A joiner starts from the log (the genesis document is in it), not from a file.
+        genesis: None,
         bootstrap: false,
         ..template
     };

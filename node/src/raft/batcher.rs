@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{node_dns_name, NodeId, NodeInfo, Raft};
 use crate::error::Refusal;
-use crate::state::{Command, CommandResult, Op};
+use crate::state::{Command, CommandResult, Op, Timestamp};
 
 /// What one command's submission comes to: the index of the entry that carried it and its own
 /// result, or Raft's error, which every command of that entry gets (as it would have alone).
@@ -108,15 +108,20 @@ fn value_bytes(cmd: &Command) -> usize {
 }
 
 async fn submit(raft: &Raft, id: NodeId, mut batch: Vec<Pending>) {
+    // The leader's clock stamps the entry (`Command::stamp`), bounded by every follower's.
+    let now = Timestamp::now();
     if batch.len() == 1 {
         let p = batch.pop().expect("one command");
-        let res = raft.client_write(p.cmd).await;
+        let mut cmd = p.cmd;
+        cmd.stamp(now);
+        let res = raft.client_write(cmd).await;
         let _ = p.reply.send(res.map(|r| (r.log_id.index, r.data)));
         return;
     }
     let (cmds, replies): (Vec<Command>, Vec<oneshot::Sender<Written>>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    let entry = Command::by_node(node_dns_name(id), Op::Batch(cmds));
+    let mut entry = Command::by_node(node_dns_name(id), Op::Batch(cmds));
+    entry.stamp(now);
     match raft.client_write(entry).await {
         Ok(r) => {
             let index = r.log_id.index;

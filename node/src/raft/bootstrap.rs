@@ -1,5 +1,5 @@
-//! Forming a new cluster: the first voters initialize the membership, and the first leader
-//! writes the starting threshold into the replicated settings.
+//! Forming a new cluster: the first voters initialize Raft's membership, and the first leader
+//! carries the signed genesis document (threshold, roots, first voters) into the log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,21 +40,22 @@ pub async fn initialize(raft: &Raft, config: &NodeConfig) {
     }
 }
 
-/// The first leader writes the threshold `operator init` chose into the replicated settings.
-pub async fn seed_settings(config: NodeConfig, state: SharedState, leader: Arc<Leader>) {
-    let Some(t) = config.initial_threshold else {
+/// The first leader carries the genesis document into the log; every node checks it when it
+/// applies it (`state::genesis`). A node without one (a later joiner) only waits.
+pub async fn seed_genesis(config: NodeConfig, state: SharedState, leader: Arc<Leader>) {
+    let Some(path) = config.genesis.clone() else {
         return;
+    };
+    let genesis = match crate::state::genesis::read(&path) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
     };
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let seeded = state
-            .read()
-            .expect("state lock")
-            .model
-            .settings
-            .threshold
-            .is_some();
-        if seeded {
+        if state.read().expect("state lock").model.genesis.is_some() {
             return;
         }
         if !leader.is_me() {
@@ -62,15 +63,14 @@ pub async fn seed_settings(config: NodeConfig, state: SharedState, leader: Arc<L
         }
         let cmd = Command::by_node(
             node_dns_name(config.id),
-            Op::SetSettings {
-                threshold: Some(t),
-                ack_fault_tolerance: config.ack_fault_tolerance,
-                allow_unsafe_topology: Some(config.allow_unsafe_topology),
-            },
+            Op::Genesis(Box::new(genesis.clone())),
         );
         match leader.submit(LeaderOp::Command(cmd)).await {
             Ok(_) => return,
-            Err(e) => tracing::error!("cannot set the initial threshold {t}: {e}"),
+            Err(e) => {
+                tracing::error!("the genesis document {} was refused: {e}", path.display());
+                return;
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use tessera_proto::RaftPayload;
 
 use super::batcher::Batcher;
 use super::network::Peers;
+use super::state_machine::SharedState;
 use super::{codec, node_dns_name, NodeId, NodeInfo, Raft};
 use crate::error::Refusal;
 use crate::state::{Command, Op};
@@ -47,17 +48,20 @@ impl LeaderReply {
 pub struct Leader {
     id: NodeId,
     raft: Raft,
+    /// The replicated state: membership changes must follow the signed membership.
+    state: SharedState,
     peers: Arc<Peers>,
     /// Commands for Raft while this node leads, written together when they arrive together.
     commands: Batcher,
 }
 
 impl Leader {
-    pub fn new(id: NodeId, raft: Raft, peers: Arc<Peers>) -> Leader {
+    pub fn new(id: NodeId, raft: Raft, peers: Arc<Peers>, state: SharedState) -> Leader {
         Leader {
             commands: Batcher::start(raft.clone(), id),
             id,
             raft,
+            state,
             peers,
         }
     }
@@ -155,6 +159,22 @@ impl Leader {
         op: &LeaderOp,
     ) -> Result<LeaderReply, Option<ForwardToLeader<NodeId, NodeInfo>>> {
         let committed = |index: u64| LeaderReply { index, error: None };
+        let signed = if matches!(op, LeaderOp::Command(_)) {
+            Ok(())
+        } else {
+            let st = self.state.read().expect("state lock");
+            super::membership_guard::check_leader_op(
+                &st.model.members,
+                st.model.genesis.is_some(),
+                op,
+            )
+        };
+        if let Err(e) = signed {
+            return Ok(LeaderReply {
+                index: 0,
+                error: Some(e),
+            });
+        }
         let res = match op {
             LeaderOp::Command(cmd) => {
                 // No heartbeat is triggered here to tell the followers of the new commit

@@ -5,11 +5,14 @@
 // as the traits do rather than boxing and unboxing at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod append_guard;
 pub mod batcher;
 pub mod bootstrap;
+pub mod clock;
 pub mod codec;
 pub mod leader;
 pub mod log_store;
+pub mod membership_guard;
 pub mod network;
 pub mod outgoing;
 pub mod reads;

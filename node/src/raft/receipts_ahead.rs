@@ -6,7 +6,7 @@ use tessera_crypto::ack::{receipt_signed, verify_ack};
 use super::state_machine::SharedState;
 use super::Entry;
 use crate::state::kv::{receipt_statement, KvPut};
-use crate::state::{Members, Op};
+use crate::state::Op;
 use openraft::EntryPayload;
 
 /// Starts checking the receipts of the writes in an append on another task, while Raft
@@ -32,7 +32,7 @@ pub fn check_receipts_ahead(state: &SharedState, cluster_id: &str, entries: &[En
     }
     let members = {
         let st = state.read().expect("state lock");
-        Members::from_membership(&st.membership)
+        st.model.members.clone()
     };
     // The statements are hashed here (cheap); only the signature checks go to the task.
     // Receipts a holder signed together share one signature over one message: it is

@@ -367,23 +367,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Holding the write lock until the batch is durable: readers never see state that a
             // crash could take back.
             let mut st = self.state.write().expect("state lock");
-            let mut members = Members::from_membership(&st.membership);
+            let mut members = st.model.members.clone();
             for entry in entries {
                 st.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => results.push(CommandResult::ok()),
                     EntryPayload::Normal(cmd) => {
-                        let ctx = ApplyCtx {
-                            members: &members,
-                            cluster_id: &self.cluster_id,
-                            index: entry.log_id.index,
-                            trust: &self.trust,
-                        };
                         // A batch's commands are applied one by one, each exactly as it would be
                         // in an entry of its own (`raft::batcher`).
                         let batched = matches!(cmd.op, Op::Batch(_));
+                        let at = cmd.at;
                         let mut each = Vec::with_capacity(cmd.each().len());
                         for cmd in cmd.each() {
+                            let ctx = ApplyCtx {
+                                members: &members,
+                                cluster_id: &self.cluster_id,
+                                index: entry.log_id.index,
+                                trust: &self.trust,
+                                time: at,
+                            };
                             let (res, fx) = st.model.apply(cmd, &ctx);
                             // A key-generation step keeps results that exist nowhere else
                             // (this node's key package); the log cannot recreate them.
@@ -393,6 +395,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             }
                             self.write_calls(&mut batch, &fx);
                             self.share_effects(&mut batch, &st.model, &fx, &mut pending, &members);
+                            if fx.members {
+                                members = st.model.members.clone();
+                            }
                             each.push(res);
                         }
                         results.push(if batched {
@@ -406,7 +411,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
-                        members = Members::from_membership(&st.membership);
                         results.push(CommandResult::ok());
                     }
                 }
@@ -527,7 +531,10 @@ mod tests {
     fn machine(dir: &std::path::Path, ca: &TestCa) -> StateMachine {
         let (tx, _rx) = mpsc::unbounded_channel();
         let db = crate::db::open(dir).unwrap();
-        StateMachine::open(db, "c".into(), ca.trust.clone(), None, tx).unwrap()
+        let sm = StateMachine::open(db, "c".into(), ca.trust.clone(), None, tx).unwrap();
+        // As a genesis document would start it: `admin` is root.
+        sm.shared().write().unwrap().model = crate::state::authority::testing::model();
+        sm
     }
 
     /// A batch is the same as its commands in entries of their own: each is validated and

@@ -33,5 +33,6 @@ pub async fn local_status(
         sealing_key,
         ack_key,
         certificate,
+        unix_millis: super::clock::now_millis(),
     }
 }

@@ -18,8 +18,8 @@
 //! Commands nodes make themselves are covered otherwise: acknowledgements and DKG messages
 //! carry the node's own signature (checked where they apply); the abort of a key generation
 //! at its deadline touches only a generation under way (never an active key); the cluster's
-//! first settings (threshold from `operator init`) are accepted unsigned only while no
-//! threshold exists. A refused command changes nothing, identically on every node.
+//! starting state comes from the genesis document, which carries a root's own signature
+//! (`state::genesis`) and applies only once. A refused command changes nothing, identically on every node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -120,7 +120,7 @@ impl Calls {
 
 /// A verified signer: what a client certificate that chains to the CA says.
 #[derive(Debug)]
-struct Signer {
+pub(crate) struct Signer {
     identity: String,
     serial: String,
     /// Unix seconds.
@@ -130,11 +130,17 @@ struct Signer {
     algorithm: &'static dyn VerificationAlgorithm,
 }
 
-/// What every node checks signed commands against: the cluster CA, the root identities, and
-/// caches of what it verified (certificates by their digest, signatures already checked).
+impl Signer {
+    pub(crate) fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+/// What every node checks signed commands against: the cluster CA, and caches of what it
+/// verified (certificates by their digest, signatures already checked). The root identities
+/// are replicated state (`Model::roots`, from the genesis document), not configuration.
 pub struct Trust {
     ca_der: Vec<u8>,
-    root_identities: Vec<String>,
     pub policies: PolicyCache,
     signers: Mutex<HashMap<[u8; 32], Arc<Signer>>>,
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -142,9 +148,7 @@ pub struct Trust {
 
 impl std::fmt::Debug for Trust {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trust")
-            .field("root_identities", &self.root_identities)
-            .finish()
+        f.debug_struct("Trust").finish_non_exhaustive()
     }
 }
 
@@ -154,14 +158,13 @@ const VERIFIED_CAPACITY: usize = 4096;
 
 impl Trust {
     /// Trust anchored in the cluster CA certificate (PEM).
-    pub fn new(ca_pem: &[u8], root_identities: Vec<String>) -> anyhow::Result<Trust> {
+    pub fn new(ca_pem: &[u8]) -> anyhow::Result<Trust> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem)
             .map_err(|e| anyhow::anyhow!("unreadable CA certificate: {e}"))?;
         pem.parse_x509()
             .map_err(|e| anyhow::anyhow!("unreadable CA certificate: {e}"))?;
         Ok(Trust {
             ca_der: pem.contents.clone(),
-            root_identities,
             policies: PolicyCache::default(),
             signers: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
@@ -177,12 +180,8 @@ impl Trust {
         tessera_crypto::attest::verify_node_certificate(&self.ca_der, cert, id)
     }
 
-    pub fn is_root(&self, identity: &str) -> bool {
-        self.root_identities.iter().any(|r| r == identity)
-    }
-
     /// The signer a certificate names, once it is shown to chain to the cluster CA.
-    fn signer(&self, der: &[u8]) -> Result<Arc<Signer>, Refusal> {
+    pub(crate) fn signer(&self, der: &[u8]) -> Result<Arc<Signer>, Refusal> {
         let digest: [u8; 32] = Sha256::digest(der).into();
         if let Some(s) = self.signers.lock().expect("signer cache").get(&digest) {
             return Ok(s.clone());
@@ -234,7 +233,12 @@ impl Trust {
     }
 
     /// Checks `signature` by `signer` over `statement` (remembering a good one).
-    fn verify(&self, signer: &Signer, statement: &[u8], signature: &[u8]) -> Result<(), Refusal> {
+    pub(crate) fn verify(
+        &self,
+        signer: &Signer,
+        statement: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Refusal> {
         let mut h = Sha256::new();
         h.update(&signer.key);
         h.update(Sha256::digest(statement));
@@ -268,7 +272,13 @@ impl Trust {
 /// Whether `cmd` comes from whom it says: signed by a current client of this cluster, for this
 /// cluster, never applied before; or one of the few commands nodes make themselves (see the
 /// module's `# Security`).
-pub fn verify(m: &Model, cmd: &Command, trust: &Trust, cluster_id: &str) -> Result<(), Refusal> {
+pub fn verify(
+    m: &Model,
+    cmd: &Command,
+    trust: &Trust,
+    cluster_id: &str,
+    now: super::Timestamp,
+) -> Result<(), Refusal> {
     let Some(call) = &cmd.signed else {
         return match &cmd.op {
             // Signed by the node that made them; checked where they apply.
@@ -279,8 +289,9 @@ pub fn verify(m: &Model, cmd: &Command, trust: &Trust, cluster_id: &str) -> Resu
             Op::Batch(_) => Ok(()),
             // Abandons only a generation under way (`key::validate_abort`).
             Op::KeyAbort { .. } => Ok(()),
-            // The threshold `operator init` chose, written by the first leader.
-            Op::SetSettings { .. } if m.settings.threshold.is_none() => Ok(()),
+            // Carries its own root signature, checked where it applies (`state::genesis`);
+            // only the first is ever applied.
+            Op::Genesis(_) if m.genesis.is_none() => Ok(()),
             _ => Err(Refusal::unauthenticated(format!(
                 "the command from {:?} carries no client signature; every node refuses a change it cannot verify",
                 cmd.by
@@ -314,6 +325,12 @@ pub fn verify(m: &Model, cmd: &Command, trust: &Trust, cluster_id: &str) -> Resu
             "the call outlives the certificate of {:?} that signed it",
             signer.identity
         )));
+    }
+    // Judged against the entry's time, which every node shares (never a node's own clock).
+    if call.expires <= now.unix_secs() {
+        return Err(Refusal::rejected(
+            "the signed call had expired when the leader appended it; sign the request again",
+        ));
     }
     if call.expires <= m.calls.oldest_accepted() {
         return Err(Refusal::rejected(
@@ -372,7 +389,7 @@ pub fn authorize(
     path: &str,
     cap: Capability,
 ) -> Result<(), Refusal> {
-    if trust.is_root(identity) {
+    if m.roots.contains(identity) {
         return Ok(());
     }
     let names = m.policies_of(identity);
@@ -427,6 +444,9 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         Op::Attach { policy, .. } => vec![(format!("sys/policies/{policy}"), Capability::Admin)],
         Op::Restore { .. } => vec![("sys/snapshot".into(), Capability::Admin)],
         Op::Revoke { .. } => vec![("sys/revocations".into(), Capability::Admin)],
+        Op::MemberAdd { .. } | Op::MemberRemove { .. } => {
+            vec![("sys/members".into(), Capability::Admin)]
+        }
         Op::KvPut(p) => vec![(
             p.path.clone(),
             create_or_update(m.secrets.contains_key(&p.path)),
@@ -447,6 +467,7 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         | Op::DkgRound2 { .. }
         | Op::DkgDone { .. }
         | Op::KeyAbort { .. }
+        | Op::Genesis(_)
         | Op::Batch(_) => vec![("sys/never".into(), Capability::Admin)],
     }
 }
@@ -480,6 +501,15 @@ pub mod testing {
         p.contents
     }
 
+    /// A model whose root identity is `admin` (as a genesis document would make it).
+    pub fn model() -> Model {
+        Model {
+            roots: ["admin".to_string()].into(),
+            genesis: Some("test".into()),
+            ..Model::default()
+        }
+    }
+
     impl Default for TestCa {
         fn default() -> Self {
             Self::new()
@@ -490,8 +520,7 @@ pub mod testing {
         /// A CA whose root identity is `admin`.
         pub fn new() -> TestCa {
             let ca = new_ca("c").expect("CA");
-            let trust =
-                Arc::new(Trust::new(ca.cert_pem.as_bytes(), vec!["admin".into()]).expect("trust"));
+            let trust = Arc::new(Trust::new(ca.cert_pem.as_bytes()).expect("trust"));
             TestCa { ca, trust }
         }
 
@@ -578,6 +607,7 @@ pub mod testing {
                     signature,
                     cert: self.cert_der.clone(),
                 })),
+                at: crate::state::Timestamp::default(),
             }
         }
 
@@ -617,6 +647,7 @@ mod tests {
                 cluster_id: "c",
                 index: 1,
                 trust,
+                time: crate::state::Timestamp::now(),
             },
         )
     }
@@ -629,7 +660,7 @@ mod tests {
     fn a_signed_command_applies_once_and_its_replay_is_refused() {
         let ca = TestCa::new();
         let admin = ca.client("admin");
-        let mut m = Model::default();
+        let mut m = testing::model();
         let cmd = admin.sign(policy("p"));
         let (r, fx) = apply(&mut m, &ca.trust, &cmd);
         assert_eq!(r.error, None);
@@ -645,7 +676,7 @@ mod tests {
     fn an_unsigned_or_relabelled_command_changes_nothing() {
         let ca = TestCa::new();
         let admin = ca.client("admin");
-        let mut m = Model::default();
+        let mut m = testing::model();
         // What a compromised leader would append: a change nobody signed.
         let forged = Command::by_node("admin".into(), policy("p"));
         let (r, _) = apply(&mut m, &ca.trust, &forged);
@@ -685,7 +716,7 @@ mod tests {
     #[test]
     fn the_signer_must_be_allowed_and_not_revoked_and_from_this_ca() {
         let ca = TestCa::new();
-        let mut m = Model::default();
+        let mut m = testing::model();
         let bob = ca.client("bob");
         let (r, _) = apply(&mut m, &ca.trust, &bob.sign(policy("p")));
         assert!(
@@ -710,14 +741,14 @@ mod tests {
     fn ids_are_forgotten_only_once_their_calls_are_stale() {
         let ca = TestCa::new();
         let admin = ca.client("admin");
-        let mut m = Model::default();
+        let mut m = testing::model();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let old = admin.sign_until("c", policy("a"), now);
+        let old = admin.sign_until("c", policy("a"), now + 5);
         assert_eq!(apply(&mut m, &ca.trust, &old).0.error, None);
-        let later = admin.sign_until("c", policy("b"), now + CALL_WINDOW_SECS + 1);
+        let later = admin.sign_until("c", policy("b"), now + 5 + CALL_WINDOW_SECS + 1);
         let (r, fx) = apply(&mut m, &ca.trust, &later);
         assert_eq!(r.error, None);
         let forgotten: Vec<_> = fx.calls.iter().filter(|(_, e)| e.is_none()).collect();
@@ -726,5 +757,24 @@ mod tests {
         // Forgotten, and still refused: it is stale.
         let (r, _) = apply(&mut m, &ca.trust, &old);
         assert!(refusal(&r).contains("stale"), "{r:?}");
+    }
+
+    #[test]
+    fn a_call_that_expired_before_the_entry_was_appended_is_refused() {
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let mut m = testing::model();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Judged by the entry's time (the leader's stamp), which every node shares.
+        let late = admin.sign_until("c", policy("a"), now - 1);
+        let (r, _) = apply(&mut m, &ca.trust, &late);
+        assert!(
+            refusal(&r).contains("had expired when the leader appended it"),
+            "{r:?}"
+        );
+        assert!(!m.policies.contains_key("a"));
     }
 }

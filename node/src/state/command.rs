@@ -32,6 +32,10 @@ pub struct Command {
     /// `None` only for the few commands nodes make themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<Box<SignedCall>>,
+    /// The leader's clock when it appended the entry (`stamp`), bounded by every follower's
+    /// clock at append (`raft::append_guard`); unset on a batch's commands and before append.
+    #[serde(default)]
+    pub at: Timestamp,
 }
 
 impl Command {
@@ -41,6 +45,23 @@ impl Command {
             by,
             op,
             signed: None,
+            at: Timestamp::default(),
+        }
+    }
+
+    /// The leader stamps an entry as it appends it: the entry's time, and the time each of its
+    /// commands records (a version's creation, a deletion, a key's creation). So a time in the
+    /// replicated state is the leader's, which every follower bounds by its own clock before it
+    /// appends (`raft::append_guard`), never the clock of whichever node took the request.
+    pub fn stamp(&mut self, now: Timestamp) {
+        self.at = now;
+        match &mut self.op {
+            Op::Batch(cmds) => {
+                for c in cmds {
+                    c.op.set_time(now);
+                }
+            }
+            op => op.set_time(now),
         }
     }
 
@@ -169,6 +190,24 @@ pub enum Op {
         attempt: u64,
         reason: String,
     },
+    /// The cluster's starting state, signed by a root at `operator init` (`state::genesis`):
+    /// carried into the log by the first leader, applied once.
+    Genesis(Box<super::genesis::Genesis>),
+    /// A node joins the membership (`operator members add`). Its region and keys are what its
+    /// certificate attests; `region` is what the request asked for ("" for any), and must match.
+    MemberAdd {
+        id: NodeId,
+        addr: String,
+        region: String,
+        voter: bool,
+        /// The joiner's certificate (DER), checked on apply against the cluster CA.
+        #[serde(with = "b64::bytes")]
+        certificate: Vec<u8>,
+    },
+    /// A node leaves the membership (`operator members remove`).
+    MemberRemove {
+        id: NodeId,
+    },
     /// Certificates every node refuses from now on.
     Revoke {
         target: super::revocations::RevokeTarget,
@@ -177,6 +216,24 @@ pub enum Op {
     /// Raft entry (`raft::batcher`). Each is applied on its own, in order, with its own result,
     /// exactly as if each had its own entry; a batch inside a batch is refused.
     Batch(Vec<Command>),
+}
+
+impl Op {
+    /// The moment an op records, where it records one.
+    fn set_time(&mut self, now: Timestamp) {
+        match self {
+            Op::KvPut(p) => p.time = now,
+            Op::KvDelete { time, .. } | Op::KvMetadataPut { time, .. } => *time = now,
+            // The deadline is the request's timeout from the moment recorded
+            // (`intent::key_create`), so it moves with it.
+            Op::KeyCreate { time, deadline, .. } => {
+                let timeout = deadline.saturating_sub(time.unix_secs());
+                *time = now;
+                *deadline = now.unix_secs().saturating_add(timeout);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The outcome of applying a command, identical on every node.

@@ -6,9 +6,10 @@
 //! request (even the leader) cannot change what it asks for, nor pin a valid signature to
 //! another op.
 //!
-//! Only `Filled` comes from the serving node rather than the client: the time a command records
-//! and the holders' receipts that ride in a write, each harmless (a time is shown, never
-//! decides access; receipts are checked one by one against each holder's key).
+//! Only `Filled` comes from the serving node rather than the client: the time a command records,
+//! the holders' receipts that ride in a write, and a joining node's certificate, each harmless
+//! (a time is shown, never decides access; receipts are checked one by one against each
+//! holder's key; the certificate is checked against the cluster CA and the node's id).
 
 use prost::Message;
 use tessera_proto as pb;
@@ -31,6 +32,8 @@ use tessera_crypto::vss::Commitments;
 pub struct Filled {
     pub time: Timestamp,
     pub receipts: Vec<(NodeId, Vec<u8>)>,
+    /// A joining node's certificate (DER), as the serving node fetched it from the node.
+    pub certificate: Vec<u8>,
 }
 
 impl Filled {
@@ -47,7 +50,15 @@ impl Filled {
             Op::KvPut(p) => p.receipts.clone(),
             _ => Vec::new(),
         };
-        Filled { time, receipts }
+        let certificate = match op {
+            Op::MemberAdd { certificate, .. } => certificate.clone(),
+            _ => Vec::new(),
+        };
+        Filled {
+            time,
+            receipts,
+            certificate,
+        }
     }
 }
 
@@ -125,6 +136,20 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
         SignedMethod::PolicyAttach => attach(decode(body)?),
         SignedMethod::Revoke => revoke(decode(body)?),
         SignedMethod::SnapshotRestore => restore(decode(body)?),
+        SignedMethod::MembersAdd => {
+            let r: pb::AddMemberRequest = decode(body)?;
+            Ok(Op::MemberAdd {
+                id: r.id,
+                addr: r.address,
+                region: r.region,
+                voter: r.voter,
+                certificate: filled.certificate,
+            })
+        }
+        SignedMethod::MembersRemove => {
+            let r: pb::RemoveMemberRequest = decode(body)?;
+            Ok(Op::MemberRemove { id: r.id })
+        }
     }
 }
 

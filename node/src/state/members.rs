@@ -45,25 +45,17 @@ pub fn parse_node_dns_name(name: &str) -> Option<NodeId> {
     name.strip_prefix("node")?.parse().ok().filter(|id| *id > 0)
 }
 
-/// The membership as commands are validated against it.
-#[derive(Clone, Debug, Default)]
+/// The membership as signed commands made it (the genesis document, then `members add` and
+/// `members remove`), which every holder, acknowledgement and topology decision is checked
+/// against. Raft's own membership follows it, and a follower refuses a Raft membership entry
+/// that departs from it (`raft::membership_guard`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {
     pub voters: BTreeMap<NodeId, NodeInfo>,
     pub all: BTreeMap<NodeId, NodeInfo>,
 }
 
 impl Members {
-    pub fn from_membership(m: &openraft::StoredMembership<NodeId, NodeInfo>) -> Self {
-        let membership = m.membership();
-        let all: BTreeMap<NodeId, NodeInfo> =
-            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let voters = membership
-            .voter_ids()
-            .filter_map(|id| all.get(&id).map(|n| (id, n.clone())))
-            .collect();
-        Members { voters, all }
-    }
-
     pub fn region_counts(&self) -> topology::RegionCounts {
         topology::region_counts(self.voters.values().map(|n| n.region.as_str()))
     }

@@ -8,6 +8,7 @@
 
 pub mod authority;
 mod command;
+pub mod genesis;
 pub mod intent;
 pub mod keys;
 pub mod kv;

@@ -60,6 +60,15 @@ pub struct Model {
     /// entry each by the state machine.
     #[serde(default)]
     pub calls: super::authority::Calls,
+    /// The members as signed commands made them (`state::members`).
+    #[serde(default)]
+    pub members: Members,
+    /// Identities that hold every capability, from the genesis document.
+    #[serde(default)]
+    pub roots: BTreeSet<String>,
+    /// The digest of the genesis document this cluster started from; `None` before it applied.
+    #[serde(default)]
+    pub genesis: Option<String>,
 }
 
 /// What an applied command changed beyond the small part of the model, for the state machine
@@ -74,6 +83,8 @@ pub struct Effects {
     pub erased: Vec<(String, u64)>,
     /// A key whose DKG moved on (this node's DKG runner looks at it).
     pub dkg: Option<String>,
+    /// The signed membership changed (genesis, a member added or removed).
+    pub members: bool,
     /// Signed-call ids to remember (with their expiry) or to forget (`None`).
     pub calls: Vec<(Vec<u8>, Option<u64>)>,
 }
@@ -103,6 +114,9 @@ pub struct ApplyCtx<'a> {
     pub cluster_id: &'a str,
     pub index: u64,
     pub trust: &'a super::authority::Trust,
+    /// The entry's time, as the leader stamped it (`Command::stamp`): the one clock every node
+    /// applies against.
+    pub time: super::Timestamp,
 }
 
 impl Model {
@@ -110,13 +124,14 @@ impl Model {
     /// call's id is used up either way (a refused request cannot be replayed later, when it
     /// might pass).
     pub fn apply(&mut self, cmd: &Command, ctx: &ApplyCtx) -> (CommandResult, Effects) {
-        if let Err(e) = super::authority::verify(self, cmd, ctx.trust, ctx.cluster_id) {
+        if let Err(e) = super::authority::verify(self, cmd, ctx.trust, ctx.cluster_id, ctx.time) {
             return (CommandResult::refused(e), Effects::default());
         }
         let cx = ops::Ctx {
             members: ctx.members,
             cluster_id: ctx.cluster_id,
             index: ctx.index,
+            trust: ctx.trust,
         };
         let decided = super::authority::permit(self, cmd, ctx.trust)
             .and_then(|()| ops::validate(self, cmd, &cx));
@@ -142,12 +157,13 @@ impl Model {
         trust: &super::authority::Trust,
     ) -> Result<(), Refusal> {
         // Who asked first: a command nobody allowed to ask for it signed changes nothing.
-        super::authority::verify(self, cmd, trust, cluster_id)?;
+        super::authority::verify(self, cmd, trust, cluster_id, super::Timestamp::now())?;
         super::authority::permit(self, cmd, trust)?;
         let cx = ops::Ctx {
             members,
             cluster_id,
             index: 0,
+            trust,
         };
         ops::validate(self, cmd, &cx)
     }
@@ -182,6 +198,8 @@ impl Model {
             settings: self.settings.clone(),
             keys: self.keys.clone(),
             revocations: self.revocations.clone(),
+            roots: self.roots.clone(),
+            genesis: self.genesis.clone(),
             ..self.directory()
         }
     }
@@ -198,6 +216,9 @@ impl Model {
             revocations: Default::default(),
             secrets: BTreeMap::new(),
             calls: Default::default(),
+            members: Members::default(),
+            roots: BTreeSet::new(),
+            genesis: None,
         }
     }
 }
@@ -222,6 +243,7 @@ mod tests {
                 cluster_id: "c",
                 index: 1,
                 trust: &ca.trust,
+                time: crate::state::Timestamp::default(),
             },
         )
         .0
@@ -261,7 +283,7 @@ mod tests {
             .into(),
             ..VersionEntry::default()
         };
-        let mut m = Model::default();
+        let mut m = crate::state::authority::testing::model();
         m.secrets.insert(
             "p".into(),
             SecretEntry {
@@ -275,6 +297,7 @@ mod tests {
             cluster_id: "c",
             index: 5,
             trust: &ca.trust,
+            time: crate::state::Timestamp::default(),
         };
         let item = |statement: Vec<u8>| AckItem {
             path: "p".into(),
@@ -343,7 +366,7 @@ mod tests {
 
     #[test]
     fn malformed_policy_is_refused_and_nothing_changes() {
-        let mut m = Model::default();
+        let mut m = crate::state::authority::testing::model();
         let before = m.clone();
         let r = apply(
             &mut m,
@@ -360,7 +383,7 @@ mod tests {
 
     #[test]
     fn policies_reach_identities_through_groups_and_detach_works() {
-        let mut m = Model::default();
+        let mut m = crate::state::authority::testing::model();
         for op in [
             PutPolicy {
                 name: "app".into(),
@@ -398,7 +421,7 @@ mod tests {
 
     #[test]
     fn root_policy_is_immutable() {
-        let mut m = Model::default();
+        let mut m = crate::state::authority::testing::model();
         assert!(apply(
             &mut m,
             PutPolicy {

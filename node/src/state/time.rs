@@ -24,6 +24,11 @@ impl Timestamp {
         Timestamp(nanos)
     }
 
+    /// Milliseconds since the Unix epoch.
+    pub fn unix_millis(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
     /// Whole seconds since the Unix epoch.
     pub fn unix_secs(self) -> u64 {
         self.0 / 1_000_000_000

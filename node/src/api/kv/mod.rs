@@ -95,7 +95,7 @@ impl Kv for Api {
             let path = r.path.clone();
             let filled = Filled {
                 time: Timestamp::now(),
-                receipts: Vec::new(),
+                ..Filled::default()
             };
             let op = intent::kv_put(r, filled)?;
             let version = match &op {

@@ -68,11 +68,11 @@ impl Api {
         }
     }
 
-    /// A joining node's certificate and what the CA attests in it (region, sealing and
-    /// acknowledgement keys), asked of the node itself over mutual TLS (its certificate must
-    /// name node `id`) and checked against the cluster CA, so neither the joiner nor the node
-    /// taking the request can make up keys or a region.
-    pub(super) async fn keys_of_joiner(&self, id: u64, address: &str) -> Result<Joiner, Refusal> {
+    /// A joining node's certificate (DER), asked of the node itself over mutual TLS (its
+    /// certificate must name node `id`), checked against the cluster CA and against the keys
+    /// the node reports. Every node checks it again on apply and takes the region and keys
+    /// from it, so neither the joiner nor the node taking the request can make them up.
+    pub(super) async fn keys_of_joiner(&self, id: u64, address: &str) -> Result<Vec<u8>, Refusal> {
         // An address that cannot be dialled is the request's fault.
         let mut client = self
             .node
@@ -105,15 +105,6 @@ impl Api {
                 "node {id} reports keys its certificate does not attest"
             )));
         }
-        Ok(Joiner {
-            attested,
-            certificate: status.certificate,
-        })
+        Ok(status.certificate)
     }
-}
-
-/// A joining node, as its certificate attests it.
-pub(super) struct Joiner {
-    pub attested: tessera_crypto::attest::Attestation,
-    pub certificate: Vec<u8>,
 }

@@ -16,7 +16,6 @@ use crate::audit::Operation;
 use crate::error::Refusal;
 use crate::policy::{Capability, Policy};
 use crate::raft::leader::LeaderOp;
-use crate::raft::NodeInfo;
 use crate::state::intent::{self, SnapshotFile, SNAPSHOT_FORMAT};
 use crate::state::{topology, Op};
 
@@ -66,7 +65,7 @@ impl Sys for Api {
         self.run(req, Operation::Whoami, String::new(), |id, _| async move {
             let model = self.model();
             let mut policies: Vec<String> = model.policies_of(&id).into_iter().collect();
-            if self.node.trust.is_root(&id) {
+            if model.roots.contains(&*id) {
                 policies.insert(0, crate::state::ROOT_POLICY.into());
             }
             Ok(WhoAmIReply {
@@ -227,38 +226,43 @@ impl Sys for Api {
                 if !r.region.is_empty() {
                     name_arg("region", &r.region)?;
                 }
-                if self.members().iter().any(|m| m.id == r.id) {
-                    return Err(Refusal::already_exists(format!(
-                        "node {} is already a member",
-                        r.id
-                    )));
-                }
-                let joiner = self.keys_of_joiner(r.id, &r.address).await?;
-                // The region is the one the CA attested, not the request's word.
-                let region = joiner.attested.region.clone();
-                if !r.region.is_empty() && r.region != region {
-                    return Err(Refusal::invalid(format!(
-                        "node {}'s certificate attests region {region:?}, not {:?}",
-                        r.id, r.region
-                    )));
-                }
-                if r.voter {
-                    let mut regions: Vec<String> = self
-                        .members()
-                        .into_iter()
-                        .filter(|m| m.role == "voter")
-                        .map(|m| m.region)
-                        .collect();
-                    regions.push(region.clone());
-                    self.check_voters(regions)?;
-                }
-                let node = NodeInfo {
-                    addr: r.address,
-                    region,
-                    sealing_key: hex::encode(joiner.attested.sealing_key),
-                    ack_key: hex::encode(joiner.attested.ack_key),
-                    certificate: joiner.certificate,
+                self.node.reads.linearizable().await?;
+                let signed = self.members_now().all.get(&r.id).cloned();
+                let in_raft = self.in_raft(r.id);
+                let node = match signed {
+                    // Signed earlier, and Raft did not take it in then (the leader failed
+                    // between the two steps): finish the change as it was signed.
+                    Some(node) if !in_raft && node.addr == r.address => node,
+                    Some(_) => {
+                        return Err(Refusal::already_exists(format!(
+                            "node {} is already a member",
+                            r.id
+                        )))
+                    }
+                    None => {
+                        // The keys and region are the ones the CA attested in the joiner's
+                        // certificate, which every node checks again on apply.
+                        let certificate = self.keys_of_joiner(r.id, &r.address).await?;
+                        let op = Op::MemberAdd {
+                            id: r.id,
+                            addr: r.address.clone(),
+                            region: r.region.clone(),
+                            voter: r.voter,
+                            certificate,
+                        };
+                        let applied = self.submit(id, op).await?.index;
+                        self.node
+                            .reads
+                            .wait_applied(applied, Duration::from_secs(5))
+                            .await?;
+                        self.members_now().all.get(&r.id).cloned().ok_or_else(|| {
+                            Refusal::unavailable(
+                                "the signed membership change is not applied here yet; try again",
+                            )
+                        })?
+                    }
                 };
+                // Raft's own membership follows the signed one (`raft::membership_guard`).
                 let mut index = self
                     .node
                     .leader
@@ -288,16 +292,20 @@ impl Sys for Api {
             |id, r| async move {
                 self.authorize(&id, "sys/members", Capability::Admin)
                     .await?;
-                if !self.members().iter().any(|m| m.id == r.id) {
+                self.node.reads.linearizable().await?;
+                let signed = self.members_now().all.contains_key(&r.id);
+                if !signed && !self.in_raft(r.id) {
                     return Err(Refusal::not_found(format!("node {} is not a member", r.id)));
                 }
-                let regions: Vec<String> = self
-                    .members()
-                    .into_iter()
-                    .filter(|m| m.role == "voter" && m.id != r.id)
-                    .map(|m| m.region)
-                    .collect();
-                self.check_voters(regions)?;
+                if signed {
+                    let applied = self.submit(id, Op::MemberRemove { id: r.id }).await?.index;
+                    self.node
+                        .reads
+                        .wait_applied(applied, Duration::from_secs(5))
+                        .await?;
+                }
+                // Then Raft's membership follows (also when an earlier removal was signed and
+                // Raft did not follow it then).
                 let index = self
                     .node
                     .leader

@@ -13,8 +13,10 @@
 //! against the state it has itself applied, and a command that breaks a rule is refused
 //! identically everywhere, with the model left unchanged.
 
+pub mod genesis;
 pub mod group;
 pub mod key;
+pub mod members;
 pub mod policy;
 pub mod revoke;
 pub mod secret;
@@ -30,6 +32,8 @@ pub struct Ctx<'a> {
     pub cluster_id: &'a str,
     /// The log index the command is applied at (0 when only validating).
     pub index: u64,
+    /// The cluster CA, for the certificates a command carries.
+    pub trust: &'a crate::state::authority::Trust,
 }
 
 pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
@@ -123,6 +127,15 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         Op::SshRoleWrite { key, role } => key::validate_ssh_role(m, key, role),
         Op::KeyAbort { name, attempt, .. } => key::validate_abort(m, name, *attempt),
         Op::Revoke { target } => revoke::validate(target),
+        Op::Genesis(g) => genesis::validate(m, g, cx).map(drop),
+        Op::MemberAdd {
+            id,
+            addr,
+            region,
+            voter,
+            certificate,
+        } => members::validate_add(m, cx, *id, addr, region, *voter, certificate).map(drop),
+        Op::MemberRemove { id } => members::validate_remove(m, *id),
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
@@ -243,6 +256,15 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
         Op::SshRoleWrite { key, role } => key::apply_ssh_role(m, key, role),
         Op::KeyAbort { name, reason, .. } => key::apply_abort(m, name, reason, fx),
         Op::Revoke { target } => revoke::apply(m, target),
+        Op::Genesis(g) => genesis::apply(m, g, cx, fx),
+        Op::MemberAdd {
+            id,
+            addr,
+            region,
+            voter,
+            certificate,
+        } => members::apply_add(m, cx, *id, addr, region, *voter, certificate, fx),
+        Op::MemberRemove { id } => members::apply_remove(m, *id, fx),
         Op::Batch(_) => {} // refused by `validate`
     }
 }
@@ -276,10 +298,12 @@ mod tests {
     fn run(m: &mut Model, mem: &Members, op: Op) -> Result<Effects, Refusal> {
         // The operations' own rules; who may ask is `state::authority`'s, tested there.
         let cmd = Command::by_node("admin".into(), op);
+        let ca = crate::state::authority::testing::TestCa::new();
         let cx = Ctx {
             members: mem,
             cluster_id: "c",
             index: 7,
+            trust: &ca.trust,
         };
         validate(m, &cmd, &cx)?;
         let mut fx = Effects::default();
