@@ -428,3 +428,36 @@ fn a_byzantine_leader_cannot_take_an_honest_voters_vote() {
         "node 2 did not refuse the entry"
     );
 }
+
+/// A holder that gives no receipts and then complains about every share it was dealt (faulty,
+/// or compromised and trying to brick secrets): the complaints are recorded, and every version
+/// stays readable from the holders that verified their shares. One complaint used to make a
+/// version "invalid and never served".
+#[test]
+fn one_holder_complaining_about_every_share_makes_no_version_unreadable() {
+    let mut c = Cluster::init(Opts::default());
+    c.start_node(1);
+    c.start_node(2);
+    c.start_node_with_env(3, &[("TESSERA_TEST_FALSE_COMPLAINTS", "1")]);
+    c.wait_ready();
+    for i in 0..3 {
+        ok(&c.cli(1, &["kv", "put", &format!("app/{i}"), &format!("v={i}")]));
+    }
+    for i in 0..3 {
+        let path = format!("app/{i}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let m = loop {
+            let m = c.json(2, &["kv", "metadata", "get", &path]);
+            if m["versions"][0]["complaints"] == serde_json::json!([3]) {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "no complaint recorded: {m}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(m["versions"][0]["valid"], true, "{m}");
+        for via in 1..=3 {
+            let got = c.json(via, &["kv", "get", &path]);
+            assert_eq!(got["data"]["v"], i.to_string(), "via {via}: {got}");
+        }
+    }
+}

@@ -22,6 +22,16 @@ mod hooks {
         on
     }
 
+    /// `TESSERA_TEST_FALSE_COMPLAINTS=1`: this node gives no receipts, and complains about
+    /// every share it is dealt (a faulty or compromised holder trying to brick versions).
+    pub fn false_complaints() -> bool {
+        let on = std::env::var("TESSERA_TEST_FALSE_COMPLAINTS").is_ok_and(|v| v == "1");
+        if on {
+            tracing::warn!("TEST BUILD: this node complains about every share");
+        }
+        on
+    }
+
     /// `TESSERA_TEST_LYING_TOPOLOGY=keys|threshold`: this node answers `Topology` with its own
     /// sealing key for every other holder, or with a threshold of 1 (a compromised gateway).
     pub fn lying_topology() -> Option<super::Lie> {
@@ -251,6 +261,10 @@ mod hooks {
         None
     }
 
+    pub fn false_complaints() -> bool {
+        false
+    }
+
     pub fn slow_puts() -> Option<Duration> {
         None
     }
@@ -280,4 +294,10 @@ pub fn corrupt_releases() -> bool {
 /// How late this node applies each new version (test builds only; always `None` otherwise).
 pub fn slow_puts() -> Option<Duration> {
     hooks::slow_puts()
+}
+
+/// Whether this node withholds receipts and complains about every share it is dealt (test
+/// builds only; always false otherwise).
+pub fn false_complaints() -> bool {
+    hooks::false_complaints()
 }

@@ -53,6 +53,9 @@ impl Holders for Api {
         req: Request<ReceiptsRequest>,
     ) -> Result<Response<ReceiptsReply>, Status> {
         member_node(&self.node, &req)?;
+        if self.node.vault.false_complaints {
+            return Err(Refusal::unavailable("TEST BUILD: this node gives no receipts").into());
+        }
         let r = req.into_inner();
         if r.items.is_empty() || r.items.len() > MAX_RECEIPT_ITEMS {
             return Err(Refusal::invalid(format!(

@@ -52,6 +52,9 @@ pub struct ShareVault {
     /// Test builds only: release a corrupted share and sign bad receipts for peers (a
     /// Byzantine holder).
     corrupt_releases: bool,
+    /// Test builds only: withhold receipts and complain about every share (a holder trying to
+    /// brick versions).
+    pub false_complaints: bool,
     dkg: dkg::DkgRunner,
     /// Signing shares already opened and parsed, by key name, with their generation.
     key_shares: std::sync::Mutex<HashMap<String, (u64, Arc<frost::KeyShare>)>>,
@@ -128,6 +131,7 @@ impl ShareVault {
             node_id,
             cluster_id,
             corrupt_releases,
+            false_complaints: crate::byzantine::false_complaints(),
             dkg: dkg::DkgRunner::default(),
             key_shares: Default::default(),
             checked: Default::default(),
@@ -364,6 +368,10 @@ impl ShareVault {
         v: &VersionEntry,
         complaint: Option<String>,
     ) -> AckItem {
+        let complaint = match complaint {
+            None if self.false_complaints => Some("TEST BUILD: a false complaint".to_string()),
+            c => c,
+        };
         let msg = match &complaint {
             None => ack_message(
                 &self.cluster_id,

@@ -68,13 +68,32 @@ pub struct VersionEntry {
     pub envelopes: BTreeMap<NodeId, ShareEnvelope>,
     #[serde(with = "b64::by_node")]
     pub acks: BTreeMap<NodeId, Vec<u8>>,
-    /// Holders whose share did not verify: the version is invalid and never served.
+    /// Holders whose share did not verify. They hold no share of it; the version stays
+    /// readable while `t` shares can still be had (`is_valid`).
     pub complaints: BTreeMap<NodeId, String>,
 }
 
 impl VersionEntry {
+    /// Whether the version can be read: `t` holders verified their shares against the
+    /// commitments (then the value is fixed, whatever anyone claims later), or enough holders
+    /// have not complained that `t` still can.
+    ///
+    /// # Security
+    ///
+    /// A complaint is one holder's word. If one complaint made a version unreadable, one faulty
+    /// or compromised voter could brick every secret. `t` verified shares determine the one
+    /// value the commitments bind, so complaints only take the complaining holders out, and a
+    /// version is lost only when fewer than `t` holders are left who could serve it.
     pub fn is_valid(&self) -> bool {
-        self.complaints.is_empty()
+        let t = self.threshold as usize;
+        self.acks.len() >= t || self.holders.len().saturating_sub(self.complaints.len()) >= t
+    }
+
+    /// The acknowledgements a write waits for: `wanted` (`t + f`), but no more than the
+    /// holders that have not complained, and never fewer than `t`.
+    pub fn acks_needed(&self, wanted: usize) -> usize {
+        let left = self.holders.len().saturating_sub(self.complaints.len());
+        wanted.min(left).max(self.threshold as usize)
     }
     /// The 1-based share index of `node`, if it holds one.
     pub fn share_index(&self, node: NodeId) -> Option<u16> {
@@ -668,5 +687,40 @@ mod tests {
         next.cas = None;
         let e = check(&f, &next).unwrap_err();
         assert!(e.to_string().contains("requires check-and-set"), "{e}");
+    }
+
+    #[test]
+    fn complaints_take_out_their_holders_and_cannot_undo_t_verified_shares() {
+        // Five holders, t = 3.
+        let mut v = VersionEntry {
+            threshold: 3,
+            holders: vec![1, 2, 3, 4, 5],
+            ..VersionEntry::default()
+        };
+        assert!(v.is_valid());
+        assert_eq!(v.acks_needed(4), 4);
+        // One complaint (a faulty or lying holder): still readable; a write waits for at most
+        // the holders left.
+        v.complaints.insert(5, "does not verify".into());
+        assert!(v.is_valid());
+        v.complaints.insert(4, "does not verify".into());
+        assert!(v.is_valid());
+        assert_eq!(v.acks_needed(4), 3);
+        // A third: only two holders could serve it, and none verified: lost.
+        v.complaints.insert(3, "does not verify".into());
+        assert!(!v.is_valid());
+        assert_eq!(v.acks_needed(4), 3);
+        // Once t holders verified their shares, the value is fixed, whatever others claim.
+        let mut w = VersionEntry {
+            threshold: 3,
+            holders: vec![1, 2, 3, 4, 5],
+            ..VersionEntry::default()
+        };
+        for n in 1..=3 {
+            w.acks.insert(n, vec![]);
+        }
+        w.complaints.insert(4, "does not verify".into());
+        w.complaints.insert(5, "does not verify".into());
+        assert!(w.is_valid());
     }
 }

@@ -46,9 +46,15 @@ impl Api {
                 "version {n} of {path:?} was deleted at {t}; `tessera kv undelete {path} --versions {n}` restores it"
             )));
         }
-        if let Some((node, why)) = v.complaints.iter().next() {
+        if !v.is_valid() {
+            let (node, why) = v
+                .complaints
+                .iter()
+                .next()
+                .expect("invalid only by complaints");
             return Err(Refusal::rejected(format!(
-                "version {n} of {path:?} is invalid and never served: node {node} reported that its share {why}"
+                "version {n} of {path:?} is invalid and never served: fewer than {} of its holders can serve it (node {node} reported that its share {why})",
+                v.threshold
             )));
         }
         Ok((n, v))

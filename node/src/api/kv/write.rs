@@ -143,12 +143,17 @@ impl Api {
                     .get(path)
                     .and_then(|e| e.versions.get(&version))
                 {
-                    if let Some((node, why)) = v.complaints.iter().next() {
+                    if !v.is_valid() {
+                        let (node, why) = v
+                            .complaints
+                            .iter()
+                            .next()
+                            .expect("invalid only by complaints");
                         return Err(Refusal::rejected(format!(
-                            "version {version} of {path:?} is invalid: node {node} reports that its share {why}"
+                            "version {version} of {path:?} is invalid: too few holders can serve it (node {node} reports that its share {why})"
                         )));
                     }
-                    need = st.model.settings.acks_required(v.holders.len());
+                    need = v.acks_needed(st.model.settings.acks_required(v.holders.len()));
                     have = v.acks.len();
                     if have >= need {
                         return Ok(have as u32);
