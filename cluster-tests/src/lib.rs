@@ -157,6 +157,95 @@ impl Cluster {
         }
     }
 
+    /// Enrols (does not start) a cluster the way a real one is: the CA and the admin key in
+    /// `dir` (`operator ca init`, `ca sign`, `operator genesis`), and each node's keys made in
+    /// its own directory `dir/hostN` (`node init`); only public files are copied between them.
+    pub fn enrolled(o: Opts) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("tessera-test-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let (host, base) = free_host_and_base(o.nodes);
+        let run = |args: &[&str]| {
+            let out = Command::new(tessera_bin())
+                .args(args)
+                .output()
+                .expect("run tessera");
+            ok(&out)
+        };
+        let d = dir.display().to_string();
+        run(&["operator", "ca", "init", "--dir", &d]);
+        let regions: Vec<&str> = o.regions.split(',').collect();
+        let mut nodes = Vec::new();
+        for id in 1..=o.nodes {
+            let home = dir.join(format!("host{id}"));
+            let api_addr = format!("{host}:{}", base as u64 + id);
+            let metrics_addr = format!("{host}:{}", base as u64 + 100 + id);
+            run(&[
+                "node",
+                "init",
+                "--dir",
+                home.to_str().unwrap(),
+                "--id",
+                &id.to_string(),
+                "--region",
+                regions[(id as usize - 1) % regions.len()],
+                "--api-addr",
+                &api_addr,
+                "--metrics-addr",
+                &metrics_addr,
+                "--ca-cert",
+                dir.join("ca.crt").to_str().unwrap(),
+            ]);
+            let request = home.join(format!("node{id}.request.json"));
+            run(&[
+                "operator",
+                "ca",
+                "sign",
+                request.to_str().unwrap(),
+                "--dir",
+                &d,
+            ]);
+            std::fs::copy(
+                dir.join("nodes").join(format!("node{id}.crt")),
+                home.join(format!("node{id}.crt")),
+            )
+            .expect("copy the certificate");
+            nodes.push(NodeProc {
+                id,
+                config: home.join(format!("node{id}.toml")),
+                api_addr,
+                metrics_addr,
+                data_dir: home.join(format!("node{id}")),
+                log: dir.join(format!("node{id}.log")),
+                child: None,
+            });
+        }
+        let ids: Vec<String> = (1..=o.nodes).map(|i| i.to_string()).collect();
+        run(&[
+            "operator",
+            "genesis",
+            "--dir",
+            &d,
+            "--nodes",
+            &ids.join(","),
+        ]);
+        for id in 1..=o.nodes {
+            std::fs::copy(
+                dir.join("genesis.json"),
+                dir.join(format!("host{id}")).join("genesis.json"),
+            )
+            .expect("copy the genesis");
+        }
+        Cluster {
+            dir,
+            _tmp: tmp,
+            host,
+            nodes,
+        }
+    }
+
     /// Initializes and starts every node, then waits for a leader.
     pub fn start(o: Opts) -> Cluster {
         let mut c = Cluster::init(o);

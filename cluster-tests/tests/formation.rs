@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cluster_tests::{ok, simple_policy, Cluster, Opts};
+use cluster_tests::{fails, ok, simple_policy, Cluster, Opts};
 
 fn leaders_reported(c: &Cluster) -> Vec<u64> {
     let s = c.status(1).expect("status");
@@ -170,4 +170,58 @@ fn a_new_node_joins_as_a_voter_catches_up_and_can_be_removed() {
     let m = c.json(1, &["operator", "members"]);
     assert_eq!(m.as_array().unwrap().len(), 3, "{m}");
     c.wait_leader(Duration::from_secs(10));
+}
+
+/// A real cluster's enrolment: the CA and the admin key on one machine, each node's keys made
+/// on the node, and only public files (requests, certificates, the genesis) moved between them.
+/// The cluster forms, serves, and checks the keys the CA attested; no node's directory holds
+/// the CA key, the admin key or another node's keys; a request changed on the way is refused.
+#[test]
+fn a_cluster_enrolled_without_a_shared_directory_serves() {
+    let mut c = Cluster::enrolled(Opts {
+        nodes: 3,
+        regions: "eu,us,ap",
+        ..Opts::default()
+    });
+    for id in 1..=3 {
+        c.start_node(id);
+    }
+    c.wait_leader(Duration::from_secs(30));
+    c.wait_ready();
+    for id in 1..=3u64 {
+        let home = c.dir.join(format!("host{id}"));
+        for entry in std::fs::read_dir(&home).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let own = name.starts_with(&format!("node{id}"));
+            let public = ["ca.crt", "genesis.json"].contains(&name.as_str());
+            assert!(own || public, "host{id} holds {name}");
+        }
+        let log = std::fs::read_to_string(&c.node(id).log).unwrap();
+        assert!(
+            !log.contains("sits beside"),
+            "node {id} warned about the CA key"
+        );
+    }
+    let t = c.json(1, &["operator", "topology"]);
+    assert_eq!(t["threshold"], 2, "{t}");
+    // The SDK deals only to keys the CA attested, so a write through it shows the attestation.
+    ok(&c.cli(2, &["kv", "put", "app/db", "password=s3cret"]));
+    for via in 1..=3 {
+        let got = c.json(via, &["kv", "get", "app/db"]);
+        assert_eq!(got["data"]["password"], "s3cret", "via {via}: {got}");
+    }
+    // A request whose region was changed after `node init` signed it is refused.
+    let request = c.dir.join("host3").join("node3.request.json");
+    let text = std::fs::read_to_string(&request)
+        .unwrap()
+        .replace("\"ap\"", "\"eu\"");
+    let forged = c.dir.join("forged.request.json");
+    std::fs::write(&forged, text).unwrap();
+    let out = std::process::Command::new(cluster_tests::tessera_bin())
+        .args(["operator", "ca", "sign", forged.to_str().unwrap(), "--dir"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(err.contains("signature does not verify"), "{err}");
 }

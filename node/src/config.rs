@@ -99,9 +99,11 @@ impl NodeConfig {
         if self.id == 0 {
             anyhow::bail!("config: id must be 1 or more");
         }
-        if self.bootstrap && !self.peers.iter().any(|p| p.id == self.id) {
+        // A first member forms the cluster from its genesis document (or, without one, from
+        // `[[peers]]`), and must be in it.
+        if self.bootstrap && self.genesis.is_none() && !self.peers.iter().any(|p| p.id == self.id) {
             anyhow::bail!(
-                "config: bootstrap = true but node {} is not in [[peers]]",
+                "config: bootstrap = true but node {} is not in [[peers]] and there is no genesis",
                 self.id
             );
         }

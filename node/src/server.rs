@@ -58,7 +58,7 @@ pub async fn serve(
 
     if config.bootstrap {
         let n = node.clone();
-        tokio::spawn(async move { bootstrap::initialize(&n.raft, &n.config).await });
+        tokio::spawn(async move { bootstrap::initialize(&n.raft, &n.config, &n.trust).await });
     }
     let acks = Acks {
         id: node.id,

@@ -274,7 +274,9 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 }
                 OperatorCmd::Init(_)
                 | OperatorCmd::ClientCert { .. }
-                | OperatorCmd::NodeConfig { .. } => unreachable!("local"),
+                | OperatorCmd::NodeConfig { .. }
+                | OperatorCmd::Ca { .. }
+                | OperatorCmd::Genesis(_) => unreachable!("local"),
             }
         }
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
@@ -355,7 +357,9 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 written(out, i, format!("{verb} policy {name} to {who}"));
             }
         },
-        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Audit { .. } => unreachable!("not a client command"),
+        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Audit { .. } | Cmd::Node { .. } => {
+            unreachable!("not a client command")
+        }
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub struct InitArgs {
 pub type InitOptions = InitArgs;
 
 /// Writes a file that only the owner may read (private keys, the CA key).
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -65,7 +65,7 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_public(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_public(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -76,7 +76,7 @@ fn write_public(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn env_sh(dir: &Path, addr: &str, name: &str) -> String {
+pub(super) fn env_sh(dir: &Path, addr: &str, name: &str) -> String {
     format!(
         "# Source this file to talk to the cluster as {name:?}.\nexport TESSERA_ADDR={addr}\nexport TESSERA_CACERT={ca}\nexport TESSERA_CLIENT_CERT={crt}\nexport TESSERA_CLIENT_KEY={key}\n",
         ca = dir.join("ca.crt").display(),
@@ -309,7 +309,7 @@ pub fn run(a: InitArgs, out: Out) -> anyhow::Result<()> {
 }
 
 /// A certificate lifetime: `90d`, `12h` or `30m`, from 10 minutes to 825 days.
-fn parse_lifetime(ttl: &str) -> anyhow::Result<time::Duration> {
+pub(super) fn parse_lifetime(ttl: &str) -> anyhow::Result<time::Duration> {
     let bad = || {
         anyhow::anyhow!("--ttl {ttl:?}: give a number and a unit, d, h or m (e.g. 90d, 12h, 30m)")
     };

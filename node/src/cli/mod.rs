@@ -7,6 +7,7 @@
 
 mod commands;
 mod dev;
+mod enrol;
 mod init;
 mod keys;
 mod kv;
@@ -107,6 +108,11 @@ enum Cmd {
     Status,
     /// Show the identity of your client certificate and its policies.
     Whoami,
+    /// This node's own setup (on the node itself).
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
     /// Cluster administration.
     Operator {
         #[command(subcommand)]
@@ -152,9 +158,45 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum NodeCmd {
+    /// Make this node's keys, configuration and certificate request, on the node: no private
+    /// key leaves it (then `operator ca sign` on the CA machine).
+    Init(enrol::NodeInitArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Create the cluster CA and the first admin's certificate, on a machine kept offline.
+    Init {
+        /// Directory to write into (ca.key, admin.key: keep it offline).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The cluster id; default: a random one.
+        #[arg(long)]
+        cluster_id: Option<String>,
+    },
+    /// Sign a node's certificate request (`node init`), attesting its region and keys.
+    Sign {
+        /// The request file (`nodeN.request.json`).
+        request: PathBuf,
+        /// The directory `operator ca init` wrote.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum OperatorCmd {
-    /// Create a cluster CA, node certificates and configs, and an admin client certificate.
+    /// Create a cluster CA, node certificates and configs, and an admin client certificate,
+    /// all in one directory: a shortcut for local clusters (real ones: `operator ca init`).
     Init(init::InitArgs),
+    /// The offline cluster CA: create it, sign nodes' certificate requests.
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+    /// Sign the genesis document (threshold, roots, first voters) with the admin key.
+    Genesis(enrol::GenesisArgs),
     /// Issue a client certificate signed by the cluster CA.
     ClientCert {
         /// Identity (certificate subject CN).
@@ -410,6 +452,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Operator {
             cmd: OperatorCmd::NodeConfig { dir, id, region },
         } => init::node_config(&dir, id, &region, out).map_err(Failure::from),
+        Cmd::Operator {
+            cmd:
+                OperatorCmd::Ca {
+                    cmd: CaCmd::Init { dir, cluster_id },
+                },
+        } => enrol::ca_init(&dir, cluster_id, out).map_err(Failure::from),
+        Cmd::Operator {
+            cmd: OperatorCmd::Ca {
+                cmd: CaCmd::Sign { request, dir },
+            },
+        } => enrol::ca_sign(&request, &dir, out).map_err(Failure::from),
+        Cmd::Operator {
+            cmd: OperatorCmd::Genesis(a),
+        } => enrol::genesis(&a, out).map_err(Failure::from),
+        Cmd::Node {
+            cmd: NodeCmd::Init(a),
+        } => enrol::node_init(&a, out).map_err(Failure::from),
         Cmd::Audit {
             cmd: AuditCmd::Verify { file },
         } => commands::audit_verify(&file, out),

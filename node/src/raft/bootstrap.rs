@@ -9,31 +9,49 @@ use super::leader::{Leader, LeaderOp};
 use super::state_machine::SharedState;
 use super::{node_dns_name, NodeId, NodeInfo, Raft};
 use crate::config::NodeConfig;
+use crate::state::authority::Trust;
 use crate::state::{Command, Op};
 
-/// Forms the initial cluster from the configured peers. Every bootstrap member does the same
-/// with the same membership, which openraft allows; a node that already has state skips it.
-pub async fn initialize(raft: &Raft, config: &NodeConfig) {
+/// Forms the initial cluster: from the genesis document's voters when the node has one
+/// (checked as on apply: signed by a root, each voter's keys and region attested), else from
+/// the configured peers. Every bootstrap member does the same with the same membership, which
+/// openraft allows; a node that already has state skips it.
+pub async fn initialize(raft: &Raft, config: &NodeConfig, trust: &Trust) {
     if raft.is_initialized().await.unwrap_or(true) {
         return;
     }
-    let members: BTreeMap<NodeId, NodeInfo> = config
-        .peers
-        .iter()
-        .map(|p| {
-            (
-                p.id,
-                NodeInfo {
-                    addr: p.address.clone(),
-                    region: p.region.clone(),
-                    sealing_key: p.sealing_key.clone(),
-                    ack_key: p.ack_key.clone(),
-                    certificate: tessera_crypto::attest::pem_to_der(p.certificate.as_bytes())
-                        .unwrap_or_default(),
-                },
-            )
-        })
-        .collect();
+    let members: BTreeMap<NodeId, NodeInfo> = match &config.genesis {
+        Some(path) => {
+            let start = crate::state::genesis::read(path).and_then(|g| {
+                g.verify(trust, &config.cluster_id)
+                    .map_err(|e| anyhow::anyhow!("genesis {}: {e}", path.display()))
+            });
+            match start {
+                Ok(s) => s.members.voters,
+                Err(e) => {
+                    tracing::error!("not initializing: {e}");
+                    return;
+                }
+            }
+        }
+        None => config
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    NodeInfo {
+                        addr: p.address.clone(),
+                        region: p.region.clone(),
+                        sealing_key: p.sealing_key.clone(),
+                        ack_key: p.ack_key.clone(),
+                        certificate: tessera_crypto::attest::pem_to_der(p.certificate.as_bytes())
+                            .unwrap_or_default(),
+                    },
+                )
+            })
+            .collect(),
+    };
     match raft.initialize(members).await {
         Ok(()) => tracing::info!(id = config.id, "initialized cluster membership"),
         Err(e) => tracing::info!(id = config.id, "not initializing: {e}"),

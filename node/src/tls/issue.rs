@@ -1,5 +1,6 @@
 //! Issuing the cluster CA and the node and client certificates signed by it
-//! (`tessera operator init`, `tessera operator client-cert`, `tessera dev`).
+//! (`tessera operator init`, `tessera operator client-cert`, `tessera dev`), and node
+//! certificates for keys nodes made themselves (`tessera node init`, `operator ca sign`).
 
 use std::net::IpAddr;
 
@@ -63,6 +64,47 @@ pub fn issue_node(
     attestation: &Attestation,
 ) -> anyhow::Result<Issued> {
     let key = KeyPair::generate()?;
+    let cert = node_params(id, host, attestation)?.signed_by(&key, &issuer(ca)?)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem().into(),
+    })
+}
+
+/// The same certificate for a key the node made itself, from its signing request (PEM): the
+/// request's signature shows the node holds the key; nothing else is taken from it.
+pub fn sign_node_request(
+    ca: &Issued,
+    id: NodeId,
+    host: &str,
+    attestation: &Attestation,
+    csr_pem: &str,
+) -> anyhow::Result<String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| anyhow::anyhow!("the certificate signing request: {e}"))?;
+    let cert = node_params(id, host, attestation)?.signed_by(&csr.public_key, &issuer(ca)?)?;
+    Ok(cert.pem())
+}
+
+/// A key and its signing request (PEM) for node `id`, made on the node (`tessera node init`).
+pub fn node_request(id: NodeId) -> anyhow::Result<Issued> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![node_dns_name(id)])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, node_dns_name(id));
+    let csr = params.serialize_request(&key)?;
+    Ok(Issued {
+        cert_pem: csr.pem()?,
+        key_pem: key.serialize_pem().into(),
+    })
+}
+
+fn node_params(
+    id: NodeId,
+    host: &str,
+    attestation: &Attestation,
+) -> anyhow::Result<CertificateParams> {
     let mut sans = vec![node_dns_name(id), "localhost".to_string()];
     if host != "localhost" {
         sans.push(host.to_string());
@@ -86,11 +128,7 @@ pub fn issue_node(
             attestation.encode(),
         ));
     validity(&mut params, 825);
-    let cert = params.signed_by(&key, &issuer(ca)?)?;
-    Ok(Issued {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem().into(),
-    })
+    Ok(params)
 }
 
 /// A client certificate whose subject CN is the identity policies are written for. Its key is
