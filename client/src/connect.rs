@@ -515,6 +515,23 @@ impl Client {
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
+    /// Replaces the root identities (those that hold every capability).
+    pub async fn set_roots(&self, identities: Vec<String>) -> Result<u64, Error> {
+        let req = self
+            .signed(
+                tessera_proto::SignedMethod::RootsSet,
+                RootsRequest { identities },
+            )
+            .await?;
+        let r = self.sys_rpc().set_roots(req).await;
+        r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
+    }
+
+    pub async fn roots(&self) -> Result<Vec<String>, Error> {
+        let r = self.sys_rpc().list_roots(Empty {}).await;
+        r.map(|r| r.into_inner().names).map_err(|s| self.err(s))
+    }
+
     pub async fn revocations(&self) -> Result<RevocationsReply, Error> {
         let r = self.sys_rpc().list_revocations(Empty {}).await;
         r.map(|r| r.into_inner()).map_err(|s| self.err(s))

@@ -461,3 +461,32 @@ fn one_holder_complaining_about_every_share_makes_no_version_unreadable() {
         }
     }
 }
+
+/// The root identities are replicated state, set by the genesis and changed only by a signed
+/// command of a root: a new administrator can be made root and the first one retired (and then
+/// revoked), on every node at once; no config file names a root any more.
+#[test]
+fn root_is_replicated_and_only_a_root_changes_it() {
+    let c = Cluster::start(Opts::default());
+    c.client_cert("bob");
+    let policy = c.dir.join("p.hcl");
+    std::fs::write(&policy, cluster_tests::simple_policy("x/*")).unwrap();
+    let p = policy.to_str().unwrap();
+    let out = c.cli_as("bob", 2, &["policy", "write", "p", p]);
+    assert_eq!(out.status.code(), Some(3), "{}", fails(&out));
+    // A node's name, or nobody, is refused.
+    let err = fails(&c.cli(1, &["operator", "roots", "set", "node2"]));
+    assert!(err.contains("node's name"), "{err}");
+    ok(&c.cli(1, &["operator", "roots", "set", "admin,bob"]));
+    for via in 1..=3 {
+        let r = c.json(via, &["operator", "roots"]);
+        assert_eq!(r["roots"], serde_json::json!(["admin", "bob"]), "{r}");
+    }
+    ok(&c.cli_as("bob", 3, &["policy", "write", "p", p]));
+    // Bob retires the first admin, who can no longer do what root does, nor take it back.
+    ok(&c.cli_as("bob", 2, &["operator", "roots", "set", "bob"]));
+    let out = c.cli(1, &["policy", "write", "q", p]);
+    assert_eq!(out.status.code(), Some(3), "{}", fails(&out));
+    let out = c.cli(3, &["operator", "roots", "set", "admin"]);
+    assert_eq!(out.status.code(), Some(3), "{}", fails(&out));
+}

@@ -52,10 +52,11 @@ pub enum SignedMethod {
     SnapshotRestore,
     MembersAdd,
     MembersRemove,
+    RootsSet,
 }
 
 impl SignedMethod {
-    pub const ALL: [SignedMethod; 18] = [
+    pub const ALL: [SignedMethod; 19] = [
         Self::KvPut,
         Self::KvDelete,
         Self::KvUndelete,
@@ -74,6 +75,7 @@ impl SignedMethod {
         Self::SnapshotRestore,
         Self::MembersAdd,
         Self::MembersRemove,
+        Self::RootsSet,
     ];
 
     pub fn path(self) -> &'static str {
@@ -96,6 +98,7 @@ impl SignedMethod {
             Self::SnapshotRestore => "/tessera.v1.Sys/SnapshotRestore",
             Self::MembersAdd => "/tessera.v1.Sys/AddMember",
             Self::MembersRemove => "/tessera.v1.Sys/RemoveMember",
+            Self::RootsSet => "/tessera.v1.Sys/SetRoots",
         }
     }
 

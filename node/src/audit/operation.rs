@@ -46,6 +46,8 @@ pub enum Operation {
     Whoami,
     Revoke,
     RevocationsList,
+    RootsSet,
+    RootsList,
 }
 
 impl Operation {
@@ -72,6 +74,7 @@ impl Operation {
             Operation::SnapshotRestore => M::SnapshotRestore,
             Operation::MembersAdd => M::MembersAdd,
             Operation::MembersRemove => M::MembersRemove,
+            Operation::RootsSet => M::RootsSet,
             _ => return None,
         })
     }
@@ -119,6 +122,8 @@ impl Operation {
             Operation::Topology => "topology",
             Operation::Whoami => "whoami",
             Operation::Revoke => "revoke",
+            Operation::RootsSet => "roots.set",
+            Operation::RootsList => "roots.list",
             Operation::RevocationsList => "revocations.list",
         }
     }

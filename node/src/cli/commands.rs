@@ -272,6 +272,24 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                     },
                 );
                 }
+                OperatorCmd::Roots { cmd } => match cmd.unwrap_or(super::RootsCmd::List) {
+                    super::RootsCmd::List => {
+                        let roots = c.roots().await?;
+                        out.emit(json!({ "roots": roots }), || {
+                            let rows: Vec<Vec<String>> =
+                                roots.iter().map(|r| vec![r.clone()]).collect();
+                            table(&["ROOT IDENTITY"], &rows);
+                        });
+                    }
+                    super::RootsCmd::Set { identities } => {
+                        let i = c.set_roots(identities.clone()).await?;
+                        written(
+                            out,
+                            i,
+                            format!("Root identities: {}", identities.join(", ")),
+                        );
+                    }
+                },
                 OperatorCmd::Init(_)
                 | OperatorCmd::ClientCert { .. }
                 | OperatorCmd::NodeConfig { .. }

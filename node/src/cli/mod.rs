@@ -251,6 +251,23 @@ enum OperatorCmd {
     },
     /// The revoked identities, certificate serials and nodes.
     Revocations,
+    /// The root identities (they hold every capability): list, or replace them.
+    Roots {
+        #[command(subcommand)]
+        cmd: Option<RootsCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RootsCmd {
+    /// List the root identities.
+    List,
+    /// Replace the root identities (at least one), e.g. before revoking the first admin.
+    Set {
+        /// Identities, comma-separated.
+        #[arg(value_delimiter = ',', required = true)]
+        identities: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]

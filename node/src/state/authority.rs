@@ -444,6 +444,7 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         Op::Attach { policy, .. } => vec![(format!("sys/policies/{policy}"), Capability::Admin)],
         Op::Restore { .. } => vec![("sys/snapshot".into(), Capability::Admin)],
         Op::Revoke { .. } => vec![("sys/revocations".into(), Capability::Admin)],
+        Op::SetRoots { .. } => vec![("sys/roots".into(), Capability::Admin)],
         Op::MemberAdd { .. } | Op::MemberRemove { .. } => {
             vec![("sys/members".into(), Capability::Admin)]
         }

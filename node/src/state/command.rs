@@ -208,6 +208,10 @@ pub enum Op {
     MemberRemove {
         id: NodeId,
     },
+    /// The identities that hold every capability, replacing the current ones.
+    SetRoots {
+        roots: BTreeSet<String>,
+    },
     /// Certificates every node refuses from now on.
     Revoke {
         target: super::revocations::RevokeTarget,

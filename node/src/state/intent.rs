@@ -146,6 +146,12 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
                 certificate: filled.certificate,
             })
         }
+        SignedMethod::RootsSet => {
+            let r: pb::RootsRequest = decode(body)?;
+            Ok(Op::SetRoots {
+                roots: r.identities.into_iter().collect(),
+            })
+        }
         SignedMethod::MembersRemove => {
             let r: pb::RemoveMemberRequest = decode(body)?;
             Ok(Op::MemberRemove { id: r.id })

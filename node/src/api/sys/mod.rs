@@ -551,6 +551,38 @@ impl Sys for Api {
         .await
     }
 
+    async fn set_roots(&self, req: Request<RootsRequest>) -> Result<Response<WriteReply>, Status> {
+        self.run(
+            req,
+            Operation::RootsSet,
+            "sys/roots".into(),
+            |id, r| async move {
+                self.authorize(&id, "sys/roots", Capability::Admin).await?;
+                let op = Op::SetRoots {
+                    roots: r.identities.into_iter().collect(),
+                };
+                self.submit(id, op).await
+            },
+        )
+        .await
+    }
+
+    async fn list_roots(&self, req: Request<Empty>) -> Result<Response<ListReply>, Status> {
+        self.run(
+            req,
+            Operation::RootsList,
+            "sys/roots".into(),
+            |id, _| async move {
+                self.authorize(&id, "sys/roots", Capability::Read).await?;
+                self.node.reads.linearizable().await?;
+                Ok(ListReply {
+                    names: self.model().roots.into_iter().collect(),
+                })
+            },
+        )
+        .await
+    }
+
     async fn list_revocations(
         &self,
         req: Request<Empty>,

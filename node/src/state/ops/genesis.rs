@@ -1,4 +1,5 @@
-//! The genesis document (`Genesis`): the cluster's starting state, applied once.
+//! The genesis document (`Genesis`): the cluster's starting state, applied once; and the
+//! root identities it names, which later only a signed `SetRoots` changes.
 
 use super::Ctx;
 use crate::error::Refusal;
@@ -12,6 +13,7 @@ pub fn validate(m: &Model, g: &Genesis, cx: &Ctx) -> Result<Start, Refusal> {
         )));
     }
     let start = g.verify(cx.trust, cx.cluster_id)?;
+    validate_roots(&start.doc.roots)?;
     // The starting threshold obeys the topology law like any later setting.
     super::settings::validate(
         &Model::default(),
@@ -35,4 +37,23 @@ pub fn apply(m: &mut Model, g: &Genesis, cx: &Ctx, fx: &mut Effects) {
     m.settings.allow_unsafe_topology = start.doc.allow_unsafe_topology;
     m.genesis = Some(g.digest());
     fx.members = true;
+}
+
+/// Root identities: at least one (a cluster nobody can administer cannot be repaired), each a
+/// client identity name (never a node's).
+pub fn validate_roots(roots: &std::collections::BTreeSet<String>) -> Result<(), Refusal> {
+    if roots.is_empty() {
+        return Err(Refusal::invalid(
+            "name at least one root identity: a cluster without one cannot be administered",
+        ));
+    }
+    for r in roots {
+        crate::state::validate_name("identity", r)?;
+        if crate::state::members::parse_node_dns_name(r).is_some() {
+            return Err(Refusal::invalid(format!(
+                "{r:?} is a node's name; a node never acts as a user"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -128,6 +128,7 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         Op::KeyAbort { name, attempt, .. } => key::validate_abort(m, name, *attempt),
         Op::Revoke { target } => revoke::validate(target),
         Op::Genesis(g) => genesis::validate(m, g, cx).map(drop),
+        Op::SetRoots { roots } => genesis::validate_roots(roots),
         Op::MemberAdd {
             id,
             addr,
@@ -257,6 +258,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
         Op::KeyAbort { name, reason, .. } => key::apply_abort(m, name, reason, fx),
         Op::Revoke { target } => revoke::apply(m, target),
         Op::Genesis(g) => genesis::apply(m, g, cx, fx),
+        Op::SetRoots { roots } => m.roots = roots.clone(),
         Op::MemberAdd {
             id,
             addr,
