@@ -449,8 +449,8 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             Err(tessera_client::Error::NotFound { .. })
         ));
 
-        // A bad envelope for another holder: that holder checks its share before the write is
-        // submitted, and refuses it. (Asking for every holder's acknowledgement makes the
+        // A bad share for another holder (one that opens, and fails the commitments): that
+        // holder checks its share before the write is submitted, and refuses it. (Asking for every holder's acknowledgement makes the
         // write wait for that holder's verdict; see below for a write that does not.)
         set_ack_fault_tolerance(&client, 1).await;
         let mut r = tessera_client::deal_version(&topo, "bad/y", 1, None, b"value").unwrap();
@@ -463,7 +463,21 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
             .position(|h| *h != 1 && *h != leader)
             .unwrap();
         let victim = r.holders[other];
-        r.envelopes[other].ciphertext[5] ^= 0x55;
+        let wrong = tessera_crypto::vss::deal(2, r.holders.len()).unwrap();
+        let key =
+            tessera_crypto::seal::SealingPublicKey::from_slice(&topo.holders[other].sealing_key)
+                .unwrap();
+        let ctx = tessera_crypto::seal::Context {
+            cluster_id: &topo.cluster_id,
+            path: "bad/y",
+            version: 1,
+            node_id: victim,
+            purpose: tessera_crypto::seal::Purpose::Deal,
+        };
+        let sealed =
+            tessera_crypto::seal::seal(&key, &ctx, &wrong.shares[other].to_bytes()).unwrap();
+        r.envelopes[other].enc = sealed.enc.to_vec();
+        r.envelopes[other].ciphertext = sealed.ciphertext;
         let signed = client
             .signed(tessera_client::proto::SignedMethod::KvPut, r.clone())
             .await
@@ -480,8 +494,9 @@ fn malformed_writes_get_clear_errors_and_store_nothing() {
 
         // The same write while that holder is down, with the cluster content with `t`
         // acknowledgements: it is stored. The holder finds out when it applies the write and
-        // files a complaint; `t` holders verified their shares, so the version stays readable
-        // from them (one holder's complaint cannot make a version unreadable).
+        // files a complaint with its evidence, which every node checks (the envelope opens to
+        // a share the commitments refuse); `t` holders verified their shares, so the version
+        // stays readable from them.
         set_ack_fault_tolerance(&client, 0).await;
         c.stop(victim);
         let signed = client

@@ -177,13 +177,15 @@ pub fn complaint_message(
     version: u64,
     node_id: u64,
     reason: &str,
+    evidence: &[u8],
 ) -> Vec<u8> {
     statement_digest(
         &[
-            b"tessera/complaint/v1",
+            b"tessera/complaint/v2",
             cluster_id.as_bytes(),
             path.as_bytes(),
             reason.as_bytes(),
+            evidence,
         ],
         &[version, node_id],
     )
@@ -400,7 +402,7 @@ mod tests {
         let k = AckKey::generate();
         let c = Commitments(vec![[1; 32]]);
         let a = ack_message("c", "p", 1, 2, &c);
-        let b = complaint_message("c", "q", 3, 2, "does not verify");
+        let b = complaint_message("c", "q", 3, 2, "does not verify", &[1; 32]);
         let sig = k.sign(&batch_message("c", 2, &[&a, &b]));
         verify_ack(&k.public(), &batch_message("c", 2, &[&a, &b]), &sig).unwrap();
         for other in [

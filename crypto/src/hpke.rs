@@ -262,6 +262,27 @@ pub(crate) fn setup_receiver(
     Ok(Context::schedule(aead, &ss, info))
 }
 
+/// The recipient's Diffie–Hellman value for `enc` (`DH(skR, pkE)`): what a recipient discloses
+/// to show anyone what one envelope holds (`seal::disclose`).
+pub(crate) fn dh_value(
+    enc: &[u8; 32],
+    sk_r: &[u8; 32],
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    x25519(sk_r, enc)
+}
+
+/// `SetupBaseR` from a disclosed Diffie–Hellman value instead of the private key.
+pub(crate) fn setup_receiver_with_dh(
+    dh: &[u8; 32],
+    enc: &[u8; 32],
+    pk_r: &[u8; 32],
+    info: &[u8],
+    aead: AeadId,
+) -> Context {
+    let ss = shared_secret(dh, enc, pk_r);
+    Context::schedule(aead, &ss, info)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,10 +179,56 @@ pub fn open(
         .open(b"", &env.ciphertext)
 }
 
+/// The evidence a recipient gives of what one envelope holds: its Diffie–Hellman value for the
+/// envelope's encapsulated key. Anyone can then open that envelope, and only it
+/// ([`open_disclosed`]).
+///
+/// # Security
+///
+/// It opens exactly one envelope (each has its own ephemeral key), and the recipient's private
+/// key stays secret. A recipient could disclose a made-up value, but then nothing opens: the
+/// AEAD tag fails, and a key derived through HKDF from a chosen value cannot be steered to make
+/// the honest ciphertext open to anything else. Disclosing a good share gives it away; a
+/// recipient only discloses one that fails its check.
+pub fn disclose(key: &SealingKey, env: &ShareEnvelope) -> Result<[u8; 32], CryptoError> {
+    Ok(*hpke::dh_value(&env.enc, &key.secret)?)
+}
+
+/// Opens an envelope sealed to `to` with the Diffie–Hellman value its recipient disclosed
+/// ([`disclose`]). `Decrypt` if the value is not the recipient's or anything was changed.
+pub fn open_disclosed(
+    to: &SealingPublicKey,
+    ctx: &Context,
+    env: &ShareEnvelope,
+    dh: &[u8; 32],
+) -> Result<SecretBytes, CryptoError> {
+    hpke::setup_receiver_with_dh(dh, &env.enc, &to.0, &ctx.info(), AeadId::ChaCha20Poly1305)
+        .open(b"", &env.ciphertext)
+        .map_err(|_| CryptoError::Decrypt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_disclosed_value_opens_that_envelope_and_a_made_up_one_nothing() {
+        let k = SealingKey::generate();
+        let c = ctx("p", 1, 2, Purpose::Deal);
+        let env = seal(&k.public(), &c, b"share").unwrap();
+        let other = seal(&k.public(), &c, b"other").unwrap();
+        let dh = disclose(&k, &env).unwrap();
+        assert_eq!(
+            open_disclosed(&k.public(), &c, &env, &dh).unwrap().expose(),
+            b"share"
+        );
+        // Not another envelope to the same key, nor another context, nor a made-up value.
+        assert!(open_disclosed(&k.public(), &c, &other, &dh).is_err());
+        let c2 = ctx("p", 2, 2, Purpose::Deal);
+        assert!(open_disclosed(&k.public(), &c2, &env, &dh).is_err());
+        assert!(open_disclosed(&k.public(), &c, &env, &[7u8; 32]).is_err());
+    }
 
     fn ctx(path: &str, version: u64, node_id: u64, purpose: Purpose) -> Context<'_> {
         Context {

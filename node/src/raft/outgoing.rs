@@ -136,7 +136,7 @@ impl Acks {
             if acked && complaint.is_none() {
                 later.push((path, version, complaint));
             } else {
-                now.push(self.vault.ack_item(&path, version, v, complaint));
+                now.extend(self.vault.ack_item(&path, version, v, complaint));
             }
         }
         (now, later)
@@ -151,6 +151,6 @@ impl Acks {
         if done || v.complaints.contains_key(&self.id) || (acked && complaint.is_some()) {
             return None;
         }
-        Some(self.vault.ack_item(path, version, v, complaint.clone()))
+        self.vault.ack_item(path, version, v, complaint.clone())
     }
 }

@@ -360,18 +360,38 @@ impl ShareVault {
             .collect()
     }
 
-    /// The acknowledgement (or complaint) for a version, to be signed with its batch.
+    /// The acknowledgement (or complaint) for a version, to be signed with its batch. A
+    /// complaint carries its evidence (`seal::disclose`); one this node cannot prove (its
+    /// envelope does not open at all) is not sent, since every node would refuse it: the
+    /// version is served by the other holders.
     pub fn ack_item(
         &self,
         path: &str,
         version: u64,
         v: &VersionEntry,
         complaint: Option<String>,
-    ) -> AckItem {
+    ) -> Option<AckItem> {
         let complaint = match complaint {
             None if self.false_complaints => Some("TEST BUILD: a false complaint".to_string()),
             c => c,
         };
+        let mut evidence = Vec::new();
+        if let Some(reason) = &complaint {
+            let env = v.envelopes.get(&self.node_id)?;
+            let dh = seal::disclose(&self.keys.sealing, env).ok()?;
+            let opens = seal::open_disclosed(
+                &self.keys.sealing.public(),
+                &self.ctx(path, version, Purpose::Deal),
+                env,
+                &dh,
+            )
+            .is_ok();
+            if !opens && !self.false_complaints {
+                tracing::warn!(%path, version, %reason, "this node's envelope does not open, which it cannot prove to the others; not complaining (the other holders serve the version)");
+                return None;
+            }
+            evidence = dh.to_vec();
+        }
         let msg = match &complaint {
             None => ack_message(
                 &self.cluster_id,
@@ -380,16 +400,22 @@ impl ShareVault {
                 self.node_id,
                 &v.commitments,
             ),
-            Some(reason) => {
-                complaint_message(&self.cluster_id, path, version, self.node_id, reason)
-            }
+            Some(reason) => complaint_message(
+                &self.cluster_id,
+                path,
+                version,
+                self.node_id,
+                reason,
+                &evidence,
+            ),
         };
-        AckItem {
+        Some(AckItem {
             path: path.to_string(),
             version,
             complaint,
             statement: msg,
-        }
+            evidence,
+        })
     }
 
     /// This node's signature over a batch of its acknowledgements (`batch_message`).

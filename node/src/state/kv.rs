@@ -10,9 +10,10 @@ use tessera_crypto::ack::{
     ack_message, batch_message, complaint_message, receipt_message, verify_ack, verify_receipt,
 };
 use tessera_crypto::b64;
-use tessera_crypto::seal::ShareEnvelope;
+use tessera_crypto::seal::{self, SealingPublicKey, ShareEnvelope};
 use tessera_crypto::value::ValueCiphertext;
 use tessera_crypto::vss::Commitments;
+use tessera_crypto::vss::Share;
 
 use super::members::NodeId;
 use super::Members;
@@ -136,6 +137,10 @@ pub struct AckItem {
     pub version: u64,
     /// `None`: the share verified (an acknowledgement). `Some(reason)`: a complaint.
     pub complaint: Option<String>,
+    /// A complaint's evidence: the holder's Diffie–Hellman value for its envelope
+    /// (`seal::disclose`), with which every node opens that envelope and checks the share.
+    #[serde(default, with = "b64::bytes", skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<u8>,
     /// The signed statement; every node recomputes it from its own state and compares.
     #[serde(with = "b64::bytes")]
     pub statement: Vec<u8>,
@@ -429,7 +434,9 @@ pub(super) fn validate_acks(
         }
         let msg = match &a.complaint {
             None => ack_message(cluster_id, &a.path, a.version, node, &v.commitments),
-            Some(reason) => complaint_message(cluster_id, &a.path, a.version, node, reason),
+            Some(reason) => {
+                complaint_message(cluster_id, &a.path, a.version, node, reason, &a.evidence)
+            }
         };
         if msg != a.statement {
             return Err(Refusal::invalid(format!(
@@ -437,6 +444,72 @@ pub(super) fn validate_acks(
                 a.path, a.version
             )));
         }
+        if a.complaint.is_some() {
+            check_evidence(members, cluster_id, node, a, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// A complaint proves itself: its evidence opens the holder's own envelope, and what is inside
+/// is not a share of the holder's index that the version's commitments accept.
+///
+/// # Security
+///
+/// Without proof a complaint is one holder's word, and a faulty or compromised holder could mark
+/// good shares bad. Every node opens the envelope itself with the disclosed value
+/// (`seal::open_disclosed`), so a false complaint, with made-up evidence (nothing opens) or with
+/// real evidence (the share verifies), is refused identically everywhere.
+fn check_evidence(
+    members: &Members,
+    cluster_id: &str,
+    node: NodeId,
+    a: &AckItem,
+    v: &VersionEntry,
+) -> Result<(), Refusal> {
+    let refuse = |why: &str| {
+        Refusal::rejected(format!(
+            "node {node}'s complaint about {}@{}: {why}",
+            a.path, a.version
+        ))
+    };
+    let dh: [u8; 32] = a
+        .evidence
+        .as_slice()
+        .try_into()
+        .map_err(|_| refuse("it carries no evidence (the value that opens its envelope)"))?;
+    let env = v
+        .envelopes
+        .get(&node)
+        .ok_or_else(|| refuse("its envelope is no longer kept"))?;
+    let key = members
+        .all
+        .get(&node)
+        .and_then(|n| hex::decode(&n.sealing_key).ok())
+        .and_then(|b| SealingPublicKey::from_slice(&b).ok())
+        .ok_or_else(|| refuse("the node has no sealing key in the membership"))?;
+    let ctx = seal::Context {
+        cluster_id,
+        path: &a.path,
+        version: a.version,
+        node_id: node,
+        purpose: seal::Purpose::Deal,
+    };
+    let plain = seal::open_disclosed(&key, &ctx, env, &dh)
+        .map_err(|_| refuse("its evidence does not open its envelope"))?;
+    let index = v.share_index(node);
+    let good = match Share::from_bytes(plain.expose()) {
+        Ok(s) if Some(s.index) == index => v
+            .commitments
+            .verifier()
+            .and_then(|vf| vf.verify(&s))
+            .is_ok(),
+        _ => false,
+    };
+    if good {
+        return Err(refuse(
+            "the share its evidence opens verifies against the commitments: the complaint is false",
+        ));
     }
     Ok(())
 }

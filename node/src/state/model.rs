@@ -304,6 +304,7 @@ mod tests {
             version: 1,
             complaint: None,
             statement,
+            evidence: Vec::new(),
         };
         let acks = |items: Vec<AckItem>, signature: Vec<u8>| {
             cmd(KvAcks {
@@ -347,12 +348,13 @@ mod tests {
         // Having vouched for its share, the holder cannot complain about it afterwards (one
         // holder could otherwise make any version unreadable).
         let reason = "does not verify".to_string();
-        let complaint = tessera_crypto::ack::complaint_message("c", "p", 1, 2, &reason);
+        let complaint = tessera_crypto::ack::complaint_message("c", "p", 1, 2, &reason, &[]);
         let item = AckItem {
             path: "p".into(),
             version: 1,
             complaint: Some(reason),
             statement: complaint.clone(),
+            evidence: Vec::new(),
         };
         let after_ack = m.clone();
         let r = m.apply(&acks(vec![item], sign(&[&complaint])), &ctx).0;
