@@ -377,6 +377,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         // in an entry of its own (`raft::batcher`).
                         let batched = matches!(cmd.op, Op::Batch(_));
                         let at = cmd.at;
+                        if batched {
+                            // The clients' signatures of the whole batch checked together.
+                            self.trust.preverify(cmd.each(), &self.cluster_id);
+                        }
                         let mut each = Vec::with_capacity(cmd.each().len());
                         for cmd in cmd.each() {
                             let ctx = ApplyCtx {
@@ -591,6 +595,43 @@ mod tests {
         let groups = |m: &StateMachine| m.shared().read().unwrap().model.groups.clone();
         assert_eq!(groups(&batched), groups(&alone));
         assert!(groups(&batched).contains_key("dev") && !groups(&batched).contains_key("ops"));
+    }
+
+    /// The signatures of a batch are checked together; one forged signature among them fails
+    /// the batch check, and then each is checked alone: only the forged command is refused.
+    #[tokio::test]
+    async fn a_batch_with_one_forged_signature_refuses_only_that_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let mut sm = machine(dir.path(), &ca);
+        let mut cmds: Vec<Command> = (0..4)
+            .map(|i| admin.sign(put_group(&format!("g{i}"))))
+            .collect();
+        cmds[2].signed.as_mut().unwrap().signature[0] ^= 1;
+        let res = sm
+            .apply(vec![entry(
+                1,
+                Command::by_node("node1".into(), Op::Batch(cmds)),
+            )])
+            .await
+            .unwrap();
+        let errors: Vec<Option<String>> = res[0]
+            .batch
+            .iter()
+            .map(|r| r.error.as_ref().map(|e| e.to_string()))
+            .collect();
+        assert!(errors[0].is_none() && errors[1].is_none() && errors[3].is_none());
+        assert!(
+            errors[2]
+                .as_deref()
+                .unwrap_or("")
+                .contains("does not verify"),
+            "{errors:?}"
+        );
+        let groups = sm.shared().read().unwrap().model.groups.clone();
+        assert!(groups.contains_key("g0") && groups.contains_key("g3"));
+        assert!(!groups.contains_key("g2"));
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use ring::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_ASN1, ED25519};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_crypto::attest;
@@ -127,7 +127,9 @@ pub(crate) struct Signer {
     not_after: u64,
     /// The public key: 32 bytes for Ed25519, the uncompressed point for P-256.
     key: Vec<u8>,
-    algorithm: &'static dyn VerificationAlgorithm,
+    /// Ed25519 keys are checked by `tessera_crypto::client_sig` (one rule alone and in a
+    /// batch); P-256 keys by ring.
+    ed25519: Option<[u8; 32]>,
 }
 
 impl Signer {
@@ -205,20 +207,23 @@ impl Trust {
         let identity = attest::common_name(&cert)
             .ok_or_else(|| unreadable("it has no subject common name".into()))?;
         let spki = cert.public_key();
-        // Ed25519 (1.3.101.112) or EC public key (1.2.840.10045.2.1) on P-256.
-        let algorithm: &'static dyn VerificationAlgorithm =
-            match spki.algorithm.algorithm.to_id_string().as_str() {
-                "1.3.101.112" => &ED25519,
-                "1.2.840.10045.2.1" => &ECDSA_P256_SHA256_ASN1,
-                other => {
-                    return Err(unreadable(format!(
-                        "its key algorithm {other} cannot sign commands (Ed25519 or ECDSA P-256)"
-                    )))
-                }
-            };
         let key = spki.subject_public_key.data.to_vec();
+        // Ed25519 (1.3.101.112) or EC public key (1.2.840.10045.2.1) on P-256.
+        let ed25519 = match spki.algorithm.algorithm.to_id_string().as_str() {
+            "1.3.101.112" => Some(
+                key.as_slice()
+                    .try_into()
+                    .map_err(|_| unreadable("its Ed25519 key is not 32 bytes".into()))?,
+            ),
+            "1.2.840.10045.2.1" => None,
+            other => {
+                return Err(unreadable(format!(
+                    "its key algorithm {other} cannot sign commands (Ed25519 or ECDSA P-256)"
+                )))
+            }
+        };
         let signer = Arc::new(Signer {
-            algorithm,
+            ed25519,
             identity,
             serial: hex::encode(cert.raw_serial()),
             not_after: u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
@@ -239,11 +244,7 @@ impl Trust {
         statement: &[u8],
         signature: &[u8],
     ) -> Result<(), Refusal> {
-        let mut h = Sha256::new();
-        h.update(&signer.key);
-        h.update(Sha256::digest(statement));
-        h.update(signature);
-        let digest: [u8; 32] = h.finalize().into();
+        let digest = verified_digest(signer, statement, signature);
         if self
             .verified
             .lock()
@@ -252,21 +253,84 @@ impl Trust {
         {
             return Ok(());
         }
-        UnparsedPublicKey::new(signer.algorithm, &signer.key)
-            .verify(statement, signature)
-            .map_err(|_| {
-                Refusal::unauthenticated(format!(
-                    "the signature of {:?} on the command does not verify",
-                    signer.identity
-                ))
-            })?;
-        let mut cache = self.verified.lock().expect("verified cache");
-        if cache.len() >= VERIFIED_CAPACITY {
-            cache.clear();
+        let good = match &signer.ed25519 {
+            Some(key) => tessera_crypto::client_sig::verify_one(key, statement, signature),
+            None => UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &signer.key)
+                .verify(statement, signature)
+                .is_ok(),
+        };
+        if !good {
+            return Err(Refusal::unauthenticated(format!(
+                "the signature of {:?} on the command does not verify",
+                signer.identity
+            )));
         }
-        cache.insert(digest);
+        self.remember_verified([digest]);
         Ok(())
     }
+
+    fn remember_verified(&self, digests: impl IntoIterator<Item = [u8; 32]>) {
+        let mut cache = self.verified.lock().expect("verified cache");
+        for d in digests {
+            if cache.len() >= VERIFIED_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(d);
+        }
+    }
+
+    /// Checks the Ed25519 signatures of `cmds` (the commands of one Raft entry) together, and
+    /// remembers them as verified if all pass: then each command's own check (`verify`) finds
+    /// its signature done. A batch that fails changes nothing, and each command is checked on
+    /// its own as usual; the verdict on each signature is the same either way
+    /// (`tessera_crypto::client_sig`).
+    pub fn preverify(&self, cmds: &[Command], cluster_id: &str) {
+        let mut pending = Vec::new();
+        for cmd in cmds {
+            let Some(call) = &cmd.signed else { continue };
+            let Some(method) = SignedMethod::from_path(&call.method) else {
+                continue;
+            };
+            let Ok(signer) = self.signer(&call.cert) else {
+                continue;
+            };
+            if signer.ed25519.is_none() {
+                continue;
+            }
+            let statement = call_statement(cluster_id, method, &call.id, call.expires, &call.body);
+            let digest = verified_digest(&signer, &statement, &call.signature);
+            pending.push((signer, statement, call, digest));
+        }
+        {
+            let cache = self.verified.lock().expect("verified cache");
+            pending.retain(|(_, _, _, d)| !cache.contains(d));
+        }
+        if pending.len() < 2 {
+            return;
+        }
+        let items: Vec<tessera_crypto::client_sig::Signed<'_>> = pending
+            .iter()
+            .filter_map(|(signer, statement, call, _)| {
+                Some(tessera_crypto::client_sig::Signed {
+                    key: signer.ed25519.as_ref()?,
+                    message: statement,
+                    signature: &call.signature,
+                })
+            })
+            .collect();
+        if tessera_crypto::client_sig::verify_all(&items) {
+            self.remember_verified(pending.iter().map(|(_, _, _, d)| *d));
+        }
+    }
+}
+
+/// What the verified-signature cache remembers a good signature by.
+fn verified_digest(signer: &Signer, statement: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(&signer.key);
+    h.update(Sha256::digest(statement));
+    h.update(signature);
+    h.finalize().into()
 }
 
 /// Whether `cmd` comes from whom it says: signed by a current client of this cluster, for this
