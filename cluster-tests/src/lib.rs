@@ -82,6 +82,16 @@ impl Default for Opts<'_> {
     }
 }
 
+/// A fresh temporary directory for one cluster (removed when the cluster is dropped).
+fn test_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix("tessera-test-")
+        .tempdir()
+        .expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    (tmp, dir)
+}
+
 /// A loopback address and base port with every port the cluster needs free.
 pub fn free_host_and_base(nodes: u64) -> (String, u16) {
     for _ in 0..200 {
@@ -105,11 +115,7 @@ pub fn free_host_and_base(nodes: u64) -> (String, u16) {
 impl Cluster {
     /// Initializes (does not start) a cluster in a fresh temporary directory.
     pub fn init(o: Opts) -> Cluster {
-        let tmp = tempfile::Builder::new()
-            .prefix("tessera-test-")
-            .tempdir()
-            .expect("tempdir");
-        let dir = tmp.path().to_path_buf();
+        let (tmp, dir) = test_dir();
         let (host, base) = free_host_and_base(o.nodes);
         let mut args = vec![
             "operator".to_string(),
@@ -161,11 +167,7 @@ impl Cluster {
     /// `dir` (`operator ca init`, `ca sign`, `operator genesis`), and each node's keys made in
     /// its own directory `dir/hostN` (`node init`); only public files are copied between them.
     pub fn enrolled(o: Opts) -> Cluster {
-        let tmp = tempfile::Builder::new()
-            .prefix("tessera-test-")
-            .tempdir()
-            .expect("tempdir");
-        let dir = tmp.path().to_path_buf();
+        let (tmp, dir) = test_dir();
         let (host, base) = free_host_and_base(o.nodes);
         let run = |args: &[&str]| {
             let out = Command::new(tessera_bin())

@@ -32,7 +32,7 @@ use super::output::{pairs, Out};
 use crate::config::{NodeConfig, RaftTuning};
 use crate::raft::node_dns_name;
 use crate::shares::keys::{self, FileKeyProvider};
-use crate::state::genesis::{self, GenesisDoc, GenesisVoter, GENESIS_FORMAT};
+use crate::state::genesis::{self, GenesisDoc, GenesisVoter};
 use crate::state::{topology, validate_name};
 use crate::tls::issue::{issue_client, new_ca, node_request, sign_node_request, Issued};
 
@@ -404,15 +404,13 @@ pub fn genesis(a: &GenesisArgs, out: Out) -> anyhow::Result<()> {
             )
         })?;
     }
-    let doc = GenesisDoc {
-        format: GENESIS_FORMAT.into(),
-        cluster_id: cluster_id.clone(),
+    let doc = GenesisDoc::first(
+        &cluster_id,
         threshold,
-        ack_fault_tolerance: None,
-        allow_unsafe_topology: a.allow_unsafe_topology,
-        roots: [ADMIN.to_string()].into(),
+        a.allow_unsafe_topology,
+        ADMIN,
         voters,
-    };
+    );
     let admin_key = read(&a.dir.join(format!("{ADMIN}.key")))?;
     let admin_cert = read(&a.dir.join(format!("{ADMIN}.crt")))?;
     let signed = genesis::sign(&doc, &admin_key, &admin_cert)?;

@@ -13,7 +13,7 @@ use super::output::{pairs, Out};
 use crate::config::{NodeConfig, PeerConfig, RaftTuning};
 use crate::raft::{node_dns_name, parse_node_dns_name};
 use crate::shares::keys;
-use crate::state::genesis::{self, GenesisDoc, GenesisVoter, GENESIS_FORMAT};
+use crate::state::genesis::{self, GenesisDoc, GenesisVoter};
 use crate::state::topology;
 use crate::state::validate_name;
 use crate::tls::issue::{issue_client, issue_node, new_ca, Issued};
@@ -188,26 +188,25 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
     // is run until other administrators are enrolled. Its key signs the genesis document.
     let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
     write_client(&dir, ADMIN, &admin, &peers[0].address)?;
-    let doc = GenesisDoc {
-        format: GENESIS_FORMAT.into(),
-        cluster_id: cluster_id.clone(),
+    let voters = peers
+        .iter()
+        .map(|p| {
+            (
+                p.id,
+                GenesisVoter {
+                    address: p.address.clone(),
+                    certificate: p.certificate.clone(),
+                },
+            )
+        })
+        .collect();
+    let doc = GenesisDoc::first(
+        &cluster_id,
         threshold,
-        ack_fault_tolerance: None,
-        allow_unsafe_topology: a.allow_unsafe_topology,
-        roots: [ADMIN.to_string()].into(),
-        voters: peers
-            .iter()
-            .map(|p| {
-                (
-                    p.id,
-                    GenesisVoter {
-                        address: p.address.clone(),
-                        certificate: p.certificate.clone(),
-                    },
-                )
-            })
-            .collect(),
-    };
+        a.allow_unsafe_topology,
+        ADMIN,
+        voters,
+    );
     let genesis = genesis::sign(&doc, &admin.key_pem, &admin.cert_pem)?;
     write_public(
         &dir.join("genesis.json"),

@@ -221,15 +221,7 @@ impl AppendGuard {
             let next = entries.next();
             if !part.is_empty() || next.is_none() {
                 let last = part.last().map(|e| e.log_id);
-                let resp = self
-                    .raft
-                    .append_entries(AppendEntriesRequest {
-                        vote,
-                        prev_log_id,
-                        leader_commit,
-                        entries: part,
-                    })
-                    .await;
+                let resp = self.part(vote, prev_log_id, leader_commit, part).await;
                 match (&resp, &next) {
                     (Ok(AppendEntriesResponse::Success), Some(_)) => {}
                     _ => return Ok(resp),
@@ -249,19 +241,31 @@ impl AppendGuard {
             self.check_membership(&entry).await?;
             let id = entry.log_id;
             let resp = self
-                .raft
-                .append_entries(AppendEntriesRequest {
-                    vote,
-                    prev_log_id,
-                    leader_commit,
-                    entries: vec![entry],
-                })
+                .part(vote, prev_log_id, leader_commit, vec![entry])
                 .await;
             if !matches!(resp, Ok(AppendEntriesResponse::Success)) || entries.peek().is_none() {
                 return Ok(resp);
             }
             prev_log_id = Some(id);
         }
+    }
+
+    /// Appends one part of what the leader sent, after `prev_log_id`.
+    async fn part(
+        &self,
+        vote: openraft::Vote<NodeId>,
+        prev_log_id: Option<openraft::LogId<NodeId>>,
+        leader_commit: Option<openraft::LogId<NodeId>>,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> Appended {
+        self.raft
+            .append_entries(AppendEntriesRequest {
+                vote,
+                prev_log_id,
+                leader_commit,
+                entries,
+            })
+            .await
     }
 
     async fn check_membership(&self, entry: &Entry<TypeConfig>) -> Result<(), Refusal> {

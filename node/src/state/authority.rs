@@ -717,6 +717,13 @@ mod tests {
         )
     }
 
+    fn now_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
     fn refusal(r: &CommandResult) -> String {
         r.error.as_ref().expect("refused").to_string()
     }
@@ -768,10 +775,7 @@ mod tests {
         let (r, _) = apply(&mut m, &ca.trust, &tampered);
         assert!(refusal(&r).contains("does not verify"), "{r:?}");
         // Signed for another cluster.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = now_secs();
         let other = admin.sign_until("other-cluster", policy("p"), now + 60);
         let (r, _) = apply(&mut m, &ca.trust, &other);
         assert!(refusal(&r).contains("does not verify"), "{r:?}");
@@ -807,10 +811,7 @@ mod tests {
         let ca = TestCa::new();
         let admin = ca.client("admin");
         let mut m = testing::model();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = now_secs();
         let old = admin.sign_until("c", policy("a"), now + 5);
         assert_eq!(apply(&mut m, &ca.trust, &old).0.error, None);
         let later = admin.sign_until("c", policy("b"), now + 5 + CALL_WINDOW_SECS + 1);
@@ -829,10 +830,7 @@ mod tests {
         let ca = TestCa::new();
         let admin = ca.client("admin");
         let mut m = testing::model();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = now_secs();
         // Judged by the entry's time (the leader's stamp), which every node shares.
         let late = admin.sign_until("c", policy("a"), now - 1);
         let (r, _) = apply(&mut m, &ca.trust, &late);

@@ -50,6 +50,28 @@ pub struct GenesisVoter {
     pub certificate: String,
 }
 
+impl GenesisDoc {
+    /// The starting state `operator init` and `operator genesis` sign: `admin` is root, `f`
+    /// takes its default.
+    pub fn first(
+        cluster_id: &str,
+        threshold: u32,
+        allow_unsafe_topology: bool,
+        root: &str,
+        voters: BTreeMap<NodeId, GenesisVoter>,
+    ) -> GenesisDoc {
+        GenesisDoc {
+            format: GENESIS_FORMAT.into(),
+            cluster_id: cluster_id.to_string(),
+            threshold,
+            ack_fault_tolerance: None,
+            allow_unsafe_topology,
+            roots: [root.to_string()].into(),
+            voters,
+        }
+    }
+}
+
 /// The signed file `operator init` writes beside each node's configuration, and the command
 /// the first leader carries into the log.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

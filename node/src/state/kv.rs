@@ -90,6 +90,18 @@ impl VersionEntry {
         self.acks.len() >= t || self.holders.len().saturating_sub(self.complaints.len()) >= t
     }
 
+    /// Why the version is lost, if it is (`is_valid`): a sentence for a refusal.
+    pub fn lost(&self) -> Option<String> {
+        if self.is_valid() {
+            return None;
+        }
+        let (node, why) = self.complaints.iter().next()?;
+        Some(format!(
+            "fewer than {} of its holders can serve it (node {node} reported that its share {why})",
+            self.threshold
+        ))
+    }
+
     /// The acknowledgements a write waits for: `wanted` (`t + f`), but no more than the
     /// holders that have not complained, and never fewer than `t`.
     pub fn acks_needed(&self, wanted: usize) -> usize {

@@ -46,15 +46,9 @@ impl Api {
                 "version {n} of {path:?} was deleted at {t}; `tessera kv undelete {path} --versions {n}` restores it"
             )));
         }
-        if !v.is_valid() {
-            let (node, why) = v
-                .complaints
-                .iter()
-                .next()
-                .expect("invalid only by complaints");
+        if let Some(why) = v.lost() {
             return Err(Refusal::rejected(format!(
-                "version {n} of {path:?} is invalid and never served: fewer than {} of its holders can serve it (node {node} reported that its share {why})",
-                v.threshold
+                "version {n} of {path:?} is invalid and never served: {why}"
             )));
         }
         Ok((n, v))

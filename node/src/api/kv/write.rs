@@ -143,14 +143,9 @@ impl Api {
                     .get(path)
                     .and_then(|e| e.versions.get(&version))
                 {
-                    if !v.is_valid() {
-                        let (node, why) = v
-                            .complaints
-                            .iter()
-                            .next()
-                            .expect("invalid only by complaints");
+                    if let Some(why) = v.lost() {
                         return Err(Refusal::rejected(format!(
-                            "version {version} of {path:?} is invalid: too few holders can serve it (node {node} reports that its share {why})"
+                            "version {version} of {path:?} is invalid: {why}"
                         )));
                     }
                     need = v.acks_needed(st.model.settings.acks_required(v.holders.len()));
