@@ -495,3 +495,58 @@ fn root_is_replicated_and_only_a_root_changes_it() {
     let out = c.cli(3, &["operator", "roots", "set", "admin"]);
     assert_eq!(out.status.code(), Some(3), "{}", fails(&out));
 }
+
+/// A node that was a member and was removed keeps a certificate the CA signed; with it, it can
+/// no longer call any node as a peer: the signed membership no longer has it.
+#[test]
+fn a_removed_node_is_refused_by_every_peer() {
+    let mut c = Cluster::start(Opts::default());
+    ok(&c.cli(
+        1,
+        &[
+            "operator",
+            "node-config",
+            "--dir",
+            c.dir.to_str().unwrap(),
+            "--id",
+            "4",
+            "--region",
+            "a",
+        ],
+    ));
+    c.add_node(4);
+    c.start_node(4);
+    c.wait_listening(4);
+    let addr = c.node(4).api_addr.clone();
+    ok(&c.cli(
+        2,
+        &[
+            "operator",
+            "members",
+            "add",
+            "--id",
+            "4",
+            "--api-addr",
+            &addr,
+            "--learner",
+        ],
+    ));
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read_index = |via: u64| {
+        rt.block_on(async {
+            let mut raft = tessera_client::proto::raft_client::RaftClient::new(
+                channel_as(&c, "node4", via).await,
+            );
+            raft.read_index(tessera_client::proto::Empty {}).await
+        })
+    };
+    // A member may ask.
+    assert!(read_index(leader).is_ok());
+    ok(&c.cli(3, &["operator", "members", "remove", "--id", "4"]));
+    for via in 1..=3 {
+        let refused = read_index(via).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        assert!(refused.message().contains("not a member"), "{refused:?}");
+    }
+}
