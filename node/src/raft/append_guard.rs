@@ -102,16 +102,23 @@ impl AppendGuard {
         self.append_with_membership(rpc).await
     }
 
-    /// Every entry not yet committed carries a time close to this node's clock.
+    /// Every entry this leader stamped and not yet committed carries a time close to this
+    /// node's clock. An entry of an earlier term was stamped by an earlier leader, and checked
+    /// when it was first appended (by this leader too, then a follower): a new leader commits
+    /// it only after its own first entry, so its age says nothing about the clock of the
+    /// leader that sends it now.
     async fn check_times(
         &self,
         leader: NodeId,
         rpc: &AppendEntriesRequest<TypeConfig>,
     ) -> Result<(), Refusal> {
         let committed = rpc.leader_commit.map(|c| c.index);
+        let term = rpc.vote.leader_id().get_term();
         let mine = clock::now_millis();
         let off = rpc.entries.iter().find_map(|e| {
-            if committed.is_some_and(|c| e.log_id.index <= c) {
+            if committed.is_some_and(|c| e.log_id.index <= c)
+                || e.log_id.leader_id.get_term() != term
+            {
                 return None;
             }
             let EntryPayload::Normal(cmd) = &e.payload else {
