@@ -306,6 +306,34 @@ impl Cluster {
         }
     }
 
+    /// Writes node `id`'s certificate, keys and config for a node that will join
+    /// (`tessera operator node-config`), without registering or starting it.
+    pub fn node_config(&self, id: u64, region: &str) {
+        let out = Command::new(tessera_bin())
+            .args([
+                "operator",
+                "node-config",
+                "--id",
+                &id.to_string(),
+                "--region",
+                region,
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run tessera operator node-config");
+        ok(&out);
+    }
+
+    /// A node that will join: its config written, registered, started and listening (not yet
+    /// a member: `operator members add` makes it one).
+    pub fn start_joiner(&mut self, id: u64, region: &str) {
+        self.node_config(id, region);
+        self.add_node(id);
+        self.start_node(id);
+        self.wait_listening(id);
+    }
+
     /// Registers a node whose config `tessera operator node-config` wrote (not started).
     pub fn add_node(&mut self, id: u64) {
         let config = self.dir.join(format!("node{id}.toml"));

@@ -103,23 +103,7 @@ fn a_new_node_joins_as_a_voter_catches_up_and_can_be_removed() {
         &["policy", "write", "before-join", policy.to_str().unwrap()],
     ));
 
-    let out = std::process::Command::new(cluster_tests::tessera_bin())
-        .args([
-            "operator",
-            "node-config",
-            "--id",
-            "4",
-            "--region",
-            "d",
-            "--dir",
-        ])
-        .arg(&c.dir)
-        .output()
-        .unwrap();
-    ok(&out);
-    c.add_node(4);
-    c.start_node(4);
-    c.wait_listening(4);
+    c.start_joiner(4, "d");
     let addr = c.node(4).api_addr.clone();
     ok(&c.cli(
         2,

@@ -62,19 +62,7 @@ fn a_node_certificate_is_not_a_client_identity() {
 fn a_node_that_is_not_a_member_cannot_forward_a_command_to_the_leader() {
     let mut c = Cluster::start(Opts::default());
     // A certificate for node 9, signed by the cluster CA, of a node that never joined.
-    ok(&c.cli(
-        1,
-        &[
-            "operator",
-            "node-config",
-            "--dir",
-            c.dir.to_str().unwrap(),
-            "--id",
-            "9",
-            "--region",
-            "a",
-        ],
-    ));
+    c.node_config(9, "a");
     c.client_cert("mallory");
     let leader = c.wait_leader(Duration::from_secs(20));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -501,22 +489,7 @@ fn root_is_replicated_and_only_a_root_changes_it() {
 #[test]
 fn a_removed_node_is_refused_by_every_peer() {
     let mut c = Cluster::start(Opts::default());
-    ok(&c.cli(
-        1,
-        &[
-            "operator",
-            "node-config",
-            "--dir",
-            c.dir.to_str().unwrap(),
-            "--id",
-            "4",
-            "--region",
-            "a",
-        ],
-    ));
-    c.add_node(4);
-    c.start_node(4);
-    c.wait_listening(4);
+    c.start_joiner(4, "a");
     let addr = c.node(4).api_addr.clone();
     ok(&c.cli(
         2,
