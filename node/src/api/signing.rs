@@ -128,8 +128,11 @@ impl Signing for Api {
                     let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
                 }
                 self.submit(id, op).await?;
-                // Wait for the DKG to finish (or fail) on this node's copy.
-                let deadline = Instant::now() + timeout + Duration::from_secs(3);
+                // Wait for the DKG to finish (or fail) on this node's copy. A generation that
+                // cannot finish is aborted by the leader once the replicated deadline (whole
+                // seconds from the leader's stamp, `Command::stamp`) has passed by its clock,
+                // which it checks every second; then the abort commits and applies here.
+                let deadline = Instant::now() + timeout + Duration::from_secs(6);
                 loop {
                     // Until this node has applied the creation, the key may not be here yet.
                     if let Ok(k) = self.key(&name) {
