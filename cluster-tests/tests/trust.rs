@@ -523,3 +523,141 @@ fn a_removed_node_is_refused_by_every_peer() {
         assert!(refused.message().contains("not a member"), "{refused:?}");
     }
 }
+
+/// A snapshot replaces a lagging follower's whole state, and Raft lets any leader send one. Node
+/// 1 here (a `byzantine-test` build) leads and sends snapshots in which mallory holds the root
+/// policy, with its own vouch for the forged bytes. The follower installs none of them: a
+/// majority of the snapshot's voters must vouch for its exact bytes. Once an honest node leads,
+/// its snapshot (vouched for by two voters) is installed and mallory still holds nothing.
+#[test]
+fn a_byzantine_leader_cannot_replace_a_followers_state_with_a_forged_snapshot() {
+    let mut c = Cluster::init(Opts {
+        snapshot_every: Some(8),
+        ..Opts::default()
+    });
+    c.start_node_with_env(1, &[("TESSERA_TEST_FORGED_SNAPSHOT", "mallory")]);
+    c.start_node(2);
+    c.start_node(3);
+    c.wait_ready();
+    c.make_leader(1);
+    c.client_cert("mallory");
+    c.stop(3);
+    // Enough writes that node 3 can catch up only by a snapshot (the log behind it is gone).
+    for i in 0..20 {
+        ok(&c.cli(1, &["kv", "put", &format!("app/s{i}"), &format!("n={i}")]));
+    }
+    c.start_node(3);
+    c.wait_listening(3);
+    let log3 = c.node(3).log.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log3)
+        .unwrap_or_default()
+        .contains("refused a snapshot")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never refused the forged snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let installs = |c: &Cluster| {
+        c.metric(3, "tessera_raft_snapshots_installed")
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        installs(&c),
+        0.0,
+        "node 3 installed a snapshot from the forger"
+    );
+
+    // The forger goes; node 2 leads and its snapshot is installed.
+    c.stop(1);
+    c.wait_leader(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while installs(&c) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never installed the honest snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let who = c.json_as("mallory", 3, &["whoami"]);
+    assert_eq!(who["policies"], serde_json::json!([]), "{who}");
+    let out = c.cli_as("mallory", 3, &["kv", "get", "app/s19"]);
+    assert_eq!(out.status.code(), Some(3), "{}", fails(&out));
+    assert_eq!(c.json(3, &["kv", "get", "app/s19"])["data"]["n"], "19");
+}
+
+/// A holder authorizes on the state it applied. Node 3 here is cut off from the other nodes
+/// (not from clients) when alice is revoked, so it never learns of it; it must still stop
+/// releasing her anything once its last word from a leader is older than the freshness bound
+/// (twice the longest election timeout), and say why.
+#[test]
+fn a_holder_cut_off_from_the_leader_stops_releasing_on_stale_grants() {
+    let mut c = Cluster::init(Opts::default());
+    let cut = c.dir.join("node3-cut-off");
+    // Nodes 1 and 2 elect a leader first, so that node 3 follows.
+    c.start_node(1);
+    c.start_node(2);
+    c.wait_leader(Duration::from_secs(30));
+    c.start_node_with_env(3, &[("TESSERA_TEST_CUT_OFF_FILE", cut.to_str().unwrap())]);
+    c.wait_ready();
+    c.client_cert("alice");
+    let policy = c.dir.join("app.hcl");
+    std::fs::write(&policy, cluster_tests::simple_policy("app/*")).unwrap();
+    ok(&c.cli(1, &["policy", "write", "app", policy.to_str().unwrap()]));
+    ok(&c.cli(1, &["policy", "attach", "app", "--identity", "alice"]));
+    ok(&c.cli(1, &["kv", "put", "app/x", "k=v"]));
+    assert_eq!(
+        c.json_as("alice", 3, &["kv", "get", "app/x"])["data"]["k"],
+        "v"
+    );
+
+    std::fs::write(&cut, "").unwrap();
+    ok(&c.cli(1, &["operator", "revoke", "--identity", "alice"]));
+    // Past the bound (2 × 2 s election timeout) since node 3 last heard from a leader.
+    std::thread::sleep(Duration::from_secs(5));
+    let audit = c.node(3).data_dir.join("audit.log");
+    let before = std::fs::read_to_string(&audit).unwrap().lines().count();
+    let err = fails(&c.cli_as("alice", 3, &["kv", "get", "app/x", "--timeout", "30"]));
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let releases: Vec<serde_json::Value> = text
+        .lines()
+        .skip(before)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| {
+            v["identity"] == "alice" && v["path"] == "app/x" && v["operation"] == "kv.release_share"
+        })
+        .collect();
+    assert!(
+        !releases.is_empty(),
+        "node 3 audited no release for alice ({err}):\n{text}\nLOG3:\n{}",
+        std::fs::read_to_string(&c.node(3).log)
+            .unwrap()
+            .lines()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for r in &releases {
+        assert_eq!(
+            r["outcome"], "error",
+            "node 3 released on a stale grant: {r}"
+        );
+        assert!(r.to_string().contains("releases nothing"), "{r}");
+    }
+    // Back in touch, node 3 learns of the revocation and refuses her outright.
+    std::fs::remove_file(&cut).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let err = fails(&c.cli_as("alice", 3, &["kv", "get", "app/x", "--timeout", "30"]));
+        if err.contains("identity \"alice\" is revoked") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never learned of the revocation: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -54,6 +54,20 @@ mod hooks {
         tracing::warn!(ms, "TEST BUILD: this node applies new versions late");
         Some(Duration::from_millis(ms))
     }
+
+    /// `TESSERA_TEST_FORGED_SNAPSHOT=IDENTITY`: every snapshot this node sends attaches the
+    /// root policy to IDENTITY, with this node's own vouch for the forged state (a compromised
+    /// leader replacing a lagging follower's state).
+    pub fn forged_snapshot() -> Option<String> {
+        std::env::var("TESSERA_TEST_FORGED_SNAPSHOT").ok()
+    }
+
+    /// `TESSERA_TEST_CUT_OFF_FILE=PATH`: while PATH exists, this node neither hears nor
+    /// reaches its peers (a network partition between nodes), while clients still reach it.
+    pub fn cut_off() -> bool {
+        std::env::var_os("TESSERA_TEST_CUT_OFF_FILE")
+            .is_some_and(|p| std::path::Path::new(&p).exists())
+    }
 }
 
 #[cfg(feature = "byzantine-test")]
@@ -268,6 +282,14 @@ mod hooks {
     pub fn slow_puts() -> Option<Duration> {
         None
     }
+
+    pub fn forged_snapshot() -> Option<String> {
+        None
+    }
+
+    pub fn cut_off() -> bool {
+        false
+    }
 }
 
 /// How a test build lies about the topology.
@@ -300,4 +322,15 @@ pub fn slow_puts() -> Option<Duration> {
 /// builds only; always false otherwise).
 pub fn false_complaints() -> bool {
     hooks::false_complaints()
+}
+
+/// Whom the snapshots this node sends forge a root grant for (test builds only; always `None`
+/// otherwise).
+pub fn forged_snapshot() -> Option<String> {
+    hooks::forged_snapshot()
+}
+
+/// Whether this node is cut off from its peers (test builds only; always false otherwise).
+pub fn cut_off() -> bool {
+    hooks::cut_off()
 }

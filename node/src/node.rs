@@ -18,6 +18,7 @@ use crate::raft::append_guard::AppendGuard;
 use crate::raft::leader::Leader;
 use crate::raft::network::{Network, Peers};
 use crate::raft::reads::Reads;
+use crate::raft::snapshot_guard::SnapshotGuard;
 use crate::raft::state_machine::{Outgoing, SharedState, StateMachine};
 use crate::raft::{log_store::LogStore, NodeId, Raft};
 use crate::shares::keys::{self, FileKeyProvider};
@@ -38,6 +39,8 @@ pub struct Node {
     /// What this node checks before it appends a leader's entries or votes (membership
     /// entries, entry times).
     pub guard: Arc<AppendGuard>,
+    /// What this node checks before it lets a leader's snapshot replace its state (vouches).
+    pub snapshots: SnapshotGuard,
     pub audit: Auditor,
     pub metrics: Metrics,
     pub snapshot_installs: Arc<AtomicU64>,
@@ -101,7 +104,8 @@ impl Node {
             trust.clone(),
             Some(vault.clone()),
             outgoing_tx,
-        )?;
+        )?
+        .with_checkpoints(config.raft.snapshot_logs_since_last);
         let state = sm.shared();
         let applied = sm.applied_watch();
         let snapshot_installs = sm.installs.clone();
@@ -140,6 +144,7 @@ impl Node {
             peers.clone(),
             applied,
             Duration::from_millis(config.raft.election_timeout_min_ms),
+            Duration::from_millis(2 * config.raft.election_timeout_max_ms),
         );
         let guard = Arc::new(AppendGuard::new(
             config.id,
@@ -151,6 +156,7 @@ impl Node {
         let node = Node {
             id: config.id,
             guard,
+            snapshots: SnapshotGuard::new(config.cluster_id.clone(), trust.clone(), state.clone()),
             leader: Arc::new(Leader::new(
                 config.id,
                 raft.clone(),

@@ -77,6 +77,7 @@ pub async fn serve(
         node.leader.clone(),
     ));
     node.reads.watch_lease_on_own_thread();
+    tokio::spawn(node.reads.clone().keep_confirming());
     tokio::spawn(deadline::abort_stale_dkgs(
         node.state.clone(),
         node.leader.clone(),

@@ -35,6 +35,11 @@ pub fn same_sender(cert: NodeId, claimed: NodeId) -> Result<(), Refusal> {
 
 /// `calling_node`, and none of the node's certificates (nor this one) is revoked.
 pub fn peer_node<T>(node: &Node, req: &Request<T>) -> Result<NodeId, Refusal> {
+    if crate::byzantine::cut_off() {
+        return Err(Refusal::unavailable(
+            "TEST BUILD: cut off from the other nodes",
+        ));
+    }
     let cert = peer_identity(req)?;
     let id = calling_node(req)?;
     let st = node.state.read().expect("state lock");

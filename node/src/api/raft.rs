@@ -53,7 +53,13 @@ impl RaftRpc for Api {
         let from = peer_node(&self.node, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         same_sender(from, rpc.vote.leader_id().voted_for().unwrap_or(from))?;
-        encode(&self.node.raft.install_snapshot(rpc).await)
+        encode(
+            &self
+                .node
+                .snapshots
+                .receive(&self.node.raft, from, rpc)
+                .await?,
+        )
     }
 
     async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

@@ -68,6 +68,8 @@ impl Api {
         let res = async {
             self.authorize(identity, &format!("keys/{}", r.key), Capability::Sign)
                 .await?;
+            // Not on state that may be stale (`Reads::fresh`), as for a share release.
+            self.node.reads.fresh().await?;
             let (k, share) = self.active_share(&r.key)?;
             let request: SignRequest = serde_json::from_slice(&r.request)
                 .map_err(|e| Refusal::invalid(format!("malformed sign request: {e}")))?;

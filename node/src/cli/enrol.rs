@@ -127,7 +127,13 @@ fn cluster_id_of(ca_pem: &str) -> anyhow::Result<String> {
 }
 
 /// `tessera operator ca init`.
-pub fn ca_init(dir: &Path, cluster_id: Option<String>, out: Out) -> anyhow::Result<()> {
+pub fn ca_init(
+    dir: &Path,
+    cluster_id: Option<String>,
+    admin_ttl: &str,
+    out: Out,
+) -> anyhow::Result<()> {
+    let admin_lifetime = super::init::parse_lifetime(admin_ttl)?;
     std::fs::create_dir_all(dir)?;
     if dir.join("ca.key").exists() {
         anyhow::bail!("{} already holds a CA", dir.display());
@@ -138,7 +144,9 @@ pub fn ca_init(dir: &Path, cluster_id: Option<String>, out: Out) -> anyhow::Resu
     let ca = new_ca(&cluster_id)?;
     write_public(&dir.join("ca.crt"), ca.cert_pem.as_bytes())?;
     write_private(&dir.join("ca.key"), ca.key_pem.as_bytes())?;
-    let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
+    // Short-lived like every client certificate: a stolen admin key ends with it (or sooner,
+    // by `operator revoke`); the CA machine renews it.
+    let admin = issue_client(&ca, ADMIN, admin_lifetime)?;
     write_public(&dir.join(format!("{ADMIN}.crt")), admin.cert_pem.as_bytes())?;
     write_private(&dir.join(format!("{ADMIN}.key")), admin.key_pem.as_bytes())?;
     std::fs::create_dir_all(dir.join("nodes"))?;

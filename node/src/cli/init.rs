@@ -184,9 +184,9 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
         write_private(&dir.join(format!("{name}.key")), cert.key_pem.as_bytes())?;
         p.certificate = cert.cert_pem.clone();
     }
-    // The admin's certificate lives as long as the cluster's first nodes: it is how the cluster
-    // is run until other administrators are enrolled. Its key signs the genesis document.
-    let admin = issue_client(&ca, ADMIN, time::Duration::days(825))?;
+    // The admin's certificate lives 90 days like every client certificate (renewed with
+    // `operator client-cert admin`). Its key signs the genesis document.
+    let admin = issue_client(&ca, ADMIN, time::Duration::days(90))?;
     write_client(&dir, ADMIN, &admin, &peers[0].address)?;
     let voters = peers
         .iter()
@@ -326,7 +326,7 @@ pub(super) fn parse_lifetime(ttl: &str) -> anyhow::Result<time::Duration> {
     Ok(d)
 }
 
-pub fn client_cert(name: &str, dir: &Path, ttl: &str, out: Out) -> anyhow::Result<()> {
+pub fn client_cert(name: &str, dir: &Path, ttl: &str, renew: bool, out: Out) -> anyhow::Result<()> {
     validate_name("identity", name).map_err(|e| anyhow::anyhow!(e))?;
     let lifetime = parse_lifetime(ttl)?;
     if parse_node_dns_name(name).is_some() {
@@ -347,9 +347,9 @@ pub fn client_cert(name: &str, dir: &Path, ttl: &str, out: Out) -> anyhow::Resul
         cert_pem: read("ca.crt")?,
         key_pem: read("ca.key")?.into(),
     };
-    if dir.join(format!("{name}.crt")).exists() {
+    if dir.join(format!("{name}.crt")).exists() && !renew {
         anyhow::bail!(
-            "{} already exists",
+            "{} already exists (--renew replaces it)",
             dir.join(format!("{name}.crt")).display()
         );
     }
@@ -359,6 +359,11 @@ pub fn client_cert(name: &str, dir: &Path, ttl: &str, out: Out) -> anyhow::Resul
         .map(|c| c.api_addr)
         .unwrap_or_else(|| "127.0.0.1:7101".into());
     let issued = issue_client(&ca, name, lifetime)?;
+    if renew {
+        for ext in ["crt", "key", "env.sh"] {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
+        }
+    }
     write_client(&dir, name, &issued, &addr)?;
     let serial = crate::tls::serial_of_pem(&issued.cert_pem)?;
     let files = [

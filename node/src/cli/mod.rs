@@ -174,6 +174,10 @@ enum CaCmd {
         /// The cluster id; default: a random one.
         #[arg(long)]
         cluster_id: Option<String>,
+        /// How long the admin certificate lives (`90d`, `12h`, `30m`); renew it with
+        /// `operator client-cert admin --ttl 90d --dir DIR` on the CA machine.
+        #[arg(long, default_value = "90d")]
+        admin_ttl: String,
     },
     /// Sign a node's certificate request (`node init`), attesting its region and keys.
     Sign {
@@ -207,6 +211,9 @@ enum OperatorCmd {
         /// How long the certificate is valid: days (90d), hours (12h) or minutes (30m).
         #[arg(long, default_value = "90d")]
         ttl: String,
+        /// Replace the identity's certificate and key in DIR (renewal before it expires).
+        #[arg(long)]
+        renew: bool,
     },
     /// Certificate and config for a node that will join with `members add`.
     NodeConfig {
@@ -464,17 +471,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cmd: OperatorCmd::Init(a),
         } => init::run(a, out).map_err(Failure::from),
         Cmd::Operator {
-            cmd: OperatorCmd::ClientCert { name, dir, ttl },
-        } => init::client_cert(&name, &dir, &ttl, out).map_err(Failure::from),
+            cmd:
+                OperatorCmd::ClientCert {
+                    name,
+                    dir,
+                    ttl,
+                    renew,
+                },
+        } => init::client_cert(&name, &dir, &ttl, renew, out).map_err(Failure::from),
         Cmd::Operator {
             cmd: OperatorCmd::NodeConfig { dir, id, region },
         } => init::node_config(&dir, id, &region, out).map_err(Failure::from),
         Cmd::Operator {
             cmd:
                 OperatorCmd::Ca {
-                    cmd: CaCmd::Init { dir, cluster_id },
+                    cmd:
+                        CaCmd::Init {
+                            dir,
+                            cluster_id,
+                            admin_ttl,
+                        },
                 },
-        } => enrol::ca_init(&dir, cluster_id, out).map_err(Failure::from),
+        } => enrol::ca_init(&dir, cluster_id, &admin_ttl, out).map_err(Failure::from),
         Cmd::Operator {
             cmd: OperatorCmd::Ca {
                 cmd: CaCmd::Sign { request, dir },

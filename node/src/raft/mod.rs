@@ -17,6 +17,7 @@ pub mod network;
 pub mod outgoing;
 pub mod reads;
 pub mod receipts_ahead;
+pub mod snapshot_guard;
 pub mod state_machine;
 pub mod status;
 

@@ -114,6 +114,11 @@ impl Peers {
 
     /// The connection to node `id` at `addr` (made on first use, lazily connected).
     fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, Refusal> {
+        if crate::byzantine::cut_off() {
+            return Err(Refusal::unavailable(format!(
+                "node {id}: TEST BUILD: cut off from the other nodes"
+            )));
+        }
         let mut chans = self.channels.lock().expect("peers lock");
         if let Some((a, ch)) = chans.get(&id) {
             if a == addr {
@@ -195,6 +200,11 @@ impl PeerLink {
                 msg,
             }))
         };
+        if crate::byzantine::cut_off() {
+            return Err(unreachable(
+                "TEST BUILD: cut off from the other nodes".into(),
+            ));
+        }
         let client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => return Err(unreachable(e.clone())),

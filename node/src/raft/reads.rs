@@ -2,6 +2,7 @@
 //! quorum acknowledged it lately), the leader's read index otherwise, and waiting until this
 //! node's state machine has applied that far.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,12 @@ pub struct Reads {
     /// Half of this is the lease: followers refuse other candidates for a whole election
     /// timeout after hearing from the leader.
     election_timeout_min: Duration,
+    /// While follower: when this node asked the leader to confirm its state, and the read index
+    /// the leader named; only the newest one this node has applied up to, and the newer ones it
+    /// has not applied yet (see `fresh`).
+    contacts: Mutex<VecDeque<(Instant, u64)>>,
+    /// How long state counts as fresh after the last word from a leader (`fresh`).
+    fresh_for: Duration,
 }
 
 impl Reads {
@@ -34,6 +41,7 @@ impl Reads {
         peers: Arc<Peers>,
         applied: watch::Receiver<u64>,
         election_timeout_min: Duration,
+        fresh_for: Duration,
     ) -> Arc<Reads> {
         Arc::new(Reads {
             id,
@@ -42,7 +50,144 @@ impl Reads {
             applied,
             lease: Mutex::new(None),
             election_timeout_min,
+            contacts: Mutex::new(VecDeque::new()),
+            fresh_for,
         })
+    }
+
+    /// Confirms this follower's state with the leader every `CONFIRM_EVERY`: the leader names
+    /// a read index only while a quorum acknowledges it (its lease, or a round of heartbeats),
+    /// so a leader cut off from its quorum confirms nothing, though it may still send this
+    /// node heartbeats. Runs for the node's life.
+    pub async fn keep_confirming(self: Arc<Self>) {
+        const CONFIRM_EVERY: Duration = Duration::from_millis(500);
+        loop {
+            let leading = self.raft.metrics().borrow().state == openraft::ServerState::Leader;
+            if !leading {
+                self.confirm_once().await;
+            }
+            tokio::time::sleep(CONFIRM_EVERY).await;
+        }
+    }
+
+    /// Asks for a read index confirmed by a quorum (this node's own Raft while it leads, the
+    /// leader otherwise) and records it; the index, if one came.
+    async fn confirm_once(&self) -> Option<u64> {
+        let (leading, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let leader = m.current_leader.and_then(|l| {
+                m.membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| (l, n.clone()))
+            });
+            (m.state == openraft::ServerState::Leader, leader)
+        };
+        let asked = Instant::now();
+        let index = if leading {
+            let read = tokio::time::timeout(Duration::from_secs(2), self.raft.get_read_log_id());
+            match read.await {
+                Ok(Ok((log_id, _))) => log_id.map_or(0, |l| l.index),
+                _ => return None,
+            }
+        } else {
+            let (id, node) = leader?;
+            self.read_index_from(id, &node).await.ok()?
+        };
+        self.confirmed(asked, index);
+        Some(index)
+    }
+
+    /// The leader confirmed, in answer to a question asked at `at`, that `committed` was
+    /// committed with a quorum's backing.
+    fn confirmed(&self, at: Instant, committed: u64) {
+        const MAX_PENDING: usize = 4096;
+        let applied = *self.applied.borrow();
+        let mut c = self.contacts.lock().expect("contacts lock");
+        match c.back_mut() {
+            Some(last) if last.1 >= committed => last.0 = last.0.max(at),
+            _ => c.push_back((at, committed)),
+        }
+        // Only the newest contact already applied matters among the applied ones; dropping the
+        // oldest pending ones only makes `fresh` wait for a later one.
+        while c.len() > 1 && (c[1].1 <= applied || c.len() > MAX_PENDING) {
+            c.pop_front();
+        }
+    }
+
+    /// Whether this node's state is fresh enough to release a share or a signature share on.
+    ///
+    /// # Security
+    ///
+    /// A holder authorizes on the state it has applied. One cut off from the leader would
+    /// otherwise go on honouring a policy, grant or certificate the rest of the cluster has
+    /// since revoked. So a follower releases only while it has applied a read index that a
+    /// leader confirmed with a quorum in answer to a question asked within `fresh_for`
+    /// (`keep_confirming`); a leader only
+    /// while a quorum acknowledged it within `fresh_for`. A revocation therefore binds every
+    /// holder, reachable or not, within `fresh_for` (plus one message's delay) of its commit.
+    /// `fresh_for` is twice the longest election timeout, so reads go on through an ordinary
+    /// election.
+    pub async fn fresh(&self) -> Result<(), Refusal> {
+        if self.fresh_now().is_ok() {
+            return Ok(());
+        }
+        // Not confirmed lately (a node just started, or a leader just elected): confirm now, as
+        // a linearizable read would, catch up to the index, and judge again.
+        if let Some(index) = self.confirm_once().await {
+            let _ = self.wait_applied(index, Duration::from_secs(2)).await;
+        }
+        self.fresh_now()
+    }
+
+    fn fresh_now(&self) -> Result<(), Refusal> {
+        let (leading, lone) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let leading = m.state == openraft::ServerState::Leader;
+            (
+                leading,
+                m.membership_config.membership().voter_ids().count() == 1,
+            )
+        };
+        let stale = |age: Option<Duration>| {
+            Refusal::unavailable(match age {
+                Some(a) => format!(
+                    "node {}'s state was last confirmed current {} ms ago (no quorum or leader since); it releases nothing on state that may be stale (a revocation may have passed it by)",
+                    self.id,
+                    a.as_millis()
+                ),
+                None => format!(
+                    "node {} could not confirm its state with a quorum; it releases nothing on state that may be stale",
+                    self.id
+                ),
+            })
+        };
+        if leading {
+            if lone {
+                return Ok(());
+            }
+            let acked = self.lease.lock().expect("lease lock").map(|(_, at)| at);
+            if acked.is_some_and(|at| at.elapsed() < self.fresh_for) {
+                return Ok(());
+            }
+        }
+        // The newest confirmation whose index this node has applied.
+        let applied = *self.applied.borrow();
+        let witness = self
+            .contacts
+            .lock()
+            .expect("contacts lock")
+            .iter()
+            .rev()
+            .find(|(_, committed)| *committed <= applied)
+            .map(|(at, _)| *at);
+        match witness {
+            Some(at) if at.elapsed() < self.fresh_for => Ok(()),
+            Some(at) => Err(stale(Some(at.elapsed()))),
+            None => Err(stale(None)),
+        }
     }
 
     /// A receiver that sees every index the state machine applies.

@@ -23,6 +23,7 @@ use super::{any, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, Typ
 use crate::db::{cf, state_write, synced, CF_SNAPSHOT, CF_STATE};
 use crate::shares::ShareVault;
 use crate::state::authority::Trust;
+use crate::state::checkpoint::{self, CertifiedSnapshot};
 use crate::state::kv::SecretEntry;
 use crate::state::model::ApplyCtx;
 use crate::state::{CommandResult, Effects, Members, Model, Op};
@@ -91,6 +92,10 @@ pub struct StateMachine {
     pub installs: Arc<AtomicU64>,
     /// Test builds only: wait this long before applying a new version (a lagging holder).
     slow_puts: Option<std::time::Duration>,
+    /// Snapshots are taken at every index that is a multiple of this (0: at whatever index
+    /// openraft asks), the same on every node so that voters vouch for the same states
+    /// (`state::checkpoint`).
+    checkpoint_every: u64,
 }
 
 fn call_key(id: &[u8]) -> Vec<u8> {
@@ -160,10 +165,18 @@ impl StateMachine {
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             installs: Arc::new(AtomicU64::new(0)),
             slow_puts: crate::byzantine::slow_puts(),
+            checkpoint_every: 0,
         };
         sm.reconcile_shares()
             .map_err(|e| anyhow::anyhow!("cannot reconcile this node's shares: {e}"))?;
         Ok(sm)
+    }
+
+    /// Takes snapshots only at indices that are multiples of `every`, and vouches for each
+    /// (`state::checkpoint`).
+    pub fn with_checkpoints(mut self, every: u64) -> Self {
+        self.checkpoint_every = every;
+        self
     }
 
     pub fn shared(&self) -> SharedState {
@@ -293,6 +306,63 @@ impl StateMachine {
         }
     }
 
+    /// Stores the state at a checkpoint index as this node's snapshot and, if this node is one
+    /// of that state's voters, vouches for it through Raft. The state was computed here by
+    /// applying the log, never installed from a leader: a node vouches only for what it saw.
+    fn checkpoint(&self, copy: &Applied, pending: &mut Vec<Outgoing>) -> Result<(), StorageError> {
+        let stored = snapshot_of(copy)?;
+        self.save_snapshot(&stored)?;
+        let index = copy.last_applied.map(|l| l.index).unwrap_or(0);
+        let digest = checkpoint::digest(&stored.data);
+        tracing::info!(index, digest = %hex::encode(digest), "checkpoint");
+        if let Some(vault) = &self.vault {
+            if copy.model.members.voters.contains_key(&vault.node_id()) {
+                let vouch = vault.vouch(index, digest);
+                pending.push(Outgoing::Op(Op::Checkpoint { index, vouch }));
+            }
+        }
+        Ok(())
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let raw = self
+            .db
+            .get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT)
+            .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
+        raw.map(|raw| {
+            codec::decode(&raw).map_err(|e| StorageIOError::read_snapshot(None, any(e)).into())
+        })
+        .transpose()
+    }
+
+    /// Test builds only: the snapshot this node sends gives `who` the root policy, with this
+    /// node's own vouch for the forged bytes (a compromised leader's best attempt).
+    fn forge_snapshot(&self, wire: &mut CertifiedSnapshot, index: u64, who: &str) {
+        let (Some(vault), Ok(mut payload)) =
+            (&self.vault, codec::decode::<SnapshotPayload>(&wire.state))
+        else {
+            return;
+        };
+        payload
+            .applied
+            .model
+            .identity_policies
+            .entry(who.into())
+            .or_default()
+            .insert(crate::state::ROOT_POLICY.into());
+        let Ok(forged) = codec::encode(&SnapshotPayloadRef {
+            applied: &payload.applied,
+            secrets: &payload.secrets,
+            calls: &payload.calls,
+        }) else {
+            return;
+        };
+        wire.vouches
+            .push(vault.vouch(index, checkpoint::digest(&forged)));
+        wire.state = forged;
+        tracing::warn!(index, who, "TEST BUILD: sending a forged snapshot");
+    }
+
     fn save_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
         let b = codec::encode(snap)
             .map_err(|e| StorageIOError::write_snapshot(Some(snap.meta.signature()), any(e)))?;
@@ -302,37 +372,70 @@ impl StateMachine {
     }
 }
 
+/// A snapshot of `copy`: its bytes are a function of the state alone (MessagePack of ordered
+/// maps), so every node at the same index makes the same bytes, and the same id.
+fn snapshot_of(copy: &Applied) -> Result<StoredSnapshot, StorageError> {
+    let data = codec::encode(&SnapshotPayloadRef {
+        applied: copy,
+        secrets: &copy.model.secrets,
+        calls: &copy.model.calls.seen,
+    })
+    .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
+    let snapshot_id = match copy.last_applied {
+        Some(l) => format!("{}-{}", l.leader_id, l.index),
+        None => "empty".into(),
+    };
+    let meta = SnapshotMeta {
+        last_log_id: copy.last_applied,
+        last_membership: copy.membership.clone(),
+        snapshot_id,
+    };
+    Ok(StoredSnapshot { meta, data })
+}
+
+/// What a follower checks a snapshot's vouches against, read from the snapshot's own bytes.
+pub struct SnapshotView {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub members: Members,
+    pub revocations: crate::state::revocations::Revocations,
+}
+
+/// Reads the parts of a snapshot's state that its certificate is checked against.
+pub fn snapshot_view(state: &[u8]) -> Result<SnapshotView, codec::CodecError> {
+    let payload: SnapshotPayload = codec::decode(state)?;
+    Ok(SnapshotView {
+        last_applied: payload.applied.last_applied,
+        membership: payload.applied.membership,
+        members: payload.applied.model.members,
+        revocations: payload.applied.model.revocations,
+    })
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // With checkpoints, the snapshot is the newest checkpoint (taken while applying),
+        // the only states voters vouch for.
+        if self.checkpoint_every > 0 {
+            if let Some(snap) = self.stored_snapshot()? {
+                tracing::debug!(index = ?snap.meta.last_log_id.map(|l| l.index), "snapshot is the newest checkpoint");
+                return Ok(Snapshot {
+                    meta: snap.meta,
+                    snapshot: Box::new(Cursor::new(snap.data)),
+                });
+            }
+        }
         // One consistent copy, taken under the lock; it is written out once the lock is let
         // go, so that applying (which takes the lock to write) is held up only for the copy,
         // not for encoding every secret entry.
         let copy = self.state.read().expect("state lock").clone();
-        let data = codec::encode(&SnapshotPayloadRef {
-            applied: &copy,
-            secrets: &copy.model.secrets,
-            calls: &copy.model.calls.seen,
-        })
-        .map_err(|e| StorageIOError::read_state_machine(any(e)))?;
-        let (last_applied, membership) = (copy.last_applied, copy.membership);
+        let mut stored = snapshot_of(&copy)?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
-            None => format!("empty-{seq}"),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
+        stored.meta.snapshot_id = format!("{}-{seq}", stored.meta.snapshot_id);
         self.save_snapshot(&stored)?;
-        tracing::info!(index = ?last_applied.map(|l| l.index), "built snapshot");
+        tracing::info!(index = ?copy.last_applied.map(|l| l.index), "built snapshot");
         Ok(Snapshot {
-            meta,
+            meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
@@ -362,6 +465,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut pending = Vec::new();
         let mut batch = WriteBatch::default();
         let mut sync_now = false;
+        let mut checkpoint_copy: Option<Applied> = None;
         let last_index;
         {
             // Holding the write lock until the batch is durable: readers never see state that a
@@ -369,7 +473,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut st = self.state.write().expect("state lock");
             let mut members = st.model.members.clone();
             for entry in entries {
+                let index = entry.log_id.index;
+                let at_checkpoint =
+                    self.checkpoint_every > 0 && index > 0 && index % self.checkpoint_every == 0;
                 st.last_applied = Some(entry.log_id);
+                let only_vouches = matches!(&entry.payload, EntryPayload::Normal(c)
+                    if c.each().iter().all(|c| matches!(c.op, Op::Checkpoint { .. })));
+                st.model.checkpoints.changed |= !only_vouches;
                 match entry.payload {
                     EntryPayload::Blank => results.push(CommandResult::ok()),
                     EntryPayload::Normal(cmd) => {
@@ -418,6 +528,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         results.push(CommandResult::ok());
                     }
                 }
+                if at_checkpoint && st.model.checkpoints.changed {
+                    st.model.checkpoints.changed = false;
+                    checkpoint_copy = Some(st.clone());
+                }
             }
             self.write_applied(&mut batch, &st)?;
             let opts = if sync_now { synced() } else { state_write() };
@@ -425,6 +539,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .write_opt(batch, &opts)
                 .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
             last_index = st.last_applied.map(|l| l.index).unwrap_or(0);
+        }
+        if let Some(copy) = checkpoint_copy {
+            self.checkpoint(&copy, &mut pending)?;
         }
         for p in pending {
             let _ = self.acks.send(p);
@@ -446,7 +563,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+        // The vouches were checked before openraft was handed the snapshot
+        // (`raft::snapshot_guard`); only the state is kept.
+        let wire: CertifiedSnapshot = codec::decode(snapshot.get_ref())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
+        let data = wire.state;
         let payload: SnapshotPayload = codec::decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let mut applied = payload.applied;
@@ -493,17 +614,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The snapshot as it is sent: the stored state with the vouches the replicated state
+    /// holds for its index now (a follower refuses it until enough voters vouched).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let raw = self
-            .db
-            .get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
-        let Some(raw) = raw else { return Ok(None) };
-        let snap: StoredSnapshot =
-            codec::decode(&raw).map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
+        let Some(snap) = self.stored_snapshot()? else {
+            return Ok(None);
+        };
+        let index = snap.meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        let vouches = self
+            .state
+            .read()
+            .expect("state lock")
+            .model
+            .checkpoints
+            .vouches(index);
+        let mut wire = CertifiedSnapshot {
+            vouches,
+            state: snap.data,
+        };
+        if let Some(who) = crate::byzantine::forged_snapshot() {
+            self.forge_snapshot(&mut wire, index, &who);
+        }
+        let data = codec::encode(&wire).map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
         Ok(Some(Snapshot {
             meta: snap.meta,
-            snapshot: Box::new(Cursor::new(snap.data)),
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -595,6 +730,39 @@ mod tests {
         let groups = |m: &StateMachine| m.shared().read().unwrap().model.groups.clone();
         assert_eq!(groups(&batched), groups(&alone));
         assert!(groups(&batched).contains_key("dev") && !groups(&batched).contains_key("ops"));
+    }
+
+    /// Two nodes that apply the same log, one in a single batch and one entry by entry, take
+    /// byte-identical snapshots at each checkpoint index (voters must vouch for the same bytes),
+    /// take none elsewhere, and skip a checkpoint reached with nothing but vouches applied.
+    #[tokio::test]
+    async fn checkpoints_are_the_same_bytes_on_every_node_and_only_at_their_indices() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ca = TestCa::new();
+        let admin = ca.client("admin");
+        let entries: Vec<Entry> = (1..=8)
+            .map(|i| entry(i, admin.sign(put_group(&format!("g{i}")))))
+            .collect();
+        let mut one = machine(a.path(), &ca).with_checkpoints(4);
+        let mut other = machine(b.path(), &ca).with_checkpoints(4);
+        one.apply(entries.clone()).await.unwrap();
+        for e in entries {
+            other.apply(vec![e]).await.unwrap();
+        }
+        let stored = |m: &StateMachine| m.stored_snapshot().unwrap().expect("a checkpoint");
+        let (x, y) = (stored(&one), stored(&other));
+        assert_eq!(x.meta.last_log_id.map(|l| l.index), Some(8));
+        assert_eq!(x.data, y.data);
+        assert_eq!(x.meta.snapshot_id, y.meta.snapshot_id);
+        // Index 12 reached with nothing applied since 8 but (empty) batches: skipped, and
+        // openraft's snapshot is still the checkpoint at 8, not the state at 12.
+        let quiet: Vec<Entry> = (9..=12)
+            .map(|i| entry(i, Command::by_node("node1".into(), Op::Batch(vec![]))))
+            .collect();
+        one.apply(quiet).await.unwrap();
+        assert_eq!(stored(&one).meta.last_log_id.map(|l| l.index), Some(8));
+        let built = one.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(8));
     }
 
     /// The signatures of a batch are checked together; one forged signature among them fails

@@ -419,6 +419,17 @@ impl ShareVault {
     }
 
     /// This node's signature over a batch of its acknowledgements (`batch_message`).
+    /// This node's vouch that the state at checkpoint `index` has `digest` (it computed that
+    /// state itself by applying the log: `state::checkpoint`).
+    pub fn vouch(&self, index: u64, digest: [u8; 32]) -> crate::state::checkpoint::Vouch {
+        let msg = crate::state::checkpoint::statement(&self.cluster_id, index, &digest);
+        crate::state::checkpoint::Vouch {
+            node: self.node_id,
+            digest,
+            signature: self.keys.ack.sign(&msg).to_vec(),
+        }
+    }
+
     pub fn sign_acks(&self, items: &[AckItem]) -> Vec<u8> {
         let statements: Vec<&[u8]> = items.iter().map(|a| a.statement.as_slice()).collect();
         let msg = batch_message(&self.cluster_id, self.node_id, &statements);

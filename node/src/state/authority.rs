@@ -346,9 +346,11 @@ pub fn verify(
     let Some(call) = &cmd.signed else {
         return match &cmd.op {
             // Signed by the node that made them; checked where they apply.
-            Op::KvAcks { .. } | Op::DkgRound1 { .. } | Op::DkgRound2 { .. } | Op::DkgDone { .. } => {
-                Ok(())
-            }
+            Op::KvAcks { .. }
+            | Op::DkgRound1 { .. }
+            | Op::DkgRound2 { .. }
+            | Op::DkgDone { .. }
+            | Op::Checkpoint { .. } => Ok(()),
             // A container: each of its commands is checked on its own.
             Op::Batch(_) => Ok(()),
             // Abandons only a generation under way (`key::validate_abort`).
@@ -531,6 +533,7 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         | Op::DkgRound1 { .. }
         | Op::DkgRound2 { .. }
         | Op::DkgDone { .. }
+        | Op::Checkpoint { .. }
         | Op::KeyAbort { .. }
         | Op::Genesis(_)
         | Op::Batch(_) => vec![("sys/never".into(), Capability::Admin)],

@@ -216,6 +216,12 @@ pub enum Op {
     Revoke {
         target: super::revocations::RevokeTarget,
     },
+    /// A voter's signed digest of the state at a checkpoint index, which followers need before
+    /// they install a snapshot taken there (`state::checkpoint`).
+    Checkpoint {
+        index: u64,
+        vouch: super::checkpoint::Vouch,
+    },
     /// Commands the leader received while its previous entry was being written, carried by one
     /// Raft entry (`raft::batcher`). Each is applied on its own, in order, with its own result,
     /// exactly as if each had its own entry; a batch inside a batch is refused.

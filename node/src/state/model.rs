@@ -69,6 +69,9 @@ pub struct Model {
     /// The digest of the genesis document this cluster started from; `None` before it applied.
     #[serde(default)]
     pub genesis: Option<String>,
+    /// The voters' vouches for the newest checkpoints (`state::checkpoint`).
+    #[serde(default)]
+    pub checkpoints: super::checkpoint::Checkpoints,
 }
 
 /// What an applied command changed beyond the small part of the model, for the state machine
@@ -219,6 +222,7 @@ impl Model {
             members: Members::default(),
             roots: BTreeSet::new(),
             genesis: None,
+            checkpoints: Default::default(),
         }
     }
 }

@@ -74,6 +74,9 @@ impl Api {
         // up to the index the reader names and decides again there, so that a policy change or
         // a revocation committed before that index is in the state it authorizes on.
         self.authorize(identity, &r.path, Capability::Read).await?;
+        // Never on state that may be stale: a holder cut off from the leader stops releasing
+        // (`Reads::fresh`), so a revocation reaches every holder's decisions within a bound.
+        self.node.reads.fresh().await?;
         if r.min_index > self.node.reads.applied_watch().borrow().to_owned() {
             self.node
                 .reads

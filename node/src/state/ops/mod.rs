@@ -23,7 +23,7 @@ pub mod secret;
 pub mod settings;
 
 use super::keys::{check_dkg_message, round2_payload, DkgMessage};
-use super::{kv, Command, Effects, Members, Model, Op};
+use super::{checkpoint, kv, Command, Effects, Members, Model, Op};
 use crate::error::Refusal;
 
 /// What a command is checked and applied against besides the model.
@@ -128,6 +128,14 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         Op::KeyAbort { name, attempt, .. } => key::validate_abort(m, name, *attempt),
         Op::Revoke { target } => revoke::validate(target),
         Op::Genesis(g) => genesis::validate(m, g, cx).map(drop),
+        Op::Checkpoint { index, vouch } => checkpoint::validate(
+            &m.checkpoints,
+            cx.members,
+            cx.cluster_id,
+            *index,
+            cx.index,
+            vouch,
+        ),
         Op::SetRoots { roots } => genesis::validate_roots(roots),
         Op::MemberAdd {
             id,
@@ -259,6 +267,9 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
         Op::Revoke { target } => revoke::apply(m, target),
         Op::Genesis(g) => genesis::apply(m, g, cx, fx),
         Op::SetRoots { roots } => m.roots = roots.clone(),
+        Op::Checkpoint { index, vouch } => {
+            checkpoint::apply(&mut m.checkpoints, *index, vouch.clone())
+        }
         Op::MemberAdd {
             id,
             addr,
