@@ -96,6 +96,10 @@ pub struct StateMachine {
     /// openraft asks), the same on every node so that voters vouch for the same states
     /// (`state::checkpoint`).
     checkpoint_every: u64,
+    /// The checkpoint being stored, if any (tests wait for it).
+    last_checkpoint: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Snapshots are stored one at a time, so that an older one never replaces a newer one.
+    snapshot_write: Arc<std::sync::Mutex<()>>,
 }
 
 fn call_key(id: &[u8]) -> Vec<u8> {
@@ -166,6 +170,8 @@ impl StateMachine {
             installs: Arc::new(AtomicU64::new(0)),
             slow_puts: crate::byzantine::slow_puts(),
             checkpoint_every: 0,
+            last_checkpoint: Arc::default(),
+            snapshot_write: Arc::new(std::sync::Mutex::new(())),
         };
         sm.reconcile_shares()
             .map_err(|e| anyhow::anyhow!("cannot reconcile this node's shares: {e}"))?;
@@ -309,19 +315,40 @@ impl StateMachine {
     /// Stores the state at a checkpoint index as this node's snapshot and, if this node is one
     /// of that state's voters, vouches for it through Raft. The state was computed here by
     /// applying the log, never installed from a leader: a node vouches only for what it saw.
-    fn checkpoint(&self, copy: &Applied, pending: &mut Vec<Outgoing>) -> Result<(), StorageError> {
-        let stored = snapshot_of(copy)?;
-        self.save_snapshot(&stored)?;
-        let index = copy.last_applied.map(|l| l.index).unwrap_or(0);
-        let digest = checkpoint::digest(&stored.data);
-        tracing::info!(index, digest = %hex::encode(digest), "checkpoint");
-        if let Some(vault) = &self.vault {
-            if copy.model.members.voters.contains_key(&vault.node_id()) {
-                let vouch = vault.vouch(index, digest);
-                pending.push(Outgoing::Op(Op::Checkpoint { index, vouch }));
+    ///
+    /// Encoding a large state takes time, so it runs on a blocking thread while applying goes
+    /// on; until it is stored, openraft's snapshot is the previous checkpoint.
+    fn checkpoint(&self, copy: Applied) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = copy.last_applied.map(|l| l.index).unwrap_or(0);
+            let stored = match snapshot_of(&copy).and_then(|s| me.save_if_newer(&s).map(|_| s)) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(index, error = %e, "cannot store the checkpoint");
+                    return;
+                }
+            };
+            let digest = checkpoint::digest(&stored.data);
+            tracing::info!(index, digest = %hex::encode(digest), "checkpoint");
+            if let Some(vault) = &me.vault {
+                if copy.model.members.voters.contains_key(&vault.node_id()) {
+                    let vouch = vault.vouch(index, digest);
+                    let _ = me.acks.send(Outgoing::Op(Op::Checkpoint { index, vouch }));
+                }
             }
+        })
+    }
+
+    /// Stores `snap` as this node's snapshot unless a later one is stored already (a checkpoint
+    /// finishing after a snapshot installed from the leader, say).
+    fn save_if_newer(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
+        let _one_at_a_time = self.snapshot_write.lock().expect("snapshot write lock");
+        let stored = self.stored_snapshot()?.and_then(|s| s.meta.last_log_id);
+        if stored.is_some_and(|s| Some(s) >= snap.meta.last_log_id) {
+            return Ok(());
         }
-        Ok(())
+        self.save_snapshot(snap)
     }
 
     fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
@@ -541,7 +568,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_index = st.last_applied.map(|l| l.index).unwrap_or(0);
         }
         if let Some(copy) = checkpoint_copy {
-            self.checkpoint(&copy, &mut pending)?;
+            *self.last_checkpoint.lock().expect("checkpoint lock") = Some(self.checkpoint(copy));
         }
         for p in pending {
             let _ = self.acks.send(p);
@@ -602,10 +629,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
             *st = applied;
         }
-        self.save_snapshot(&StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })?;
+        {
+            let _one_at_a_time = self.snapshot_write.lock().expect("snapshot write lock");
+            self.save_snapshot(&StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            })?;
+        }
         self.reconcile_shares()?;
         self.installs.fetch_add(1, Ordering::Relaxed);
         self.applied_tx
@@ -746,8 +776,13 @@ mod tests {
         let mut one = machine(a.path(), &ca).with_checkpoints(4);
         let mut other = machine(b.path(), &ca).with_checkpoints(4);
         one.apply(entries.clone()).await.unwrap();
+        let taken = |m: &StateMachine| m.last_checkpoint.lock().unwrap().take();
+        taken(&one).unwrap().await.unwrap();
         for e in entries {
             other.apply(vec![e]).await.unwrap();
+            if let Some(h) = taken(&other) {
+                h.await.unwrap();
+            }
         }
         let stored = |m: &StateMachine| m.stored_snapshot().unwrap().expect("a checkpoint");
         let (x, y) = (stored(&one), stored(&other));
@@ -760,6 +795,7 @@ mod tests {
             .map(|i| entry(i, Command::by_node("node1".into(), Op::Batch(vec![]))))
             .collect();
         one.apply(quiet).await.unwrap();
+        assert!(taken(&one).is_none());
         assert_eq!(stored(&one).meta.last_log_id.map(|l| l.index), Some(8));
         let built = one.build_snapshot().await.unwrap();
         assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(8));
