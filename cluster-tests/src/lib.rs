@@ -273,18 +273,26 @@ impl Cluster {
         }
         c.wait_leader(Duration::from_secs(30));
         c.wait_ready();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string(&c.node(byzantine).log)
-            .unwrap_or_default()
-            .contains("TEST BUILD")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "node {byzantine} is not a byzantine-test build"
-            );
+        assert!(
+            c.wait_log(byzantine, "TEST BUILD", Duration::from_secs(5)),
+            "node {byzantine} is not a byzantine-test build"
+        );
+        c
+    }
+
+    /// Waits (at most `timeout`) until node `id`'s log says `needle`; whether it did.
+    pub fn wait_log(&self, id: u64, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
+            if log.contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        c
     }
 
     /// Waits until the first leader has written the threshold into the replicated settings.

@@ -115,9 +115,8 @@ pub fn validate(
             "node {node} already vouched for checkpoint {index}"
         )));
     }
-    let key: [u8; 32] = hex::decode(&info.ack_key)
-        .ok()
-        .and_then(|k| k.try_into().ok())
+    let key = info
+        .ack_key_bytes()
         .ok_or_else(|| Refusal::invalid(format!("node {node} has no acknowledgement key")))?;
     verify_ack(
         &key,

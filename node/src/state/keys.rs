@@ -193,9 +193,8 @@ pub(super) fn check_dkg_message(
         .all
         .get(&node)
         .ok_or_else(|| Refusal::invalid(format!("node {node} is not a member")))?;
-    let key: [u8; 32] = hex::decode(&info.ack_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
+    let key = info
+        .ack_key_bytes()
         .ok_or_else(|| Refusal::invalid(format!("node {node} has no acknowledgement key")))?;
     verify_ack(
         &key,

@@ -349,14 +349,11 @@ fn ack_key(members: &Members, node: NodeId) -> Result<[u8; 32], Refusal> {
             "acknowledgement from node {node}, which is not a member"
         ))
     })?;
-    hex::decode(&info.ack_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            Refusal::invalid(format!(
-                "node {node} has no acknowledgement key in the membership"
-            ))
-        })
+    info.ack_key_bytes().ok_or_else(|| {
+        Refusal::invalid(format!(
+            "node {node} has no acknowledgement key in the membership"
+        ))
+    })
 }
 
 /// Applies a put (already validated). Returns the versions pruned beyond `max_versions`, whose

@@ -29,6 +29,14 @@ pub struct NodeInfo {
     pub certificate: Vec<u8>,
 }
 
+impl NodeInfo {
+    /// The Ed25519 key that checks this node's signed records, if the membership has a
+    /// well-formed one.
+    pub fn ack_key_bytes(&self) -> Option<[u8; 32]> {
+        hex::decode(&self.ack_key).ok()?.try_into().ok()
+    }
+}
+
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.addr, self.region)
