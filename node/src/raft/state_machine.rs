@@ -444,6 +444,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // With checkpoints, the snapshot is the newest checkpoint (taken while applying),
         // the only states voters vouch for.
         if self.checkpoint_every > 0 {
+            // openraft asks right after a checkpoint index is applied: wait for that checkpoint
+            // to be stored rather than answer with the previous one (and be asked again after
+            // every apply until it is).
+            let pending = self.last_checkpoint.lock().expect("checkpoint lock").take();
+            if let Some(h) = pending {
+                let _ = h.await;
+            }
             if let Some(snap) = self.stored_snapshot()? {
                 tracing::debug!(index = ?snap.meta.last_log_id.map(|l| l.index), "snapshot is the newest checkpoint");
                 return Ok(Snapshot {
