@@ -129,15 +129,17 @@ impl Signing for Api {
                 while self.model().settings.threshold.is_none() && Instant::now() < settle {
                     let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
                 }
-                self.submit(id, op).await?;
+                let created = self.submit(id, op).await?.index;
                 // Wait for the DKG to finish (or fail) on this node's copy. A generation that
                 // cannot finish is aborted by the leader once the replicated deadline (whole
                 // seconds from the leader's stamp, `Command::stamp`) has passed by its clock,
                 // which it checks every second; then the abort commits and applies here.
                 let deadline = Instant::now() + timeout + Duration::from_secs(6);
                 loop {
-                    // Until this node has applied the creation, the key may not be here yet.
-                    if let Ok(k) = self.key(&name) {
+                    // Until this node has applied the creation, the key may not be here yet, or
+                    // be here as the attempt before, failed (a generation run again).
+                    let applied = *rx.borrow_and_update() >= created;
+                    if let Some(k) = applied.then(|| self.key(&name).ok()).flatten() {
                         match &k.status {
                             KeyStatus::Active => return Ok(self.key_info(&name, &k)),
                             KeyStatus::Failed(why) => {
