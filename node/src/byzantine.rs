@@ -283,10 +283,6 @@ mod hooks {
         None
     }
 
-    pub fn forged_snapshot() -> Option<String> {
-        None
-    }
-
     pub fn cut_off() -> bool {
         false
     }
@@ -324,8 +320,9 @@ pub fn false_complaints() -> bool {
     hooks::false_complaints()
 }
 
-/// Whom the snapshots this node sends forge a root grant for (test builds only; always `None`
-/// otherwise).
+/// Whom the snapshots this node sends forge a root grant for (test builds only; the code that
+/// forges, in `raft::state_machine`, exists only in them).
+#[cfg(feature = "byzantine-test")]
 pub fn forged_snapshot() -> Option<String> {
     hooks::forged_snapshot()
 }

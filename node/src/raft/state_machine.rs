@@ -364,6 +364,7 @@ impl StateMachine {
 
     /// Test builds only: the snapshot this node sends gives `who` the root policy, with this
     /// node's own vouch for the forged bytes (a compromised leader's best attempt).
+    #[cfg(feature = "byzantine-test")]
     fn forge_snapshot(&self, wire: &mut CertifiedSnapshot, index: u64, who: &str) {
         let (Some(vault), Ok(mut payload)) =
             (&self.vault, codec::decode::<SnapshotPayload>(&wire.state))
@@ -669,6 +670,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             vouches,
             state: snap.data,
         };
+        #[cfg(feature = "byzantine-test")]
         if let Some(who) = crate::byzantine::forged_snapshot() {
             self.forge_snapshot(&mut wire, index, &who);
         }
