@@ -666,6 +666,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .model
             .checkpoints
             .vouches(index);
+        // Changed only by the test-only Byzantine build.
+        #[cfg_attr(not(feature = "byzantine-test"), allow(unused_mut))]
         let mut wire = CertifiedSnapshot {
             vouches,
             state: snap.data,

@@ -129,7 +129,7 @@ pub(crate) struct Signer {
     key: Vec<u8>,
     /// Ed25519 keys are checked by `tessera_crypto::client_sig` (one rule alone and in a
     /// batch); P-256 keys by ring.
-    ed25519: Option<[u8; 32]>,
+    ed25519: Option<tessera_crypto::client_sig::ClientKey>,
 }
 
 impl Signer {
@@ -210,11 +210,16 @@ impl Trust {
         let key = spki.subject_public_key.data.to_vec();
         // Ed25519 (1.3.101.112) or EC public key (1.2.840.10045.2.1) on P-256.
         let ed25519 = match spki.algorithm.algorithm.to_id_string().as_str() {
-            "1.3.101.112" => Some(
-                key.as_slice()
+            "1.3.101.112" => {
+                let bytes: &[u8; 32] = key
+                    .as_slice()
                     .try_into()
-                    .map_err(|_| unreadable("its Ed25519 key is not 32 bytes".into()))?,
-            ),
+                    .map_err(|_| unreadable("its Ed25519 key is not 32 bytes".into()))?;
+                Some(
+                    tessera_crypto::client_sig::ClientKey::from_bytes(bytes)
+                        .ok_or_else(|| unreadable("its Ed25519 key is not a curve point".into()))?,
+                )
+            }
             "1.2.840.10045.2.1" => None,
             other => {
                 return Err(unreadable(format!(
