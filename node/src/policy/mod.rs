@@ -5,6 +5,7 @@
 //! lets an explicit `deny` override any grant, so that adding a policy can
 //! never unblock a path that another policy deliberately closed.
 
+pub mod break_glass;
 mod cache;
 mod glob;
 mod parse;
@@ -112,6 +113,9 @@ pub struct PathRule {
     pub pattern: String,
     /// Capabilities granted on matching paths (or `deny`).
     pub capabilities: BTreeSet<Capability>,
+    /// The approvals a read (or signature) on matching paths needs, from anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<break_glass::BreakGlass>,
 }
 
 /// A parsed policy: an ordered list of rules. Order does not affect
@@ -146,6 +150,7 @@ impl Policy {
     pub fn root() -> Policy {
         Policy {
             rules: vec![PathRule {
+                break_glass: None,
                 pattern: "*".to_owned(),
                 capabilities: Capability::ALL
                     .into_iter()
@@ -165,10 +170,32 @@ impl Policy {
                 .map(|c| format!("{:?}", c.as_str()))
                 .collect();
             out.push_str(&format!(
-                "path {:?} {{\n  capabilities = [{}]\n}}\n",
+                "path {:?} {{\n  capabilities = [{}]\n",
                 rule.pattern,
                 caps.join(", ")
             ));
+            if let Some(bg) = &rule.break_glass {
+                out.push_str(&format!(
+                    "  break_glass {{\n    max_ttl = {:?}\n    uses    = {}\n",
+                    break_glass::format_duration(bg.max_ttl_secs),
+                    bg.uses
+                ));
+                for f in &bg.factors {
+                    let who: Vec<String> = f
+                        .approvers
+                        .iter()
+                        .map(|a| format!("{:?}", a.to_string()))
+                        .collect();
+                    out.push_str(&format!(
+                        "    factor {:?} {{ approvers = [{}] approvals = {} }}\n",
+                        f.name,
+                        who.join(", "),
+                        f.approvals
+                    ));
+                }
+                out.push_str("  }\n");
+            }
+            out.push_str("}\n");
         }
         out
     }
@@ -207,16 +234,19 @@ fn has_dot_segment(path: &str) -> bool {
 ///   marker, not something that can be granted.
 /// - Paths with `.` or `..` segments are refused (fail closed); callers are
 ///   expected to pass the canonical path the operation will really touch.
+/// - A `read` or `sign` on a path a `break_glass` block covers is never allowed
+///   by policies alone: it takes a grant, judged apart from this function.
 pub fn allowed(policies: &[&Policy], path: &str, cap: Capability) -> bool {
     if cap == Capability::Deny || has_dot_segment(path) {
         return false;
     }
+    let gated = matches!(cap, Capability::Read | Capability::Sign);
     let mut granted = false;
     for rule in policies.iter().flat_map(|policy| policy.rules.iter()) {
         if !glob_match(&rule.pattern, path) {
             continue;
         }
-        if rule.capabilities.contains(&Capability::Deny) {
+        if rule.capabilities.contains(&Capability::Deny) || (gated && rule.break_glass.is_some()) {
             return false;
         }
         granted |= rule.capabilities.contains(&cap);
@@ -390,5 +420,23 @@ mod tests {
              {\"pattern\":\"b\",\"capabilities\":[\"list\"]}]}"
         );
         assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn a_gated_read_or_sign_is_never_allowed_by_policies_alone() {
+        let gate = policy(
+            "path \"prod/db/*\" {\n  capabilities = [\"read\", \"sign\", \"list\", \"update\"]\n  \
+             break_glass {\n    max_ttl = \"1h\"\n    \
+             factor \"a\" { approvers = [\"group:sre\"] approvals = 2 }\n  }\n}\n",
+        );
+        let wide = policy("path \"*\" { capabilities = [\"read\", \"sign\", \"list\"] }");
+        for policies in [vec![&gate], vec![&gate, &wide], vec![&wide, &gate]] {
+            assert!(!allowed(&policies, "prod/db/x", Capability::Read));
+            assert!(!allowed(&policies, "prod/db/x", Capability::Sign));
+            // Listing, writes and metadata are not gated.
+            assert!(allowed(&policies, "prod/db/x", Capability::List));
+        }
+        assert!(allowed(&[&gate], "prod/db/x", Capability::Update));
+        assert!(allowed(&[&wide, &gate], "prod/other", Capability::Read));
     }
 }

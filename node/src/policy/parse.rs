@@ -5,33 +5,39 @@
 //!
 //! ```text
 //! policy     = { block }                       (blocks on separate lines)
-//! block      = "path" STRING "{" { attribute } "}"
-//! attribute  = "capabilities" "=" "[" [ STRING { "," STRING } [ "," ] ] "]"
+//! block      = "path" STRING "{" { attribute | breakglass } "}"
+//! attribute  = "capabilities" "=" list
+//! breakglass = "break_glass" "{" { "max_ttl" "=" STRING | "uses" "=" INT | factor } "}"
+//! factor     = "factor" STRING "{" { "approvers" "=" list | "approvals" "=" INT } "}"
+//! list       = "[" [ STRING { "," STRING } [ "," ] ] "]"
 //! comment    = "#" ... end of line | "//" ... end of line | "/*" ... "*/"
 //! STRING     = '"' { any character but '"', '\', newline, control; or \" or \\ } '"'
 //! ```
 //!
-//! `approvals`, `approvers` and `max_ttl` are known names that are refused
-//! ("not supported yet"): they ask for an approval workflow this version does
-//! not enforce, and accepting them would let an operator believe a path is
-//! guarded when a plain `read` opens it.
+//! `approvals`, `approvers` and `max_ttl` written straight in a `path` block
+//! (Vault's control-group spelling) are refused with a pointer to the
+//! `break_glass` block, rather than accepted and ignored: an operator would
+//! believe the path guarded when a plain `read` opens it.
 //!
 //! Each attribute may appear at most once per block, `capabilities` is
 //! mandatory, and two attributes (or two blocks) may not share a line, as in
-//! HCL. The parser is deliberately unforgiving: every construct it does not
+//! HCL; inside a `factor` block they may (`{ approvers = [...] approvals = 2 }`
+//! reads as one statement). `break_glass` is checked as a whole when it
+//! closes (`super::break_glass`): at least one factor, approvals of at least
+//! one, approvers named `group:` or `identity:`, a `max_ttl` of at most 24 h. The parser is deliberately unforgiving: every construct it does not
 //! know is an error with a line and column, because a policy that is
 //! half-understood is a policy that grants something its author did not mean.
 
 use std::collections::BTreeSet;
 
+use super::break_glass::{self, Approver, BreakGlass, Factor};
 use super::{Capability, PathRule, Policy, PolicyError};
 
 /// Names of the attributes a `path` block accepts, for error messages.
-const ATTRIBUTE_NAMES: &str = "capabilities";
+const ATTRIBUTE_NAMES: &str = "capabilities, break_glass";
 
-/// Attributes that ask for approvals before access. They are refused, not
-/// ignored, until every holder enforces them (break-glass).
-const NOT_SUPPORTED_YET: [&str; 3] = ["approvals", "approvers", "max_ttl"];
+/// Vault's control-group attributes: here they belong inside `break_glass`.
+const BREAK_GLASS_ATTRIBUTES: [&str; 3] = ["approvals", "approvers", "max_ttl"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tok {
@@ -195,8 +201,14 @@ impl Lexer {
                 }
             }
             '"' => Tok::Str(self.string(line, column)?),
-            c if c.is_ascii_digit() => {
+            c if c.is_ascii_digit()
+                || (c == '-' && self.peek_second().is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let mut digits = String::new();
+                if c == '-' {
+                    digits.push(c);
+                    self.bump();
+                }
                 while let Some(d) = self.peek().filter(char::is_ascii_digit) {
                     digits.push(d);
                     self.bump();
@@ -356,7 +368,9 @@ impl Parser {
         let mut rule = PathRule {
             pattern,
             capabilities: BTreeSet::new(),
+            break_glass: None,
         };
+        let mut break_glass_at: Option<(usize, usize)> = None;
         let mut seen: [Option<(usize, usize)>; 1] = [None; 1];
         let mut last_value_line: Option<usize> = None;
         loop {
@@ -387,12 +401,27 @@ impl Parser {
                     ),
                 ));
             }
+            if name == "break_glass" {
+                if let Some((line, column)) = break_glass_at {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        format!(
+                            "duplicate break_glass block (first opened at line {line}, column {column})"
+                        ),
+                    ));
+                }
+                break_glass_at = Some((token.line, token.column));
+                rule.break_glass = Some(self.break_glass_block(&token)?);
+                last_value_line = Some(self.last_line);
+                continue;
+            }
             let Some(attr) = Attr::from_name(&name) else {
-                let message = if NOT_SUPPORTED_YET.contains(&name.as_str()) {
+                let message = if BREAK_GLASS_ATTRIBUTES.contains(&name.as_str()) {
                     format!(
-                        "{name:?} is not supported yet: approval workflows (break-glass) are \
-                         not enforced by this version, so a policy that asks for them is \
-                         refused rather than accepted and ignored"
+                        "{name:?} belongs in a break_glass block (`break_glass {{ max_ttl = \"1h\" \
+                         factor \"NAME\" {{ approvers = [...] approvals = N }} }}`), not straight \
+                         in a path block"
                     )
                 } else if name == "path" {
                     // Most likely the previous block lacks its closing brace.
@@ -443,46 +472,315 @@ impl Parser {
 
     /// `[ "read", "list" ]`, trailing comma allowed, may span lines.
     fn capability_list(&mut self) -> Result<BTreeSet<Capability>, PolicyError> {
+        let mut capabilities = BTreeSet::new();
+        for (name, token) in self.string_list("capabilities list", "capability name")? {
+            let cap = name
+                .parse::<Capability>()
+                .map_err(|e| error(token.line, token.column, e.to_string()))?;
+            capabilities.insert(cap);
+        }
+        Ok(capabilities)
+    }
+
+    /// A bracketed list of strings (the `list` of the grammar), each with its token.
+    fn string_list(&mut self, list: &str, item: &str) -> Result<Vec<(String, Token)>, PolicyError> {
         let open = self.next()?;
         if open.tok != Tok::LBracket {
-            return Err(unexpected("\"[\" to start the capabilities list", &open));
+            return Err(unexpected(&format!("\"[\" to start the {list}"), &open));
         }
-        let mut capabilities = BTreeSet::new();
+        let mut items = Vec::new();
         loop {
             let token = self.next()?;
             match &token.tok {
-                Tok::RBracket => return Ok(capabilities),
-                Tok::Str(name) => {
-                    let cap = name
-                        .parse::<Capability>()
-                        .map_err(|e| error(token.line, token.column, e.to_string()))?;
-                    capabilities.insert(cap);
-                }
+                Tok::RBracket => return Ok(items),
+                Tok::Str(name) => items.push((name.clone(), token.clone())),
                 Tok::Eof => {
                     return Err(error(
                         token.line,
                         token.column,
                         format!(
-                            "expected \"]\" to close the capabilities list opened at line {}, \
+                            "expected \"]\" to close the {list} opened at line {}, \
                              column {}, found end of input",
                             open.line, open.column
                         ),
                     ));
                 }
-                _ => return Err(unexpected("a quoted capability name or \"]\"", &token)),
+                _ => return Err(unexpected(&format!("a quoted {item} or \"]\""), &token)),
             }
             let separator = self.next()?;
             match separator.tok {
                 Tok::Comma => {}
-                Tok::RBracket => return Ok(capabilities),
+                Tok::RBracket => return Ok(items),
                 _ => {
                     return Err(unexpected(
-                        "\",\" or \"]\" in the capabilities list",
+                        &format!("\",\" or \"]\" in the {list}"),
                         &separator,
                     ));
                 }
             }
         }
+    }
+
+    /// `= N` for a count of at least 1 named `name`.
+    fn count(&mut self, name: &str) -> Result<u32, PolicyError> {
+        let equals = self.next()?;
+        if equals.tok != Tok::Equals {
+            return Err(unexpected(&format!("\"=\" after {name:?}"), &equals));
+        }
+        let token = self.next()?;
+        let Tok::Int(digits) = &token.tok else {
+            return Err(unexpected(&format!("a whole number for {name:?}"), &token));
+        };
+        match digits.parse::<i64>() {
+            Ok(n) if n >= 1 => u32::try_from(n).map_err(|_| {
+                error(
+                    token.line,
+                    token.column,
+                    format!("{name} = {digits} is too large"),
+                )
+            }),
+            _ if digits.starts_with('-') || digits.trim_start_matches('0').is_empty() => {
+                Err(error(
+                    token.line,
+                    token.column,
+                    format!("{name} = {digits}: it must be at least 1"),
+                ))
+            }
+            _ => Err(error(
+                token.line,
+                token.column,
+                format!("{name} = {digits} is too large"),
+            )),
+        }
+    }
+
+    /// `{` after a block keyword; returns its token.
+    fn open_brace(&mut self, block: &str) -> Result<Token, PolicyError> {
+        let open = self.next()?;
+        if open.tok != Tok::LBrace {
+            return Err(unexpected(&format!("\"{{\" to open the {block}"), &open));
+        }
+        Ok(open)
+    }
+
+    /// The next name inside a block opened by `open`, or `None` at its `}`.
+    fn block_item(&mut self, block: &str, open: &Token) -> Result<Option<Token>, PolicyError> {
+        let token = self.next()?;
+        match &token.tok {
+            Tok::RBrace => Ok(None),
+            Tok::Ident(_) => Ok(Some(token)),
+            Tok::Eof => Err(error(
+                token.line,
+                token.column,
+                format!(
+                    "expected \"}}\" to close the {block} opened at line {}, column {}, \
+                     found end of input",
+                    open.line, open.column
+                ),
+            )),
+            _ => Err(unexpected("a name or \"}\"", &token)),
+        }
+    }
+
+    /// The rest of `break_glass { ... }` after its keyword.
+    fn break_glass_block(&mut self, keyword: &Token) -> Result<BreakGlass, PolicyError> {
+        let open = self.open_brace("break_glass block")?;
+        let mut max_ttl: Option<u64> = None;
+        let mut uses: Option<u32> = None;
+        let mut factors: Vec<Factor> = Vec::new();
+        let mut last_line: Option<usize> = None;
+        while let Some(token) = self.block_item("break_glass block", &open)? {
+            let Tok::Ident(name) = &token.tok else {
+                unreachable!("block_item returns names")
+            };
+            if last_line == Some(token.line) {
+                return Err(error(
+                    token.line,
+                    token.column,
+                    format!("expected a newline or \"}}\" before {name:?}"),
+                ));
+            }
+            let duplicate = |what: &str| {
+                error(
+                    token.line,
+                    token.column,
+                    format!("duplicate {what:?} in the break_glass block"),
+                )
+            };
+            match name.as_str() {
+                "max_ttl" => {
+                    if max_ttl.is_some() {
+                        return Err(duplicate("max_ttl"));
+                    }
+                    let equals = self.next()?;
+                    if equals.tok != Tok::Equals {
+                        return Err(unexpected("\"=\" after \"max_ttl\"", &equals));
+                    }
+                    let value = self.next()?;
+                    let Tok::Str(text) = &value.tok else {
+                        return Err(unexpected("a quoted duration such as \"1h\"", &value));
+                    };
+                    let secs = break_glass::parse_duration(text)
+                        .map_err(|e| error(value.line, value.column, e))?;
+                    if secs == 0 || secs > break_glass::MAX_GRANT_SECS {
+                        return Err(error(
+                            value.line,
+                            value.column,
+                            format!(
+                                "max_ttl = {text:?}: a grant lasts more than nothing and at most 24h"
+                            ),
+                        ));
+                    }
+                    max_ttl = Some(secs);
+                }
+                "uses" => {
+                    if uses.is_some() {
+                        return Err(duplicate("uses"));
+                    }
+                    uses = Some(self.count("uses")?);
+                }
+                "factor" => {
+                    let factor = self.factor_block(&token)?;
+                    if factors.iter().any(|f| f.name == factor.name) {
+                        return Err(error(
+                            token.line,
+                            token.column,
+                            format!(
+                                "duplicate factor {:?} in the break_glass block",
+                                factor.name
+                            ),
+                        ));
+                    }
+                    factors.push(factor);
+                }
+                other => {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        format!(
+                            "unknown name {other:?} in a break_glass block \
+                             (expected one of max_ttl, uses, factor)"
+                        ),
+                    ))
+                }
+            }
+            last_line = Some(self.last_line);
+        }
+        let Some(max_ttl_secs) = max_ttl else {
+            return Err(error(
+                keyword.line,
+                keyword.column,
+                "the break_glass block has no max_ttl (expected `max_ttl = \"1h\"`: the longest \
+                 a grant lasts, at most 24h)",
+            ));
+        };
+        if factors.is_empty() {
+            return Err(error(
+                keyword.line,
+                keyword.column,
+                "the break_glass block has no factor (expected at least one \
+                 `factor \"NAME\" { approvers = [...] approvals = N }`)",
+            ));
+        }
+        Ok(BreakGlass {
+            max_ttl_secs,
+            uses: uses.unwrap_or(break_glass::DEFAULT_USES),
+            factors,
+        })
+    }
+
+    /// The rest of `factor "NAME" { ... }` after its keyword. Its two attributes may share a
+    /// line (the one-line form reads as one statement).
+    fn factor_block(&mut self, keyword: &Token) -> Result<Factor, PolicyError> {
+        let name_token = self.next()?;
+        let name = match &name_token.tok {
+            Tok::Str(n) if !n.is_empty() => n.clone(),
+            _ => {
+                return Err(unexpected(
+                    "a quoted factor name after \"factor\"",
+                    &name_token,
+                ))
+            }
+        };
+        let open = self.open_brace("factor block")?;
+        let mut approvers: Option<Vec<Approver>> = None;
+        let mut approvals: Option<u32> = None;
+        while let Some(token) = self.block_item("factor block", &open)? {
+            let Tok::Ident(attr) = &token.tok else {
+                unreachable!("block_item returns names")
+            };
+            let duplicate = || {
+                error(
+                    token.line,
+                    token.column,
+                    format!("duplicate {attr:?} in factor {name:?}"),
+                )
+            };
+            match attr.as_str() {
+                "approvers" => {
+                    if approvers.is_some() {
+                        return Err(duplicate());
+                    }
+                    let equals = self.next()?;
+                    if equals.tok != Tok::Equals {
+                        return Err(unexpected("\"=\" after \"approvers\"", &equals));
+                    }
+                    let mut list = Vec::new();
+                    for (text, at) in self.string_list("approvers list", "approver")? {
+                        let approver =
+                            Approver::parse(&text).map_err(|e| error(at.line, at.column, e))?;
+                        if !list.contains(&approver) {
+                            list.push(approver);
+                        }
+                    }
+                    if list.is_empty() {
+                        return Err(error(
+                            token.line,
+                            token.column,
+                            format!("factor {name:?} has an empty approvers list"),
+                        ));
+                    }
+                    approvers = Some(list);
+                }
+                "approvals" => {
+                    if approvals.is_some() {
+                        return Err(duplicate());
+                    }
+                    approvals = Some(self.count("approvals")?);
+                }
+                other => {
+                    return Err(error(
+                        token.line,
+                        token.column,
+                        format!(
+                            "unknown attribute {other:?} in factor {name:?} \
+                             (expected approvers, approvals)"
+                        ),
+                    ))
+                }
+            }
+        }
+        let Some(approvers) = approvers else {
+            return Err(error(
+                keyword.line,
+                keyword.column,
+                format!(
+                    "factor {name:?} has no approvers (expected `approvers = [\"group:NAME\"]`)"
+                ),
+            ));
+        };
+        let Some(approvals) = approvals else {
+            return Err(error(
+                keyword.line,
+                keyword.column,
+                format!("factor {name:?} has no approvals (expected `approvals = N`, at least 1)"),
+            ));
+        };
+        Ok(Factor {
+            name,
+            approvers,
+            approvals,
+        })
     }
 }
 
@@ -542,10 +840,12 @@ path "prod/+/config" { capabilities = ["deny"] }
                 PathRule {
                     pattern: "prod/db/*".into(),
                     capabilities: caps(&[Capability::Read, Capability::List]),
+                    break_glass: None,
                 },
                 PathRule {
                     pattern: "prod/+/config".into(),
                     capabilities: caps(&[Capability::Deny]),
+                    break_glass: None,
                 },
             ]
         );
@@ -615,7 +915,7 @@ path "prod/+/config" { capabilities = ["deny"] }
         let err = parse_err("path \"a\" {\n  capabilities = [\"read\"]\n  policy = \"read\"\n}\n");
         assert_eq!(
             err.to_string(),
-            "line 3, column 3: unknown attribute \"policy\" (expected one of capabilities)"
+            "line 3, column 3: unknown attribute \"policy\" (expected one of capabilities, break_glass)"
         );
     }
 
@@ -775,9 +1075,8 @@ path "prod/+/config" { capabilities = ["deny"] }
     }
 
     #[test]
-    fn approval_attributes_are_refused_until_enforced() {
-        // A path the operator marked `approvals = 2` must not be readable on `read` alone: the
-        // policy is refused, with the place, instead of stored and ignored.
+    fn control_group_attributes_point_to_break_glass() {
+        // Vault's spelling, straight in the path block: refused with the place, never ignored.
         for (attr, value) in [
             ("approvals", "2"),
             ("approvers", "\"sre\""),
@@ -790,8 +1089,118 @@ path "prod/+/config" { capabilities = ["deny"] }
             assert_eq!((err.line, err.column), (3, 3), "{err}");
             assert!(
                 err.message
-                    .starts_with(&format!("\"{attr}\" is not supported yet")),
+                    .starts_with(&format!("\"{attr}\" belongs in a break_glass block")),
                 "{err}"
+            );
+        }
+    }
+
+    const GATE: &str = r#"path "prod/db/*" {
+  capabilities = ["read"]
+  break_glass {
+    max_ttl = "1h"          # longest grant
+    uses    = 3
+    factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
+    factor "security" {
+      approvers = ["group:security", "identity:ciso", "group:security"]
+      approvals = 1
+    }
+  }
+}
+"#;
+
+    #[test]
+    fn parses_the_break_glass_example_and_writes_it_back() {
+        use super::super::break_glass::{Approver, BreakGlass, Factor};
+        let policy = parse_ok(GATE);
+        let bg = policy.rules[0].break_glass.clone().expect("a gate");
+        assert_eq!(
+            bg,
+            BreakGlass {
+                max_ttl_secs: 3600,
+                uses: 3,
+                factors: vec![
+                    Factor {
+                        name: "sre".into(),
+                        approvers: vec![Approver::Group("sre-leads".into())],
+                        approvals: 2,
+                    },
+                    Factor {
+                        name: "security".into(),
+                        // A repeated approver counts once.
+                        approvers: vec![
+                            Approver::Group("security".into()),
+                            Approver::Identity("ciso".into()),
+                        ],
+                        approvals: 1,
+                    },
+                ],
+            }
+        );
+        assert_eq!(Policy::parse(&policy.to_hcl("again")).unwrap(), policy);
+        // `uses` defaults to one.
+        let one = parse_ok(
+            "path \"k\" {\n  capabilities = [\"sign\"]\n  break_glass {\n    max_ttl = \"30m\"\n    \
+             factor \"a\" { approvers = [\"identity:x\"] approvals = 1 }\n  }\n}\n",
+        );
+        let bg = one.rules[0].break_glass.as_ref().unwrap();
+        assert_eq!((bg.uses, bg.max_ttl_secs), (1, 1800));
+    }
+
+    /// `GATE` with `from` replaced by `to`.
+    fn gate_with(from: &str, to: &str) -> String {
+        assert!(GATE.contains(from), "{from}");
+        GATE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn a_malformed_gate_is_refused_with_its_place() {
+        let cases = [
+            // zero or negative approvals
+            (gate_with("approvals = 2", "approvals = 0"), 6, 69, "approvals = 0: it must be at least 1"),
+            (gate_with("approvals = 2", "approvals = -2"), 6, 69, "approvals = -2: it must be at least 1"),
+            (gate_with("approvals = 2", "approvals = \"2\""), 6, 69, "expected a whole number for \"approvals\""),
+            (gate_with("uses    = 3", "uses    = 0"), 5, 15, "uses = 0: it must be at least 1"),
+            // a factor with no approvers, or an empty list
+            (gate_with("approvers = [\"group:sre-leads\"] ", ""), 6, 5, "factor \"sre\" has no approvers"),
+            (gate_with("[\"group:sre-leads\"]", "[]"), 6, 25, "factor \"sre\" has an empty approvers list"),
+            (gate_with(" approvals = 2", ""), 6, 5, "factor \"sre\" has no approvals"),
+            (gate_with("group:sre-leads", "sre-leads"), 6, 38, "names neither a group nor an identity"),
+            (gate_with("group:sre-leads", "user:x"), 6, 38, "approver kind \"user\" is unknown"),
+            // unknown keys, at each level
+            (gate_with("uses    = 3", "use     = 3"), 5, 5, "unknown name \"use\" in a break_glass block"),
+            (gate_with("approvals = 1", "approval = 1"), 9, 7, "unknown attribute \"approval\" in factor \"security\""),
+            // max_ttl over a day, zero, unreadable, missing
+            (gate_with("\"1h\"", "\"25h\""), 4, 15, "at most 24h"),
+            (gate_with("\"1h\"", "\"0s\""), 4, 15, "at most 24h"),
+            (gate_with("\"1h\"", "\"1 hour\""), 4, 15, "is not like"),
+            (gate_with("    max_ttl = \"1h\"          # longest grant\n", ""), 3, 3, "has no max_ttl"),
+            // no factor; duplicates
+            (
+                gate_with("    factor \"sre\"      { approvers = [\"group:sre-leads\"] approvals = 2 }\n", "")
+                    .replacen("    factor \"security\" {\n      approvers = [\"group:security\", \"identity:ciso\", \"group:security\"]\n      approvals = 1\n    }\n", "", 1),
+                3,
+                3,
+                "has no factor",
+            ),
+            (gate_with("factor \"security\"", "factor \"sre\""), 7, 5, "duplicate factor \"sre\""),
+            (gate_with("uses    = 3", "uses    = 3\n    uses = 4"), 6, 5, "duplicate \"uses\""),
+            (gate_with("approvals = 2", "approvals = 2 approvals = 3"), 6, 71, "duplicate \"approvals\" in factor \"sre\""),
+            (
+                gate_with("  }\n}\n", "  }\n  break_glass {\n  }\n}\n"),
+                12,
+                3,
+                "duplicate break_glass block (first opened at line 3, column 3)",
+            ),
+            // unclosed
+            (GATE.trim_end().trim_end_matches('}').trim_end().trim_end_matches('}').to_string(), 11, 3, "to close the break_glass block opened at line 3"),
+        ];
+        for (src, line, column, needle) in cases {
+            let err = parse_err(&src);
+            assert_eq!((err.line, err.column), (line, column), "{err}\n{src}");
+            assert!(
+                err.message.contains(needle),
+                "{err} lacks {needle:?}\n{src}"
             );
         }
     }

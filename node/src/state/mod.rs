@@ -7,6 +7,7 @@
 //! operation's validation and application live together in `ops/`.
 
 pub mod authority;
+pub mod breakglass;
 pub mod checkpoint;
 mod command;
 pub mod genesis;

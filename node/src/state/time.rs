@@ -24,6 +24,11 @@ impl Timestamp {
         Timestamp(nanos)
     }
 
+    /// Nanoseconds since the Unix epoch.
+    pub fn unix_nanos(self) -> u64 {
+        self.0
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_millis(self) -> u64 {
         self.0 / 1_000_000

@@ -438,8 +438,7 @@ impl Sys for Api {
                     Capability::Create
                 };
                 self.authorize(&id, &path, cap).await?;
-                Policy::parse(&r.text)
-                    .map_err(|e| Refusal::invalid(format!("policy {:?}: {e}", r.name)))?;
+                crate::state::ops::policy::parse_text(&r.name, &r.text)?;
                 self.submit(
                     id,
                     Op::PutPolicy {

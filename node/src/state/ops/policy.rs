@@ -14,8 +14,25 @@ pub fn validate_put(name: &str, text: &str) -> Result<(), Refusal> {
             "the root policy is built in and cannot be changed",
         ));
     }
-    Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))?;
+    parse_text(name, text)?;
     Ok(())
+}
+
+/// A policy's text as the cluster accepts it: parsed, and without a `break_glass` block for
+/// now. The block parses (so its mistakes are shown with their place), but holders do not yet
+/// enforce it, and a gate stored and not enforced would let an operator believe a path guarded
+/// that a plain `read` opens; so it is refused until they do.
+pub fn parse_text(name: &str, text: &str) -> Result<Policy, Refusal> {
+    let policy =
+        Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))?;
+    if let Some(rule) = policy.rules.iter().find(|r| r.break_glass.is_some()) {
+        return Err(Refusal::invalid(format!(
+            "policy {name:?}: the break_glass block of path {:?} is well formed, but this version \
+             does not enforce break-glass yet, so it is refused rather than stored and ignored",
+            rule.pattern
+        )));
+    }
+    Ok(policy)
 }
 
 pub fn apply_put(m: &mut Model, name: &str, text: &str) {
@@ -98,7 +115,7 @@ pub fn apply_attach(m: &mut Model, policy: &str, target: &AttachTarget, detach: 
 
 pub fn validate_restore(model: &Model) -> Result<(), Refusal> {
     for (name, text) in &model.policies {
-        Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))?;
+        parse_text(name, text)?;
     }
     Ok(())
 }
@@ -110,4 +127,20 @@ pub fn apply_restore(m: &mut Model, model: &Model) {
     m.policies = model.policies.clone();
     m.identity_policies = model.identity_policies.clone();
     m.group_policies = model.group_policies.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_that_holders_do_not_enforce_is_never_stored() {
+        let gate = "path \"prod/*\" {\n  capabilities = [\"read\"]\n  break_glass {\n    max_ttl = \"1h\"\n    factor \"a\" { approvers = [\"group:sre\"] approvals = 2 }\n  }\n}\n";
+        let err = validate_put("p", gate).unwrap_err().to_string();
+        assert!(err.contains("does not enforce break-glass yet"), "{err}");
+        let mut model = Model::default();
+        model.policies.insert("p".into(), gate.into());
+        assert!(validate_restore(&model).is_err());
+        assert!(validate_put("p", "path \"prod/*\" { capabilities = [\"read\"] }").is_ok());
+    }
 }

@@ -1,0 +1,578 @@
+//! Break-glass requests as the replicated state holds them, and the rules that move one from
+//! pending to granted, closed or spent. Pure: every node applies the same transitions at the
+//! same index, with the entry's time (never its own clock) for every replicated time.
+//!
+//! A request names one path and one capability (`read` on a KV path, `sign` on `keys/NAME`).
+//! The gates that cover the path are every `break_glass` block, in any policy of the cluster,
+//! whose pattern matches it: all of them apply at once (every factor of every gate; the
+//! shortest `max_ttl`; the fewest `uses`).
+//!
+//! # Security
+//!
+//! - The requester never counts as an approver, and is refused as one outright.
+//! - An approval counts for the factors its approver was eligible for where it applied (group
+//!   membership judged at that index), and each approver counts once (`BreakGlass::met`).
+//! - One eligible approver's denial closes the request for good (a veto).
+//! - A grant lasts `min(ttl, max_ttl)` from the index where its last needed approval applied;
+//!   a request pending longer than the request lifetime expires; both by replicated time.
+//! - A use is committed before any holder releases under it, and no more than `uses` are
+//!   ever committed: the budget is exact across holders and restarts.
+//!
+//! Holders and signers do not trust the `Granted` state below on its own: they verify each
+//! signature the request and its approvals carry before they release.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::Timestamp;
+use crate::error::Refusal;
+use crate::policy::break_glass::{Approval, BreakGlass};
+use crate::policy::{glob_match, Capability, PolicyCache};
+
+/// How long a request waits for approvals before it expires, by default.
+pub const DEFAULT_REQUEST_TTL_SECS: u64 = 24 * 3600;
+
+/// The longest reason kept.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// One break-glass request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub requester: String,
+    pub path: String,
+    pub capability: Capability,
+    pub reason: String,
+    /// What the requester asked for (seconds); the grant lasts at most the gates' `max_ttl`.
+    pub ttl_secs: u64,
+    pub requested_at: Timestamp,
+    /// The request expires unless granted before this.
+    pub pending_until: Timestamp,
+    pub decisions: Vec<Decision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<Grant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closed>,
+    pub uses: Vec<Use>,
+}
+
+/// An approver's approval or denial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub approver: String,
+    pub approve: bool,
+    pub comment: String,
+    pub at: Timestamp,
+    /// The approver's groups where the decision applied (membership is judged there).
+    pub groups: BTreeSet<String>,
+}
+
+/// When the grant became active and until when it lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub at: Timestamp,
+    pub until: Timestamp,
+    /// Reads (or signatures) it allows.
+    pub uses: u32,
+}
+
+/// Why a request closed before it expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Closed {
+    Denied { by: String, at: Timestamp },
+    Revoked { by: String, at: Timestamp },
+}
+
+/// One committed use of a grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Use {
+    pub id: String,
+    pub at: Timestamp,
+}
+
+/// Where a request stands at a given time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Active {
+        until: Timestamp,
+        uses_left: u32,
+    },
+    Denied {
+        by: String,
+    },
+    Revoked {
+        by: String,
+    },
+    /// Pending too long, or granted and past its end.
+    Expired,
+    /// Granted, and every use committed.
+    Spent,
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active { .. } => "active",
+            Status::Denied { .. } => "denied",
+            Status::Revoked { .. } => "revoked",
+            Status::Expired => "expired",
+            Status::Spent => "spent",
+        }
+    }
+}
+
+/// What the gates covering one path ask for, together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gates(pub Vec<BreakGlass>);
+
+impl Gates {
+    pub fn max_ttl_secs(&self) -> u64 {
+        self.0.iter().map(|g| g.max_ttl_secs).min().unwrap_or(0)
+    }
+
+    pub fn uses(&self) -> u32 {
+        self.0.iter().map(|g| g.uses).min().unwrap_or(0)
+    }
+
+    /// Whether the approvals among `decisions` meet every factor of every gate.
+    fn met(&self, requester: &str, decisions: &[Decision]) -> Result<(), Refusal> {
+        let approvals: Vec<Approval<'_>> = decisions
+            .iter()
+            .filter(|d| d.approve)
+            .map(|d| Approval {
+                approver: &d.approver,
+                groups: &d.groups,
+            })
+            .collect();
+        for g in &self.0 {
+            g.met(requester, &approvals)
+                .map_err(|e| Refusal::rejected(format!("not approved yet: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `who`, in `groups`, may approve or deny for any factor of any gate.
+    fn eligible(&self, who: &str, groups: &BTreeSet<String>) -> bool {
+        self.0
+            .iter()
+            .flat_map(|g| g.factors.iter())
+            .any(|f| f.eligible(who, groups))
+    }
+}
+
+/// Every `break_glass` block, in any policy of the cluster, whose path pattern matches `path`:
+/// the gates a read of (or a signature with) `path` must pass, whoever asks.
+pub fn gates_for(policies: &BTreeMap<String, String>, cache: &PolicyCache, path: &str) -> Gates {
+    let mut gates = Vec::new();
+    for (name, text) in policies {
+        let Some(policy) = cache.get(name, text) else {
+            continue;
+        };
+        for rule in &policy.rules {
+            if let Some(bg) = &rule.break_glass {
+                if glob_match(&rule.pattern, path) {
+                    gates.push(bg.clone());
+                }
+            }
+        }
+    }
+    Gates(gates)
+}
+
+fn add_secs(t: Timestamp, secs: u64) -> Timestamp {
+    Timestamp::from_unix_nanos(
+        t.unix_nanos()
+            .saturating_add(secs.saturating_mul(1_000_000_000)),
+    )
+}
+
+impl Request {
+    /// A new request, checked against the gates that cover its path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        id: String,
+        requester: &str,
+        path: &str,
+        capability: Capability,
+        reason: &str,
+        ttl_secs: u64,
+        at: Timestamp,
+        request_ttl_secs: u64,
+        gates: &Gates,
+    ) -> Result<Request, Refusal> {
+        if !matches!(capability, Capability::Read | Capability::Sign) {
+            return Err(Refusal::invalid(format!(
+                "break-glass grants read or sign, not {capability}"
+            )));
+        }
+        if gates.0.is_empty() {
+            return Err(Refusal::invalid(format!(
+                "{path:?} is not covered by any break_glass block: no grant is needed (or given) there"
+            )));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Refusal::invalid(
+                "a break-glass request needs a reason (--reason): approvers and the audit log read it",
+            ));
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Refusal::invalid(format!(
+                "the reason is longer than {MAX_REASON_CHARS} characters"
+            )));
+        }
+        let max = gates.max_ttl_secs();
+        if ttl_secs == 0 || ttl_secs > max {
+            return Err(Refusal::invalid(format!(
+                "ttl {ttl_secs}s: a grant on {path:?} lasts more than nothing and at most {}",
+                crate::policy::break_glass::format_duration(max)
+            )));
+        }
+        Ok(Request {
+            id,
+            requester: requester.to_string(),
+            path: path.to_string(),
+            capability,
+            reason: reason.to_string(),
+            ttl_secs,
+            requested_at: at,
+            pending_until: add_secs(at, request_ttl_secs),
+            decisions: Vec::new(),
+            granted: None,
+            closed: None,
+            uses: Vec::new(),
+        })
+    }
+
+    /// Where the request stands at `now`.
+    pub fn status(&self, now: Timestamp) -> Status {
+        match &self.closed {
+            Some(Closed::Denied { by, .. }) => return Status::Denied { by: by.clone() },
+            Some(Closed::Revoked { by, .. }) => return Status::Revoked { by: by.clone() },
+            None => {}
+        }
+        match &self.granted {
+            None if now >= self.pending_until => Status::Expired,
+            None => Status::Pending,
+            Some(g) if now >= g.until => Status::Expired,
+            Some(g) => {
+                let used = self.uses.len() as u32;
+                if used >= g.uses {
+                    Status::Spent
+                } else {
+                    Status::Active {
+                        until: g.until,
+                        uses_left: g.uses - used,
+                    }
+                }
+            }
+        }
+    }
+
+    /// An approver's decision, applied at `at` (the approver's groups as of that index). An
+    /// approval that completes every factor makes the grant active from `at`.
+    pub fn decide(
+        &mut self,
+        approver: &str,
+        groups: &BTreeSet<String>,
+        approve: bool,
+        comment: &str,
+        at: Timestamp,
+        gates: &Gates,
+    ) -> Result<(), Refusal> {
+        let status = self.status(at);
+        if status != Status::Pending {
+            return Err(Refusal::rejected(format!(
+                "break-glass request {} is {}, not pending: it takes no more decisions",
+                self.id,
+                status.name()
+            )));
+        }
+        if approver == self.requester {
+            return Err(Refusal::rejected(
+                "the requester can never approve or deny their own break-glass request",
+            ));
+        }
+        if !gates.eligible(approver, groups) {
+            return Err(Refusal::Denied {
+                identity: approver.to_string(),
+                path: self.path.clone(),
+                capability: "approve".into(),
+                policies: Vec::new(),
+            });
+        }
+        if self.decisions.iter().any(|d| d.approver == approver) {
+            return Err(Refusal::rejected(format!(
+                "{approver:?} already decided on break-glass request {}",
+                self.id
+            )));
+        }
+        self.decisions.push(Decision {
+            approver: approver.to_string(),
+            approve,
+            comment: comment.to_string(),
+            at,
+            groups: groups.clone(),
+        });
+        if !approve {
+            self.closed = Some(Closed::Denied {
+                by: approver.to_string(),
+                at,
+            });
+        } else if gates.met(&self.requester, &self.decisions).is_ok() {
+            let secs = self.ttl_secs.min(gates.max_ttl_secs());
+            self.granted = Some(Grant {
+                at,
+                until: add_secs(at, secs),
+                uses: gates.uses(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The requester (or an admin, as the caller decides) ends the request or its grant.
+    pub fn revoke(&mut self, by: &str, at: Timestamp) -> Result<(), Refusal> {
+        match self.status(at) {
+            Status::Pending | Status::Active { .. } => {
+                self.closed = Some(Closed::Revoked {
+                    by: by.to_string(),
+                    at,
+                });
+                Ok(())
+            }
+            other => Err(Refusal::rejected(format!(
+                "break-glass request {} is {} already",
+                self.id,
+                other.name()
+            ))),
+        }
+    }
+
+    /// Commits one use of the grant by `caller`, at `at`.
+    pub fn commit_use(&mut self, caller: &str, use_id: &str, at: Timestamp) -> Result<(), Refusal> {
+        if caller != self.requester {
+            return Err(Refusal::Denied {
+                identity: caller.to_string(),
+                path: self.path.clone(),
+                capability: "use this grant".into(),
+                policies: Vec::new(),
+            });
+        }
+        if self.uses.iter().any(|u| u.id == use_id) {
+            return Err(Refusal::rejected(format!(
+                "use {use_id} of break-glass grant {} is committed already",
+                self.id
+            )));
+        }
+        match self.status(at) {
+            Status::Active { .. } => {
+                self.uses.push(Use {
+                    id: use_id.to_string(),
+                    at,
+                });
+                Ok(())
+            }
+            other => Err(Refusal::rejected(format!(
+                "break-glass grant {} is {}: no use is left",
+                self.id,
+                other.name()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
+    }
+
+    fn gates() -> Gates {
+        let p = Policy::parse(
+            r#"path "prod/db/*" {
+  capabilities = ["read"]
+  break_glass {
+    max_ttl = "1h"
+    uses    = 2
+    factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
+    factor "security" { approvers = ["group:security", "identity:ciso"] approvals = 1 }
+  }
+}
+"#,
+        )
+        .unwrap();
+        Gates(vec![p.rules[0].break_glass.clone().unwrap()])
+    }
+
+    fn groups(gs: &[&str]) -> BTreeSet<String> {
+        gs.iter().map(|g| g.to_string()).collect()
+    }
+
+    fn open(ttl: u64) -> Result<Request, Refusal> {
+        Request::open(
+            "r1".into(),
+            "alice",
+            "prod/db/main",
+            Capability::Read,
+            "incident 42: the primary is down",
+            ttl,
+            at(0),
+            DEFAULT_REQUEST_TTL_SECS,
+            &gates(),
+        )
+    }
+
+    #[test]
+    fn a_request_is_granted_when_every_factor_is_met_and_lasts_its_ttl() {
+        let g = gates();
+        let mut r = open(1800).unwrap();
+        r.decide("bob", &groups(&["sre-leads"]), true, "", at(10), &g)
+            .unwrap();
+        r.decide("carol", &groups(&["sre-leads"]), true, "ok", at(20), &g)
+            .unwrap();
+        // The sre factor alone is not enough.
+        assert_eq!(r.status(at(30)), Status::Pending);
+        r.decide("ciso", &groups(&[]), true, "", at(40), &g)
+            .unwrap();
+        assert_eq!(
+            r.status(at(41)),
+            Status::Active {
+                until: at(40 + 1800),
+                uses_left: 2
+            }
+        );
+        assert_eq!(r.status(at(40 + 1800)), Status::Expired);
+        // Two uses, then spent; the same use id never counts twice.
+        r.commit_use("alice", "u1", at(50)).unwrap();
+        assert!(r.commit_use("alice", "u1", at(51)).is_err());
+        assert!(r.commit_use("mallory", "u2", at(51)).is_err());
+        r.commit_use("alice", "u2", at(52)).unwrap();
+        assert_eq!(r.status(at(53)), Status::Spent);
+        assert!(r.commit_use("alice", "u3", at(54)).is_err());
+        // No more decisions once granted.
+        assert!(r
+            .decide("dave", &groups(&["security"]), false, "", at(60), &g)
+            .is_err());
+    }
+
+    #[test]
+    fn self_approval_outsiders_and_repeats_are_refused_and_a_deny_vetoes() {
+        let g = gates();
+        let mut r = open(600).unwrap();
+        let e = r
+            .decide(
+                "alice",
+                &groups(&["sre-leads", "security"]),
+                true,
+                "",
+                at(1),
+                &g,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("their own"), "{e}");
+        assert!(r
+            .decide("dev", &groups(&["dev"]), true, "", at(2), &g)
+            .is_err());
+        r.decide("bob", &groups(&["sre-leads"]), true, "", at(3), &g)
+            .unwrap();
+        assert!(r
+            .decide("bob", &groups(&["sre-leads"]), true, "", at(4), &g)
+            .is_err());
+        assert_eq!(r.decisions.len(), 1);
+        r.decide("ciso", &groups(&[]), false, "no", at(5), &g)
+            .unwrap();
+        assert_eq!(r.status(at(6)), Status::Denied { by: "ciso".into() });
+        assert!(r
+            .decide("carol", &groups(&["sre-leads"]), true, "", at(7), &g)
+            .is_err());
+        assert!(r.commit_use("alice", "u1", at(8)).is_err());
+    }
+
+    #[test]
+    fn every_gate_in_any_policy_that_covers_the_path_applies() {
+        let one = "path \"prod/*\" {\n  capabilities = [\"read\"]\n  break_glass {\n    max_ttl = \"2h\"\n    uses = 3\n    factor \"a\" { approvers = [\"group:a\"] approvals = 1 }\n  }\n}\n";
+        let two = "path \"prod/db/*\" {\n  capabilities = [\"list\"]\n  break_glass {\n    max_ttl = \"1h\"\n    factor \"b\" { approvers = [\"group:b\"] approvals = 1 }\n  }\n}\npath \"*\" { capabilities = [\"read\"] }\n";
+        let policies: BTreeMap<String, String> =
+            [("one".into(), one.into()), ("two".into(), two.into())]
+                .into_iter()
+                .collect();
+        let cache = PolicyCache::default();
+        let g = gates_for(&policies, &cache, "prod/db/main");
+        assert_eq!(g.0.len(), 2);
+        assert_eq!((g.max_ttl_secs(), g.uses()), (3600, 1));
+        // Both gates' factors: one approver of each group.
+        let mut r = Request::open(
+            "r".into(),
+            "x",
+            "prod/db/main",
+            Capability::Read,
+            "why",
+            600,
+            at(0),
+            60,
+            &g,
+        )
+        .unwrap();
+        r.decide("p", &groups(&["a"]), true, "", at(1), &g).unwrap();
+        assert_eq!(r.status(at(2)), Status::Pending);
+        r.decide("q", &groups(&["b"]), true, "", at(3), &g).unwrap();
+        assert!(matches!(
+            r.status(at(4)),
+            Status::Active { uses_left: 1, .. }
+        ));
+        assert_eq!(gates_for(&policies, &cache, "prod/web").0.len(), 1);
+        assert!(gates_for(&policies, &cache, "staging/db/main").0.is_empty());
+    }
+
+    #[test]
+    fn requests_expire_and_can_be_revoked_and_bad_ones_are_refused() {
+        let g = gates();
+        let r = open(600).unwrap();
+        assert_eq!(r.status(at(DEFAULT_REQUEST_TTL_SECS - 1)), Status::Pending);
+        assert_eq!(r.status(at(DEFAULT_REQUEST_TTL_SECS)), Status::Expired);
+        let mut late = r.clone();
+        assert!(late
+            .decide(
+                "bob",
+                &groups(&["sre-leads"]),
+                true,
+                "",
+                at(DEFAULT_REQUEST_TTL_SECS),
+                &g
+            )
+            .is_err());
+        let mut r2 = r.clone();
+        r2.revoke("alice", at(5)).unwrap();
+        assert_eq!(r2.status(at(6)), Status::Revoked { by: "alice".into() });
+        assert!(r2.revoke("alice", at(7)).is_err());
+        // A ttl over the gate's max_ttl, no reason, an ungated path, a capability not gated.
+        assert!(open(3601).unwrap_err().to_string().contains("at most 1h"));
+        assert!(open(0).is_err());
+        let bad = |reason: &str, cap: Capability, gates: &Gates| {
+            Request::open(
+                "r".into(),
+                "alice",
+                "prod/db/main",
+                cap,
+                reason,
+                60,
+                at(0),
+                DEFAULT_REQUEST_TTL_SECS,
+                gates,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("  ", Capability::Read, &g).contains("needs a reason"));
+        assert!(bad("x", Capability::Update, &g).contains("read or sign"));
+        assert!(bad("x", Capability::Read, &Gates(vec![])).contains("not covered"));
+    }
+}
