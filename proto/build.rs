@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tessera/v1/kv.proto",
         "tessera/v1/signing.proto",
         "tessera/v1/sys.proto",
+        "tessera/v1/breakglass.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed=proto/{f}");

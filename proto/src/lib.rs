@@ -53,10 +53,14 @@ pub enum SignedMethod {
     MembersAdd,
     MembersRemove,
     RootsSet,
+    BreakGlassRequest,
+    BreakGlassDecide,
+    BreakGlassRevoke,
+    BreakGlassUse,
 }
 
 impl SignedMethod {
-    pub const ALL: [SignedMethod; 19] = [
+    pub const ALL: [SignedMethod; 23] = [
         Self::KvPut,
         Self::KvDelete,
         Self::KvUndelete,
@@ -76,6 +80,10 @@ impl SignedMethod {
         Self::MembersAdd,
         Self::MembersRemove,
         Self::RootsSet,
+        Self::BreakGlassRequest,
+        Self::BreakGlassDecide,
+        Self::BreakGlassRevoke,
+        Self::BreakGlassUse,
     ];
 
     pub fn path(self) -> &'static str {
@@ -99,6 +107,10 @@ impl SignedMethod {
             Self::MembersAdd => "/tessera.v1.Sys/AddMember",
             Self::MembersRemove => "/tessera.v1.Sys/RemoveMember",
             Self::RootsSet => "/tessera.v1.Sys/SetRoots",
+            Self::BreakGlassRequest => "/tessera.v1.BreakGlass/Request",
+            Self::BreakGlassDecide => "/tessera.v1.BreakGlass/Decide",
+            Self::BreakGlassRevoke => "/tessera.v1.BreakGlass/Revoke",
+            Self::BreakGlassUse => "/tessera.v1.BreakGlass/Use",
         }
     }
 

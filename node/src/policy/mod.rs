@@ -237,10 +237,19 @@ fn has_dot_segment(path: &str) -> bool {
 /// - A `read` or `sign` on a path a `break_glass` block covers is never allowed
 ///   by policies alone: it takes a grant, judged apart from this function.
 pub fn allowed(policies: &[&Policy], path: &str, cap: Capability) -> bool {
+    allowed_inner(policies, path, cap, true)
+}
+
+/// `allowed` as if no `break_glass` block existed: whether an identity may ask for a grant.
+pub fn allowed_setting_gates_aside(policies: &[&Policy], path: &str, cap: Capability) -> bool {
+    allowed_inner(policies, path, cap, false)
+}
+
+fn allowed_inner(policies: &[&Policy], path: &str, cap: Capability, gates: bool) -> bool {
     if cap == Capability::Deny || has_dot_segment(path) {
         return false;
     }
-    let gated = matches!(cap, Capability::Read | Capability::Sign);
+    let gated = gates && matches!(cap, Capability::Read | Capability::Sign);
     let mut granted = false;
     for rule in policies.iter().flat_map(|policy| policy.rules.iter()) {
         if !glob_match(&rule.pattern, path) {

@@ -436,7 +436,21 @@ pub fn permit(m: &Model, cmd: &Command, trust: &Trust) -> Result<(), Refusal> {
     for (path, cap) in required(m, &cmd.op) {
         authorize(m, trust, &cmd.by, &path, cap)?;
     }
+    if let Op::BreakGlassRequest {
+        path, capability, ..
+    } = &cmd.op
+    {
+        authorize_with(m, trust, &cmd.by, path, *capability, Gates::SetAside)?;
+    }
     Ok(())
+}
+
+/// Whether `authorize` honours `break_glass` gates (always, but for the one question of
+/// whether an identity may ask for a grant at all).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Gates {
+    Enforced,
+    SetAside,
 }
 
 /// After a verified signed command was applied or refused: its id is remembered for the
@@ -460,6 +474,18 @@ pub fn authorize(
     path: &str,
     cap: Capability,
 ) -> Result<(), Refusal> {
+    authorize_with(m, trust, identity, path, cap, Gates::Enforced)
+}
+
+/// `authorize`, with the gates honoured or set aside.
+pub fn authorize_with(
+    m: &Model,
+    trust: &Trust,
+    identity: &str,
+    path: &str,
+    cap: Capability,
+    gates: Gates,
+) -> Result<(), Refusal> {
     if m.roots.contains(identity) {
         return Ok(());
     }
@@ -472,7 +498,11 @@ pub fn authorize(
         .filter_map(|n| trust.policies.get(n, m.policies.get(n)?))
         .collect();
     let refs: Vec<&Policy> = parsed.iter().map(|p| p.as_ref()).collect();
-    if allowed(&refs, path, cap) {
+    let ok = match gates {
+        Gates::Enforced => allowed(&refs, path, cap),
+        Gates::SetAside => crate::policy::allowed_setting_gates_aside(&refs, path, cap),
+    };
+    if ok {
         Ok(())
     } else {
         Err(Refusal::Denied {
@@ -532,6 +562,13 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         }
         Op::KvMetadataDelete { path } => vec![(path.clone(), Capability::Delete)],
         Op::KeyCreate { name, .. } => vec![(format!("keys/{name}"), Capability::Create)],
+        // Asking needs what the grant gives, by the policies with their gates set aside
+        // (`permit`); deciding, revoking and using follow the request's own rules
+        // (`state::breakglass`).
+        Op::BreakGlassRequest { .. }
+        | Op::BreakGlassDecide { .. }
+        | Op::BreakGlassRevoke { .. }
+        | Op::BreakGlassUse { .. } => Vec::new(),
         Op::SshRoleWrite { key, .. } => vec![(format!("keys/{key}"), Capability::Update)],
         // Never signed by a client: refused by `intent` before this is asked.
         Op::KvAcks { .. }
@@ -657,6 +694,50 @@ pub mod testing {
                     .encode_to_vec(),
                 )
             }
+            Op::BreakGlassRequest {
+                path,
+                capability,
+                reason,
+                ttl_secs,
+                ..
+            } => (
+                SignedMethod::BreakGlassRequest,
+                pb::BreakGlassOpen {
+                    path: path.clone(),
+                    capability: capability.as_str().into(),
+                    reason: reason.clone(),
+                    ttl_secs: *ttl_secs,
+                }
+                .encode_to_vec(),
+            ),
+            Op::BreakGlassDecide {
+                id,
+                approve,
+                comment,
+                digest,
+                ..
+            } => (
+                SignedMethod::BreakGlassDecide,
+                pb::BreakGlassDecision {
+                    id: id.clone(),
+                    approve: *approve,
+                    comment: comment.clone(),
+                    request_digest: digest.clone(),
+                }
+                .encode_to_vec(),
+            ),
+            Op::BreakGlassRevoke { id, .. } => (
+                SignedMethod::BreakGlassRevoke,
+                pb::BreakGlassId { id: id.clone() }.encode_to_vec(),
+            ),
+            Op::BreakGlassUse { id, use_id, .. } => (
+                SignedMethod::BreakGlassUse,
+                pb::BreakGlassUse {
+                    id: id.clone(),
+                    use_id: use_id.clone(),
+                }
+                .encode_to_vec(),
+            ),
             other => panic!("no test request for {other:?}"),
         }
     }

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::authority::SignedCall;
 use super::Timestamp;
 use crate::error::Refusal;
 use crate::policy::break_glass::{Approval, BreakGlass};
@@ -52,6 +53,9 @@ pub struct Request {
     pub decisions: Vec<Decision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted: Option<Grant>,
+    /// The requester's signed call (evidence each holder checks again, and the offline proof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<SignedCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<Closed>,
     pub uses: Vec<Use>,
@@ -66,6 +70,9 @@ pub struct Decision {
     pub at: Timestamp,
     /// The approver's groups where the decision applied (membership is judged there).
     pub groups: BTreeSet<String>,
+    /// The approver's signed call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<SignedCall>>,
 }
 
 /// When the grant became active and until when it lasts.
@@ -89,6 +96,9 @@ pub enum Closed {
 pub struct Use {
     pub id: String,
     pub at: Timestamp,
+    /// The requester's signed call committing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<SignedCall>>,
 }
 
 /// Where a request stands at a given time.
@@ -242,9 +252,33 @@ impl Request {
             pending_until: add_secs(at, request_ttl_secs),
             decisions: Vec::new(),
             granted: None,
+            call: None,
             closed: None,
             uses: Vec::new(),
         })
+    }
+
+    /// What an approver approves: SHA-256 over the request's every field that says what it
+    /// asks (cluster, id, requester, path, capability, reason, ttl, time), so an approval
+    /// cannot be moved to another request or survive a change to this one.
+    pub fn digest(&self, cluster_id: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"tessera/breakglass/request/v1");
+        for field in [
+            cluster_id,
+            &self.id,
+            &self.requester,
+            &self.path,
+            self.capability.as_str(),
+            &self.reason,
+        ] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field.as_bytes());
+        }
+        h.update(self.ttl_secs.to_be_bytes());
+        h.update(self.requested_at.unix_nanos().to_be_bytes());
+        h.finalize().into()
     }
 
     /// Where the request stands at `now`.
@@ -316,6 +350,7 @@ impl Request {
             comment: comment.to_string(),
             at,
             groups: groups.clone(),
+            call: None,
         });
         if !approve {
             self.closed = Some(Closed::Denied {
@@ -372,6 +407,7 @@ impl Request {
                 self.uses.push(Use {
                     id: use_id.to_string(),
                     at,
+                    call: None,
                 });
                 Ok(())
             }

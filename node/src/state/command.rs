@@ -190,6 +190,34 @@ pub enum Op {
         attempt: u64,
         reason: String,
     },
+    /// Opens a break-glass request (`state::breakglass`); its id is the signed call's id.
+    BreakGlassRequest {
+        path: String,
+        capability: crate::policy::Capability,
+        reason: String,
+        ttl_secs: u64,
+        time: Timestamp,
+    },
+    /// An approver's approval or denial of request `id`, for the request whose digest it names.
+    BreakGlassDecide {
+        id: String,
+        approve: bool,
+        comment: String,
+        #[serde(with = "b64::bytes")]
+        digest: Vec<u8>,
+        time: Timestamp,
+    },
+    /// Ends request `id` or its grant.
+    BreakGlassRevoke {
+        id: String,
+        time: Timestamp,
+    },
+    /// Commits one use of grant `id`.
+    BreakGlassUse {
+        id: String,
+        use_id: String,
+        time: Timestamp,
+    },
     /// The cluster's starting state, signed by a root at `operator init` (`state::genesis`):
     /// carried into the log by the first leader, applied once.
     Genesis(Box<super::genesis::Genesis>),
@@ -233,7 +261,12 @@ impl Op {
     fn set_time(&mut self, now: Timestamp) {
         match self {
             Op::KvPut(p) => p.time = now,
-            Op::KvDelete { time, .. } | Op::KvMetadataPut { time, .. } => *time = now,
+            Op::KvDelete { time, .. }
+            | Op::KvMetadataPut { time, .. }
+            | Op::BreakGlassRequest { time, .. }
+            | Op::BreakGlassDecide { time, .. }
+            | Op::BreakGlassRevoke { time, .. }
+            | Op::BreakGlassUse { time, .. } => *time = now,
             // The deadline is the request's timeout from the moment recorded
             // (`intent::key_create`), so it moves with it.
             Op::KeyCreate { time, deadline, .. } => {

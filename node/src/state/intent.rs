@@ -43,7 +43,11 @@ impl Filled {
             Op::KvPut(p) => p.time,
             Op::KvDelete { time, .. }
             | Op::KvMetadataPut { time, .. }
-            | Op::KeyCreate { time, .. } => *time,
+            | Op::KeyCreate { time, .. }
+            | Op::BreakGlassRequest { time, .. }
+            | Op::BreakGlassDecide { time, .. }
+            | Op::BreakGlassRevoke { time, .. }
+            | Op::BreakGlassUse { time, .. } => *time,
             _ => Timestamp::default(),
         };
         let receipts = match op {
@@ -155,6 +159,45 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
         SignedMethod::MembersRemove => {
             let r: pb::RemoveMemberRequest = decode(body)?;
             Ok(Op::MemberRemove { id: r.id })
+        }
+        SignedMethod::BreakGlassRequest => {
+            let r: pb::BreakGlassOpen = decode(body)?;
+            let capability = r
+                .capability
+                .parse()
+                .map_err(|e| Refusal::invalid(format!("break-glass capability: {e}")))?;
+            Ok(Op::BreakGlassRequest {
+                path: r.path,
+                capability,
+                reason: r.reason,
+                ttl_secs: r.ttl_secs,
+                time: filled.time,
+            })
+        }
+        SignedMethod::BreakGlassDecide => {
+            let r: pb::BreakGlassDecision = decode(body)?;
+            Ok(Op::BreakGlassDecide {
+                id: r.id,
+                approve: r.approve,
+                comment: r.comment,
+                digest: r.request_digest,
+                time: filled.time,
+            })
+        }
+        SignedMethod::BreakGlassRevoke => {
+            let r: pb::BreakGlassId = decode(body)?;
+            Ok(Op::BreakGlassRevoke {
+                id: r.id,
+                time: filled.time,
+            })
+        }
+        SignedMethod::BreakGlassUse => {
+            let r: pb::BreakGlassUse = decode(body)?;
+            Ok(Op::BreakGlassUse {
+                id: r.id,
+                use_id: r.use_id,
+                time: filled.time,
+            })
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct Model {
     /// The voters' vouches for the newest checkpoints (`state::checkpoint`).
     #[serde(default)]
     pub checkpoints: super::checkpoint::Checkpoints,
+    /// Break-glass requests by id (`state::breakglass`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakglass: BTreeMap<String, super::breakglass::Request>,
 }
 
 /// What an applied command changed beyond the small part of the model, for the state machine
@@ -223,6 +226,7 @@ impl Model {
             roots: BTreeSet::new(),
             genesis: None,
             checkpoints: Default::default(),
+            breakglass: BTreeMap::new(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! against the state it has itself applied, and a command that breaks a rule is refused
 //! identically everywhere, with the model left unchanged.
 
+pub mod breakglass;
 pub mod genesis;
 pub mod group;
 pub mod key;
@@ -145,9 +146,44 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
             certificate,
         } => members::validate_add(m, cx, *id, addr, region, *voter, certificate).map(drop),
         Op::MemberRemove { id } => members::validate_remove(m, *id),
+        Op::BreakGlassRequest { .. }
+        | Op::BreakGlassDecide { .. }
+        | Op::BreakGlassRevoke { .. }
+        | Op::BreakGlassUse { .. } => breakglass_next(m, cmd, cx).map(drop),
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
+    }
+}
+
+/// A break-glass request as the command `cmd` leaves it (`ops::breakglass`).
+fn breakglass_next(
+    m: &Model,
+    cmd: &Command,
+    cx: &Ctx,
+) -> Result<crate::state::breakglass::Request, Refusal> {
+    match &cmd.op {
+        Op::BreakGlassRequest {
+            path,
+            capability,
+            reason,
+            ttl_secs,
+            time,
+        } => {
+            breakglass::validate_request(m, cx, cmd, (path, *capability, reason, *ttl_secs, *time))
+        }
+        Op::BreakGlassDecide {
+            id,
+            approve,
+            comment,
+            digest,
+            time,
+        } => breakglass::validate_decide(m, cx, cmd, (id, *approve, comment, digest, *time)),
+        Op::BreakGlassRevoke { id, time } => breakglass::validate_revoke(m, cx, cmd, id, *time),
+        Op::BreakGlassUse { id, use_id, time } => {
+            breakglass::validate_use(m, cmd, (id, use_id, *time))
+        }
+        _ => Err(Refusal::invalid("not a break-glass command")),
     }
 }
 
@@ -278,6 +314,13 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             certificate,
         } => members::apply_add(m, cx, *id, addr, region, *voter, certificate, fx),
         Op::MemberRemove { id } => members::apply_remove(m, *id, fx),
+        Op::BreakGlassRequest { .. }
+        | Op::BreakGlassDecide { .. }
+        | Op::BreakGlassRevoke { .. }
+        | Op::BreakGlassUse { .. } => {
+            let next = breakglass_next(m, cmd, cx);
+            breakglass::apply(m, next)
+        }
         Op::Batch(_) => {} // refused by `validate`
     }
 }
