@@ -417,6 +417,42 @@ pub fn verify(
     trust.verify(&signer, &statement, &call.signature)
 }
 
+/// Checks a signed call kept as evidence (a break-glass request, decision or use) now: made by
+/// `method`, for this cluster, by a client certificate of the cluster CA that is not revoked at
+/// this model, with a signature that verifies. Its expiry is not judged: the call was current
+/// when it applied, and evidence stays evidence. Returns the signer's identity.
+///
+/// # Security
+///
+/// This is this node's own check of bytes it holds, never a replicated verdict: a record
+/// written into the state without being applied (by a compromised node) fails here unless its
+/// signatures are real.
+pub fn verify_evidence(
+    trust: &Trust,
+    m: &Model,
+    cluster_id: &str,
+    call: &SignedCall,
+    method: SignedMethod,
+) -> Result<String, Refusal> {
+    if SignedMethod::from_path(&call.method) != Some(method) {
+        return Err(Refusal::unauthenticated(format!(
+            "the evidence is a signed {:?}, not {:?}",
+            call.method,
+            method.path()
+        )));
+    }
+    let signer = trust.signer(&call.cert)?;
+    if let Some(why) = m
+        .revocations
+        .refusal(&signer.identity, None, &signer.serial)
+    {
+        return Err(Refusal::unauthenticated(why));
+    }
+    let statement = call_statement(cluster_id, method, &call.id, call.expires, &call.body);
+    trust.verify(&signer, &statement, &call.signature)?;
+    Ok(signer.identity.clone())
+}
+
 /// Whether the verified signer of `cmd` asked for exactly this op and may do it, by the
 /// policies at this index (law 2). Nothing to decide for a node's own command.
 pub fn permit(m: &Model, cmd: &Command, trust: &Trust) -> Result<(), Refusal> {

@@ -21,6 +21,8 @@
 //! Holders and signers do not trust the `Granted` state below on its own: they verify each
 //! signature the request and its approvals carry before they release.
 
+pub mod evidence;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
