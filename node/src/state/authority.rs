@@ -683,6 +683,26 @@ pub mod testing {
         }
     }
 
+    /// Applies `cmd` as every node would, at index 1 of cluster "c", in an entry of time `time`.
+    pub fn apply_at(
+        m: &mut Model,
+        trust: &Trust,
+        cmd: &Command,
+        time: crate::state::Timestamp,
+    ) -> (crate::state::CommandResult, crate::state::Effects) {
+        let members = crate::state::Members::default();
+        m.apply(
+            cmd,
+            &crate::state::model::ApplyCtx {
+                members: &members,
+                cluster_id: "c",
+                index: 1,
+                trust,
+                time,
+            },
+        )
+    }
+
     /// The request a client sends for `op` (the ops the tests use).
     pub fn request_of(op: &Op) -> (SignedMethod, Vec<u8>) {
         match op {
@@ -818,8 +838,7 @@ mod tests {
 
     use super::testing::*;
     use super::*;
-    use crate::state::model::ApplyCtx;
-    use crate::state::{AttachTarget, CommandResult, Members};
+    use crate::state::{AttachTarget, CommandResult};
 
     fn policy(name: &str) -> Op {
         Op::PutPolicy {
@@ -829,17 +848,7 @@ mod tests {
     }
 
     fn apply(m: &mut Model, trust: &Trust, cmd: &Command) -> (CommandResult, Effects) {
-        let members = Members::default();
-        m.apply(
-            cmd,
-            &ApplyCtx {
-                members: &members,
-                cluster_id: "c",
-                index: 1,
-                trust,
-                time: crate::state::Timestamp::now(),
-            },
-        )
+        apply_at(m, trust, cmd, crate::state::Timestamp::now())
     }
 
     fn now_secs() -> u64 {

@@ -224,58 +224,16 @@ pub fn check_release(
 mod tests {
     use super::*;
     use crate::state::authority::testing::{TestCa, TestClient};
-    use crate::state::model::ApplyCtx;
-    use crate::state::{Command, CommandResult, Members, Op};
+    use crate::state::breakglass::testing::{at, decision, run, with_gate};
+    use crate::state::{CommandResult, Op};
 
-    const GATE: &str = r#"path "prod/db/*" {
-  capabilities = ["read"]
-  break_glass {
-    max_ttl = "1h"
-    factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
-    factor "security" { approvers = ["identity:ciso"] approvals = 1 }
-  }
-}
-"#;
-    const SECOND: u64 = 1_000_000_000;
-
-    fn at(secs: u64) -> Timestamp {
-        Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
-    }
-
-    fn run(m: &mut Model, ca: &TestCa, cmd: &Command) {
-        let members = Members::default();
-        let (r, _) = m.apply(
-            cmd,
-            &ApplyCtx {
-                members: &members,
-                cluster_id: "c",
-                index: 1,
-                trust: &ca.trust,
-                time: Timestamp::default(),
-            },
-        );
-        assert_eq!(r, CommandResult::ok());
-    }
-
-    fn decision(c: &TestClient, m: &Model, id: &str, t: u64) -> Command {
-        c.sign(Op::BreakGlassDecide {
-            id: id.into(),
-            approve: true,
-            comment: String::new(),
-            digest: m.breakglass[id].digest("c").to_vec(),
-            time: at(t),
-        })
+    fn approve(c: &TestClient, m: &Model, id: &str, t: u64) -> crate::state::Command {
+        decision(c, m, id, true, t)
     }
 
     /// A granted request by alice with one committed use; returns its id.
     fn granted(ca: &TestCa, m: &mut Model) -> String {
-        m.policies.insert("gate".into(), GATE.into());
-        m.identity_policies
-            .insert("alice".into(), ["gate".to_string()].into());
-        m.groups.insert(
-            "sre-leads".into(),
-            ["bob".to_string(), "carol".to_string()].into(),
-        );
+        with_gate(m);
         let ask = ca.client("alice").sign(Op::BreakGlassRequest {
             path: "prod/db/main".into(),
             capability: Capability::Read,
@@ -284,17 +242,17 @@ mod tests {
             time: at(0),
         });
         let id = hex::encode(&ask.signed.as_ref().unwrap().id);
-        run(m, ca, &ask);
+        assert_eq!(run(m, ca, &ask), CommandResult::ok());
         for (who, t) in [("bob", 1), ("carol", 2), ("ciso", 3)] {
-            let c = decision(&ca.client(who), m, &id, t);
-            run(m, ca, &c);
+            let c = approve(&ca.client(who), m, &id, t);
+            assert_eq!(run(m, ca, &c), CommandResult::ok());
         }
         let u = ca.client("alice").sign(Op::BreakGlassUse {
             id: id.clone(),
             use_id: hex::encode([1; 16]),
             time: at(4),
         });
-        run(m, ca, &u);
+        assert_eq!(run(m, ca, &u), CommandResult::ok());
         id
     }
 
@@ -368,7 +326,7 @@ mod tests {
         };
         let swap_call = |who: &TestClient, m: &Model| {
             let mut m = m.clone();
-            let c = decision(who, &m, &id, 1);
+            let c = approve(who, &m, &id, 1);
             let r = m.breakglass.get_mut(&id).unwrap();
             r.decisions[0].call = c.signed;
             m

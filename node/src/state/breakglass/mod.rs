@@ -422,31 +422,70 @@ impl Request {
     }
 }
 
+/// What the break-glass tests share: a gate, replicated times, and applying signed commands.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::policy::Policy;
+    use crate::state::authority::testing::{apply_at, TestCa, TestClient};
+    use crate::state::{Command, CommandResult, Model, Op};
 
-    const SECOND: u64 = 1_000_000_000;
-
-    fn at(secs: u64) -> Timestamp {
-        Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
-    }
-
-    fn gates() -> Gates {
-        let p = Policy::parse(
-            r#"path "prod/db/*" {
+    /// Two factors: two SRE leads and the CISO; two uses of at most an hour.
+    pub const GATE: &str = r#"path "prod/db/*" {
   capabilities = ["read"]
   break_glass {
     max_ttl = "1h"
     uses    = 2
     factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
-    factor "security" { approvers = ["group:security", "identity:ciso"] approvals = 1 }
+    factor "security" { approvers = ["identity:ciso"] approvals = 1 }
   }
 }
-"#,
-        )
-        .unwrap();
+"#;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// `secs` seconds into the tests' day.
+    pub fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
+    }
+
+    /// The gate in `m`, put straight into the model (the cluster refuses a gating policy until
+    /// holders enforce it), with alice allowed to read under it and alice, bob and carol
+    /// leading SRE.
+    pub fn with_gate(m: &mut Model) {
+        m.policies.insert("gate".into(), GATE.into());
+        m.identity_policies
+            .insert("alice".into(), ["gate".to_string()].into());
+        m.groups.insert(
+            "sre-leads".into(),
+            ["bob".to_string(), "carol".to_string(), "alice".to_string()].into(),
+        );
+    }
+
+    /// Applies `cmd` as every node would, at index 1 of cluster "c".
+    pub fn run(m: &mut Model, ca: &TestCa, cmd: &Command) -> CommandResult {
+        apply_at(m, &ca.trust, cmd, Timestamp::default()).0
+    }
+
+    /// `c`'s decision on request `id` as the cluster holds it, at `t`.
+    pub fn decision(c: &TestClient, m: &Model, id: &str, approve: bool, t: u64) -> Command {
+        c.sign(Op::BreakGlassDecide {
+            id: id.into(),
+            approve,
+            comment: String::new(),
+            digest: m.breakglass[id].digest("c").to_vec(),
+            time: at(t),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{at, GATE};
+    use super::*;
+    use crate::policy::Policy;
+
+    fn gates() -> Gates {
+        let p = Policy::parse(GATE).unwrap();
         Gates(vec![p.rules[0].break_glass.clone().unwrap()])
     }
 

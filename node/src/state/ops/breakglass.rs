@@ -155,68 +155,17 @@ pub fn apply(m: &mut Model, r: Result<Request, Refusal>) {
 mod tests {
     use super::*;
     use crate::state::authority::testing::{TestCa, TestClient};
-    use crate::state::model::ApplyCtx;
-    use crate::state::{CommandResult, Members, Op};
+    use crate::state::breakglass::testing::{at, decision, run, with_gate};
+    use crate::state::{CommandResult, Op};
 
-    const GATE: &str = r#"path "prod/db/*" {
-  capabilities = ["read"]
-  break_glass {
-    max_ttl = "1h"
-    uses    = 2
-    factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
-    factor "security" { approvers = ["identity:ciso"] approvals = 1 }
-  }
-}
-"#;
-
-    const SECOND: u64 = 1_000_000_000;
-
-    fn at(secs: u64) -> Timestamp {
-        Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
-    }
-
-    /// A model where alice may read prod/db/* under the gate, and bob and carol lead SRE.
-    /// (The gate is put straight into the model: the cluster refuses a gating policy until
-    /// holders enforce it.)
     fn model() -> Model {
         let mut m = Model::default();
-        m.policies.insert("gate".into(), GATE.into());
-        m.identity_policies
-            .insert("alice".into(), ["gate".to_string()].into());
-        m.groups.insert(
-            "sre-leads".into(),
-            ["bob".to_string(), "carol".to_string(), "alice".to_string()].into(),
-        );
+        with_gate(&mut m);
         m
-    }
-
-    fn run(m: &mut Model, ca: &TestCa, cmd: &Command) -> CommandResult {
-        let members = Members::default();
-        m.apply(
-            cmd,
-            &ApplyCtx {
-                members: &members,
-                cluster_id: "c",
-                index: 1,
-                trust: &ca.trust,
-                time: Timestamp::default(),
-            },
-        )
-        .0
     }
 
     fn refusal(r: &CommandResult) -> String {
         r.error.as_ref().expect("refused").to_string()
-    }
-
-    fn decide(c: &TestClient, m: &Model, id: &str, approve: bool, t: u64) -> Command {
-        c.sign(Op::BreakGlassDecide {
-            id: id.into(),
-            approve,
-            comment: String::new(),
-            digest: m.breakglass[id].digest("c").to_vec(),
-            time: at(t),
-        })
     }
 
     fn use_of(c: &TestClient, id: &str, n: u8, t: u64) -> Command {
@@ -261,11 +210,11 @@ mod tests {
         // The requester cannot approve, even in the group; a stale digest is refused; a use
         // before the grant is refused.
         assert!(refusal(&{
-            let c = decide(&alice, &m, &id, true, 1);
+            let c = decision(&alice, &m, &id, true, 1);
             run(&mut m, &ca, &c)
         })
         .contains("their own"));
-        let mut stale = decide(&bob, &m, &id, true, 1);
+        let mut stale = decision(&bob, &m, &id, true, 1);
         if let Op::BreakGlassDecide { digest, .. } = &mut stale.op {
             digest[0] ^= 1;
         }
@@ -276,21 +225,21 @@ mod tests {
         for (c, t) in [(&bob, 3), (&carol, 4)] {
             assert_eq!(
                 {
-                    let c = decide(c, &m, &id, true, t);
+                    let c = decision(c, &m, &id, true, t);
                     run(&mut m, &ca, &c)
                 },
                 CommandResult::ok()
             );
         }
         assert!(refusal(&{
-            let c = decide(&bob, &m, &id, true, 5);
+            let c = decision(&bob, &m, &id, true, 5);
             run(&mut m, &ca, &c)
         })
         .contains("already decided"));
         assert_eq!(m.breakglass[&id].status(at(5)).name(), "pending");
         assert_eq!(
             {
-                let c = decide(&ciso, &m, &id, true, 6);
+                let c = decision(&ciso, &m, &id, true, 6);
                 run(&mut m, &ca, &c)
             },
             CommandResult::ok()
@@ -338,14 +287,14 @@ mod tests {
         let one = open(&mut m, 0);
         assert_eq!(
             {
-                let c = decide(&ciso, &m, &one, false, 1);
+                let c = decision(&ciso, &m, &one, false, 1);
                 run(&mut m, &ca, &c)
             },
             CommandResult::ok()
         );
         assert_eq!(m.breakglass[&one].status(at(2)).name(), "denied");
         assert!(refusal(&{
-            let c = decide(&bob, &m, &one, true, 2);
+            let c = decision(&bob, &m, &one, true, 2);
             run(&mut m, &ca, &c)
         })
         .contains("denied"));
