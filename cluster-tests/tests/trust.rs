@@ -251,6 +251,20 @@ fn forge(dir: &Path, name: &str, spec: &str) -> String {
     }
 }
 
+/// `forge`, while node 1 leads: under load an election can move the lead away between
+/// `make_leader` and the forgery (the forger then answers that it is not the leader and forges
+/// nothing), so node 1 is made leader again and asked again.
+fn forge_leading(c: &mut Cluster, dir: &Path, name: &str, spec: &str) -> String {
+    for attempt in 0..3 {
+        let answer = forge(dir, &format!("{name}{attempt}"), spec);
+        if answer != "failed=this node is not the leader" {
+            return answer;
+        }
+        c.make_leader(1);
+    }
+    panic!("node 1 never led long enough to forge {spec:?}");
+}
+
 /// A cluster whose node 1 (a `byzantine-test` build with a forger) leads; the forger's
 /// directory.
 fn byzantine_leader() -> (Cluster, std::path::PathBuf) {
@@ -271,22 +285,28 @@ fn byzantine_leader() -> (Cluster, std::path::PathBuf) {
 /// and every node (node 1's own state machine too) refuses each forgery on apply.
 #[test]
 fn a_byzantine_leader_cannot_append_changes_nobody_signed() {
-    let (c, forge_dir) = byzantine_leader();
+    let (mut c, forge_dir) = byzantine_leader();
     c.client_cert("mallory");
     // A real signed request served by node 1, for the forger to reuse.
     ok(&c.cli(1, &["kv", "put", "prod/db", "value=s3cret"]));
 
     let mut answers = vec![
-        ("unsigned", forge(&forge_dir, "a", "attach-root mallory")),
-        ("destroy", forge(&forge_dir, "b", "destroy prod/db 1")),
-        ("replay", forge(&forge_dir, "c", "replay")),
+        (
+            "unsigned",
+            forge_leading(&mut c, &forge_dir, "a", "attach-root mallory"),
+        ),
+        (
+            "destroy",
+            forge_leading(&mut c, &forge_dir, "b", "destroy prod/db 1"),
+        ),
+        ("replay", forge_leading(&mut c, &forge_dir, "c", "replay")),
     ];
     // A signature never used: node 1 keeps a real request back and pins it to its own op.
-    assert_eq!(forge(&forge_dir, "d", "hold"), "held=armed");
+    assert_eq!(forge_leading(&mut c, &forge_dir, "d", "hold"), "held=armed");
     fails(&c.cli(1, &["kv", "put", "prod/other", "value=x"]));
     answers.push((
         "rebound",
-        forge(&forge_dir, "e", "rebind-attach-root mallory"),
+        forge_leading(&mut c, &forge_dir, "e", "rebind-attach-root mallory"),
     ));
     let expect = [
         ("unsigned", "carries no client signature"),
@@ -370,19 +390,23 @@ fn a_node_started_beside_the_ca_key_says_so() {
 fn a_byzantine_leader_cannot_change_the_raft_membership_nobody_signed() {
     let (mut c, forge_dir) = byzantine_leader();
     ok(&c.cli(1, &["kv", "put", "app/a", "v=1"]));
-    let rogue = forge(&forge_dir, "a", "raft-add-learner 9 127.0.0.1:9");
+    let rogue = forge_leading(&mut c, &forge_dir, "a", "raft-add-learner 9 127.0.0.1:9");
     assert!(
         rogue.starts_with("failed="),
         "a rogue node joined Raft: {rogue}"
     );
-    // The honest followers say why.
+    // The honest followers say why (a follower slowed by load may log it a little later).
     for id in 2..=3 {
-        let log = std::fs::read_to_string(&c.node(id).log).unwrap();
         assert!(
-            log.contains("refused a Raft membership entry")
-                && log.contains("adds node 9, which no signed command made a member"),
+            c.wait_log(
+                id,
+                "adds node 9, which no signed command made a member",
+                Duration::from_secs(10)
+            ),
             "node {id} did not refuse the entry"
         );
+        let log = std::fs::read_to_string(&c.node(id).log).unwrap();
+        assert!(log.contains("refused a Raft membership entry"), "node {id}");
     }
     // The liar goes; the honest nodes elect a leader among themselves and nothing of the
     // forged entry is theirs: the members are the signed ones and writes go on.
@@ -404,15 +428,18 @@ fn a_byzantine_leader_cannot_change_the_raft_membership_nobody_signed() {
 
 #[test]
 fn a_byzantine_leader_cannot_take_an_honest_voters_vote() {
-    let (c, forge_dir) = byzantine_leader();
-    let dropped = forge(&forge_dir, "a", "raft-remove-voter 3");
+    let (mut c, forge_dir) = byzantine_leader();
+    let dropped = forge_leading(&mut c, &forge_dir, "a", "raft-remove-voter 3");
     assert!(
         dropped.starts_with("failed="),
         "node 3 lost its vote: {dropped}"
     );
-    let log = std::fs::read_to_string(&c.node(2).log).unwrap();
     assert!(
-        log.contains("takes the vote of node 3, which no signed command removed"),
+        c.wait_log(
+            2,
+            "takes the vote of node 3, which no signed command removed",
+            Duration::from_secs(10)
+        ),
         "node 2 did not refuse the entry"
     );
 }
