@@ -130,15 +130,30 @@ impl Reads {
     /// `fresh_for` is twice the longest election timeout, so reads go on through an ordinary
     /// election.
     pub async fn fresh(&self) -> Result<(), Refusal> {
+        /// How long a release waits for a confirmation it lacks before it refuses.
+        const CONFIRM_PATIENCE: Duration = Duration::from_secs(3);
         if self.fresh_now().is_ok() {
             return Ok(());
         }
         // Not confirmed lately (a node just started, or a leader just elected): confirm now, as
-        // a linearizable read would, catch up to the index, and judge again.
-        if let Some(index) = self.confirm_once().await {
-            let _ = self.wait_applied(index, Duration::from_secs(2)).await;
+        // a linearizable read would, catch up to the index, and judge again. Right after an
+        // election the new leader may not answer for a moment (its term's first entry is not
+        // committed yet, or this node has not heard of it), so this tries again for a short
+        // while before it refuses: waiting costs a reader a moment, a refusal a failed read.
+        let deadline = tokio::time::Instant::now() + CONFIRM_PATIENCE;
+        loop {
+            if let Some(index) = self.confirm_once().await {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let _ = self
+                    .wait_applied(index, left.max(Duration::from_millis(200)))
+                    .await;
+            }
+            let verdict = self.fresh_now();
+            if verdict.is_ok() || tokio::time::Instant::now() >= deadline {
+                return verdict;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.fresh_now()
     }
 
     fn fresh_now(&self) -> Result<(), Refusal> {
