@@ -150,7 +150,7 @@ impl Gates {
     }
 
     /// Whether the approvals among `decisions` meet every factor of every gate.
-    fn met(&self, requester: &str, decisions: &[Decision]) -> Result<(), Refusal> {
+    pub fn met(&self, requester: &str, decisions: &[Decision]) -> Result<(), Refusal> {
         let approvals: Vec<Approval<'_>> = decisions
             .iter()
             .filter(|d| d.approve)
