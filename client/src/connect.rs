@@ -14,7 +14,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::error::{transport_hint, Error};
 
 /// The largest message a client sends or takes (a value is at most 1 MiB; a snapshot more).
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) fn kv_rpc(channel: Channel) -> KvClient<Channel> {
     KvClient::new(channel)
@@ -61,7 +61,7 @@ impl std::fmt::Debug for ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     /// The connection to the node this client was pointed at.
-    channel: Channel,
+    pub(crate) channel: Channel,
     address: String,
     /// What it takes to open more connections: readers talk to several holders.
     pub(crate) tls: Arc<TlsFiles>,
@@ -320,16 +320,21 @@ impl Client {
                 "a request that changes the cluster must be signed with a client certificate's key: set --client-cert and --client-key (or TESSERA_CLIENT_CERT and TESSERA_CLIENT_KEY)".into(),
             ));
         };
+        let cluster_id = self.cluster_id().await?;
+        signer.sign(&cluster_id, method, msg)
+    }
+
+    /// The cluster's id (asked once, then remembered).
+    pub async fn cluster_id(&self) -> Result<String, Error> {
         let cached = self.cluster_id.lock().expect("cluster id lock").clone();
-        let cluster_id = match cached {
-            Some(id) => id,
+        match cached {
+            Some(id) => Ok(id),
             None => {
                 let id = self.who_am_i().await?.cluster_id;
                 *self.cluster_id.lock().expect("cluster id lock") = Some(id.clone());
-                id
+                Ok(id)
             }
-        };
-        signer.sign(&cluster_id, method, msg)
+        }
     }
 
     /// Remembers the cluster id a node told us (with the topology), saving a round trip.

@@ -24,6 +24,14 @@ pub enum Error {
         capability: String,
         reason: String,
     },
+    /// `path` is behind a `break_glass` gate: `capability` on it needs an approved grant and a
+    /// committed use of it (`Client::breakglass_request`, then `kv_get_under`).
+    #[error("{reason}")]
+    BreakGlassRequired {
+        path: String,
+        capability: String,
+        reason: String,
+    },
     #[error("{reason}")]
     NotFound { reason: String },
     /// The request was malformed (here or at the node); nothing was changed.
@@ -141,6 +149,11 @@ impl Error {
             },
             K::NonceUnknown => Error::NonceUnknown { reason },
             K::RateLimited => Error::RateLimited { reason },
+            K::BreakGlassRequired => Error::BreakGlassRequired {
+                path: r.path,
+                capability: r.capability,
+                reason,
+            },
             K::Internal | K::Unspecified => Error::Unexpected {
                 code: "Internal".into(),
                 reason,
@@ -157,14 +170,19 @@ impl Error {
 
     /// Whether this is a refusal of access (the caller's identity or policies).
     pub fn is_denial(&self) -> bool {
-        matches!(self, Error::Denied { .. } | Error::Unauthenticated { .. })
+        matches!(
+            self,
+            Error::Denied { .. } | Error::Unauthenticated { .. } | Error::BreakGlassRequired { .. }
+        )
     }
 
     /// Process exit code for the CLI: 1 for errors from the cluster, 3 for refusals,
     /// 4 for unreachable or unavailable.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Denied { .. } | Error::Unauthenticated { .. } => 3,
+            Error::Denied { .. }
+            | Error::Unauthenticated { .. }
+            | Error::BreakGlassRequired { .. } => 3,
             Error::Connect { .. }
             | Error::Unavailable { .. }
             | Error::AuditUnavailable { .. }

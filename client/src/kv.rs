@@ -40,6 +40,9 @@ pub struct KvValue {
     pub unavailable: Vec<(u64, String)>,
     /// The metadata came from a node without a quorum (see `KvVersionReply::stale`).
     pub stale: bool,
+    /// Set when a break-glass grant was first used to read this version: who, which grant,
+    /// when. Write a new version to clear it.
+    pub rotate_required: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -62,6 +65,7 @@ struct Plan {
     region: String,
     ciphertext: ValueCiphertext,
     stale: bool,
+    rotate_required: String,
 }
 
 impl Plan {
@@ -109,6 +113,7 @@ impl Plan {
             region: v.region,
             ciphertext,
             stale: v.stale,
+            rotate_required: v.rotate_required,
         })
     }
 
@@ -240,8 +245,24 @@ impl Client {
     /// (see `ReleasedShare::metadata`). When that cannot be used (leader changed, no lease,
     /// an error) the read takes two rounds: metadata from the connected node, then shares.
     pub async fn kv_get(&self, path: &str, version: Option<u64>) -> Result<KvValue, Error> {
+        self.kv_get_under(path, version, None).await
+    }
+
+    /// `kv_get`, under a committed use of a break-glass grant when the path is gated
+    /// (`Client::breakglass_use`, or `kv_get_with_grant`, which commits one). Under a grant
+    /// the read takes two rounds: each holder serves a use once, so none is asked twice.
+    pub async fn kv_get_under(
+        &self,
+        path: &str,
+        version: Option<u64>,
+        under: Option<&crate::GrantUse>,
+    ) -> Result<KvValue, Error> {
         let mut got = Gathered::default();
-        let plan = match self.one_round(path, version, &mut got).await? {
+        let one_round = match under {
+            None => self.one_round(path, version, &mut got).await?,
+            Some(_) => None,
+        };
+        let plan = match one_round {
             Some(plan) => plan,
             None => {
                 got = Gathered::default();
@@ -257,7 +278,7 @@ impl Client {
                 Plan::new(self, v)?
             }
         };
-        self.gather(path, &plan, &mut got).await;
+        self.gather(path, &plan, under, &mut got).await;
         let t = plan.threshold;
         if got.good.len() < t {
             let mut why: Vec<String> = got
@@ -301,6 +322,8 @@ impl Client {
             bad_holders: got.bad_holders,
             unavailable: got.unavailable,
             stale: plan.stale,
+            rotate_required: (!plan.rotate_required.is_empty())
+                .then(|| plan.rotate_required.clone()),
         })
     }
 
@@ -386,6 +409,7 @@ impl Client {
                 min_index: 0,
                 with_metadata: true,
                 with_ciphertext: i == 0,
+                ..Default::default()
             };
             let cluster_id = topo.cluster_id.as_str();
             async move {
@@ -468,7 +492,13 @@ impl Client {
 
     /// Asks more of the version's holders, nearest first, until `t` valid shares are in or
     /// every holder was asked.
-    async fn gather(&self, path: &str, plan: &Plan, got: &mut Gathered) {
+    async fn gather(
+        &self,
+        path: &str,
+        plan: &Plan,
+        under: Option<&crate::GrantUse>,
+        got: &mut Gathered,
+    ) {
         let t = plan.threshold;
         let mut order: Vec<(usize, &Holder)> = plan
             .holders
@@ -482,9 +512,12 @@ impl Client {
             let item = ReleaseItem {
                 path: path.to_string(),
                 version: plan.version,
-                min_index: plan.index,
+                // Under a grant, the holder judges the use where it was committed, or later.
+                min_index: plan.index.max(under.map(|u| u.index).unwrap_or(0)),
                 with_metadata: false,
                 with_ciphertext: false,
+                grant: under.map(|u| u.grant.clone()).unwrap_or_default(),
+                use_id: under.map(|u| u.use_id.clone()).unwrap_or_default(),
             };
             let h = h.clone();
             async move { self.release_from(&h, &plan.cluster_id, item).await }

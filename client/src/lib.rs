@@ -4,6 +4,7 @@
 //! turned into `Error` values whose messages say what went wrong and what to do.
 
 pub mod batch;
+mod breakglass;
 mod connect;
 mod error;
 mod kv;
@@ -12,6 +13,7 @@ mod sign;
 mod signed;
 mod topology;
 
+pub use breakglass::GrantUse;
 pub use connect::{Client, ClientConfig};
 pub use error::Error;
 pub use kv::{deal_version, KvValue, PutOptions};

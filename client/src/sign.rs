@@ -78,6 +78,18 @@ impl Client {
 
     /// Signs `request` with key `name`.
     pub async fn sign(&self, name: &str, request: &SignRequest) -> Result<Signed, Error> {
+        self.sign_under(name, request, None).await
+    }
+
+    /// Signs `request` with key `name`, under a committed use of a break-glass grant when the
+    /// key is gated (`Client::breakglass_use`). Each signer serves a use once: a signature that
+    /// fails after some signers answered has spent the use.
+    pub async fn sign_under(
+        &self,
+        name: &str,
+        request: &SignRequest,
+        under: Option<&crate::GrantUse>,
+    ) -> Result<Signed, Error> {
         // An active key's public state never changes: look it up once per client.
         let cached = self.keys.lock().expect("keys lock").get(name).cloned();
         let (info, public_keys) = match cached {
@@ -217,6 +229,9 @@ impl Client {
                     request_id: nonce_ids[&h.id].clone(),
                     request: request_json.clone(),
                     commitments: commitments.clone().into_iter().collect(),
+                    grant: under.map(|u| u.grant.clone()).unwrap_or_default(),
+                    use_id: under.map(|u| u.use_id.clone()).unwrap_or_default(),
+                    min_index: under.map(|u| u.index).unwrap_or_default(),
                 };
                 async move {
                     match signer {
@@ -234,7 +249,7 @@ impl Client {
                     }
                     Err(e) => {
                         match &e {
-                            Error::Denied { .. } | Error::Unauthenticated { .. } => return Err(e),
+                            e if e.is_denial() => return Err(e.clone()),
                             Error::Invalid { reason } => {
                                 return Err(Error::Invalid {
                                     reason: format!("node {}: {reason}", h.id),
@@ -429,7 +444,7 @@ impl Client {
     }
 }
 
-fn rand_bytes() -> [u8; 16] {
+pub(crate) fn rand_bytes() -> [u8; 16] {
     use tessera_crypto::rng;
     let mut b = [0u8; 16];
     rand_core_fill(&mut rng(), &mut b);

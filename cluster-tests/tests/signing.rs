@@ -197,6 +197,7 @@ fn an_identity_without_sign_is_refused_by_every_signer_itself() {
             request_id: "0123456789abcdef0123".into(),
             request: request.clone(),
             commitments: commitments.clone(),
+            ..Default::default()
         };
         c.sdk("app", 1)
             .await

@@ -19,6 +19,7 @@ pub mod ack;
 pub mod at_rest;
 pub mod attest;
 pub mod b64;
+pub mod breakglass;
 pub mod client_sig;
 pub mod frost;
 mod hpke;

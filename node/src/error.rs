@@ -112,6 +112,14 @@ pub enum Refusal {
     /// A fault of this node (storage, encoding): not the caller's doing.
     #[error("{reason}")]
     Internal { reason: String },
+
+    /// `path` is behind a `break_glass` gate: `capability` on it needs an approved grant and a
+    /// committed use of it, whoever asks (root included).
+    #[error(
+        "{path:?} is behind break-glass: {capability} needs an approved grant; request one with `tessera breakglass request {path} --reason TEXT{}`",
+        if capability == "sign" { " --capability sign" } else { "" }
+    )]
+    BreakGlassRequired { path: String, capability: String },
 }
 
 fn policies_list(policies: &[String]) -> String {
@@ -175,8 +183,18 @@ impl Refusal {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            Refusal::Denied { .. } | Refusal::Unauthenticated { .. }
+            Refusal::Denied { .. }
+                | Refusal::Unauthenticated { .. }
+                | Refusal::BreakGlassRequired { .. }
         )
+    }
+
+    /// The refusal for `capability` on a gated `path`.
+    pub fn break_glass_required(path: &str, capability: impl std::fmt::Display) -> Self {
+        Refusal::BreakGlassRequired {
+            path: path.to_string(),
+            capability: capability.to_string(),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tessera_proto::break_glass_server::BreakGlassServer;
 use tessera_proto::holders_server::HoldersServer;
 use tessera_proto::kv_server::KvServer;
 use tessera_proto::raft_server::RaftServer;
@@ -155,6 +156,11 @@ pub async fn serve(
         )
         .add_service(
             SigningServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            BreakGlassServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

@@ -6,8 +6,15 @@
 use crate::error::Refusal;
 use crate::node::Node;
 use crate::policy::Capability;
+use crate::state::authority::Gates;
 
-pub fn authorize(node: &Node, identity: &str, path: &str, cap: Capability) -> Result<(), Refusal> {
+pub fn authorize(
+    node: &Node,
+    identity: &str,
+    path: &str,
+    cap: Capability,
+    gates: Gates,
+) -> Result<(), Refusal> {
     let st = node.state.read().expect("state lock");
-    crate::state::authority::authorize(&st.model, &node.trust, identity, path, cap)
+    crate::state::authority::authorize_with(&st.model, &node.trust, identity, path, cap, gates)
 }

@@ -13,7 +13,7 @@ use crate::audit::{AuditRecord, Operation};
 use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
-use crate::state::authority::{SignedCall, CALL_SKEW_SECS};
+use crate::state::authority::{Gates, SignedCall, CALL_SKEW_SECS};
 use crate::state::{validate_name, Command, Model, Op, Timestamp};
 use crate::tls::{peer_identity, PeerIdentity};
 
@@ -39,6 +39,11 @@ impl std::ops::Deref for Requester {
 }
 
 impl Requester {
+    /// The id of the signed call (hex), if the request was signed.
+    pub(super) fn call_id(&self) -> Option<String> {
+        self.signed.as_ref().map(|c| hex::encode(&c.id))
+    }
+
     /// The command for `op`, asked for (and signed) by this requester.
     pub(super) fn command(self, op: Op) -> Command {
         Command {
@@ -252,10 +257,24 @@ impl Api {
         path: &str,
         cap: Capability,
     ) -> Result<(), Refusal> {
-        match authorize(&self.node, identity, path, cap) {
+        self.authorize_with(identity, path, cap, Gates::Enforced)
+            .await
+    }
+
+    /// `authorize`, with `break_glass` gates honoured or set aside (for what a gate does not
+    /// cover: asking for a grant, a signer's round-1 nonces, public metadata; and for a release
+    /// under a grant, which `api::grant` checks on its own).
+    pub(super) async fn authorize_with(
+        &self,
+        identity: &str,
+        path: &str,
+        cap: Capability,
+        gates: Gates,
+    ) -> Result<(), Refusal> {
+        match authorize(&self.node, identity, path, cap, gates) {
             Ok(()) => Ok(()),
             Err(denied) => match self.node.reads.linearizable().await {
-                Ok(()) => authorize(&self.node, identity, path, cap),
+                Ok(()) => authorize(&self.node, identity, path, cap, gates),
                 Err(_) => Err(denied),
             },
         }

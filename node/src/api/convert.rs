@@ -43,6 +43,11 @@ pub(super) fn metadata_reply(path: &str, e: &SecretEntry) -> KvMetadataReply {
                 valid: v.is_valid(),
                 complaints: v.complaints.keys().copied().collect(),
                 pending: v.envelopes.keys().copied().collect(),
+                rotate_required: v
+                    .rotate_required
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
             })
             .collect(),
     }
@@ -79,6 +84,11 @@ impl Api {
         with_ciphertext: bool,
         stale: bool,
     ) -> KvVersionReply {
+        let rotate_required = v
+            .rotate_required
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         let ct = v
             .ciphertext
             .filter(|_| with_ciphertext)
@@ -98,6 +108,7 @@ impl Api {
             cluster_id: self.node.config.cluster_id.clone(),
             region: self.node.config.region.clone(),
             stale,
+            rotate_required,
         }
     }
 

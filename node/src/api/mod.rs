@@ -11,8 +11,10 @@
 //! it becomes a status, with the refusal in its metadata, at the edge.
 
 mod authz;
+mod breakglass;
 mod call;
 mod convert;
+mod grant;
 mod holder;
 mod kv;
 mod peers;

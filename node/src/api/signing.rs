@@ -13,11 +13,13 @@ use tessera_proto::*;
 use tonic::{Request, Response, Status};
 
 use super::convert::status_str;
+use super::grant::UnderGrant;
 use super::Api;
 use crate::audit::Operation;
 use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::signing::nonces::MAX_NONCE_BATCH;
+use crate::state::authority::Gates;
 use crate::state::intent;
 use crate::state::keys::{KeyEntry, KeyStatus};
 use crate::state::Timestamp;
@@ -58,18 +60,25 @@ impl Api {
     }
 
     /// One signature share: law 2 on this node (the caller's capability, the request itself
-    /// and the key's SSH role), then FROST round 2 with the nonces it committed to. Answers the
-    /// key's name (for the audit line) with the purpose and the share.
-    async fn sign_item(
-        &self,
-        identity: &str,
-        r: SignShareRequest,
-    ) -> (String, Result<(&'static str, Vec<u8>), Refusal>) {
+    /// and the key's SSH role; for a key behind a `break_glass` gate, the caller's grant and
+    /// use, `api::grant`), then FROST round 2 with the nonces it committed to. Answers the
+    /// key's name (for the audit line) with the purpose, the share and, under a grant, what
+    /// the audit line says about it.
+    async fn sign_item(&self, identity: &str, r: SignShareRequest) -> (String, SignedItem) {
         let res = async {
-            self.authorize(identity, &format!("keys/{}", r.key), Capability::Sign)
+            let path = format!("keys/{}", r.key);
+            let under = UnderGrant::named(&r.grant, &r.use_id)?;
+            self.authorize_gated(identity, &path, Capability::Sign, under)
                 .await?;
             // Not on state that may be stale (`Reads::fresh`), as for a share release.
             self.node.reads.fresh().await?;
+            if under.is_some() && r.min_index > *self.node.reads.applied_watch().borrow() {
+                // The use (and every decision before it) must be in the state judged below.
+                self.node
+                    .reads
+                    .wait_applied(r.min_index, Duration::from_secs(5))
+                    .await?;
+            }
             let (k, share) = self.active_share(&r.key)?;
             let request: SignRequest = serde_json::from_slice(&r.request)
                 .map_err(|e| Refusal::invalid(format!("malformed sign request: {e}")))?;
@@ -90,6 +99,14 @@ impl Api {
                     r.key, k.threshold
                 )));
             }
+            // Last before the share is made: from here on the use is spent on this node.
+            let granted = match under {
+                Some(under) => Some(
+                    self.check_grant(identity, &path, Capability::Sign, under, &format!("a {} signature", request.purpose().as_str()))?
+                        .audit_detail(),
+                ),
+                None => None,
+            };
             let nonces = self.node.nonces.take(identity, &r.request_id, &r.key)?;
             let group_key = k
                 .group_key
@@ -100,12 +117,15 @@ impl Api {
             if self.node.vault.corrupts() {
                 share = frost::corrupt_share(&share);
             }
-            Ok::<_, Refusal>((request.purpose().as_str(), share))
+            Ok::<_, Refusal>((request.purpose().as_str(), share, granted))
         }
         .await;
         (r.key, res)
     }
 }
+
+/// One signer's answer for one item: the purpose, the share and the audit detail of a grant.
+type SignedItem = Result<(&'static str, Vec<u8>, Option<String>), Refusal>;
 
 #[tonic::async_trait]
 impl Signing for Api {
@@ -214,7 +234,10 @@ impl Signing for Api {
             Operation::SignCommit,
             path.clone(),
             |id, r| async move {
-                self.authorize(&id, &path, Capability::Sign).await?;
+                // Round-1 commitments release nothing: a gate is checked at round 2, where the
+                // signature share would leave.
+                self.authorize_with(&id, &path, Capability::Sign, Gates::SetAside)
+                    .await?;
                 if r.request_id.len() < 16 || r.request_id.len() > 64 {
                     return Err(Refusal::invalid("request_id must be 16 to 64 characters"));
                 }
@@ -295,11 +318,15 @@ impl Signing for Api {
         let records = results
             .iter()
             .map(|(key, res)| {
+                let detail = res
+                    .as_ref()
+                    .ok()
+                    .and_then(|(_, _, granted)| granted.clone());
                 caller.record(
                     Operation::SignShare,
                     format!("keys/{key}"),
                     res.as_ref().err(),
-                    None,
+                    detail,
                 )
             })
             .collect();
@@ -318,8 +345,8 @@ impl Signing for Api {
             let key = if known { key } else { "-".to_string() };
             self.observe(Operation::SignShare, res.as_ref().err(), &audited, started);
             let (purpose, outcome) = match (&audited, &res) {
-                (Ok(()), Ok((purpose, _))) => (*purpose, "ok"),
-                (Ok(()), Err(Refusal::Denied { .. })) => ("-", "denied"),
+                (Ok(()), Ok((purpose, _, _))) => (*purpose, "ok"),
+                (Ok(()), Err(e)) if e.is_denial() => ("-", "denied"),
                 _ => ("-", "refused"),
             };
             self.node
@@ -328,7 +355,7 @@ impl Signing for Api {
                 .with_label_values(&[&key, purpose, outcome])
                 .inc();
             items.push(match res {
-                Ok((_, share)) => SignedShare {
+                Ok((_, share, _)) => SignedShare {
                     share,
                     ..Default::default()
                 },
@@ -371,7 +398,7 @@ impl Signing for Api {
         );
         let node = req.get_ref().node_id;
         self.run_detailed(req, Operation::SignCheaterReport, path.clone(), Some(detail), |id, r| async move {
-            self.authorize(&id, &path, Capability::Sign).await?;
+            self.authorize_with(&id, &path, Capability::Sign, Gates::SetAside).await?;
             tracing::warn!(node = r.node_id, key = %r.key, reporter = %id, "a coordinator reports a cheating signer");
             self.node.metrics.cheaters.with_label_values(&[&node.to_string()]).inc();
             Ok(Empty {})

@@ -5,6 +5,12 @@
 /// An audited operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
+    BreakGlassDecide,
+    BreakGlassList,
+    BreakGlassRequest,
+    BreakGlassRevoke,
+    BreakGlassShow,
+    BreakGlassUse,
     ConfigSet,
     GroupDelete,
     GroupList,
@@ -75,6 +81,10 @@ impl Operation {
             Operation::MembersAdd => M::MembersAdd,
             Operation::MembersRemove => M::MembersRemove,
             Operation::RootsSet => M::RootsSet,
+            Operation::BreakGlassRequest => M::BreakGlassRequest,
+            Operation::BreakGlassDecide => M::BreakGlassDecide,
+            Operation::BreakGlassRevoke => M::BreakGlassRevoke,
+            Operation::BreakGlassUse => M::BreakGlassUse,
             _ => return None,
         })
     }
@@ -82,6 +92,12 @@ impl Operation {
     /// The name in the audit log (`operation`) and in metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
+            Operation::BreakGlassDecide => "breakglass.decide",
+            Operation::BreakGlassList => "breakglass.list",
+            Operation::BreakGlassRequest => "breakglass.request",
+            Operation::BreakGlassRevoke => "breakglass.revoke",
+            Operation::BreakGlassShow => "breakglass.show",
+            Operation::BreakGlassUse => "breakglass.use",
             Operation::ConfigSet => "config.set",
             Operation::GroupDelete => "group.delete",
             Operation::GroupList => "group.list",

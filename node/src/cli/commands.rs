@@ -298,6 +298,9 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
             }
         }
         Cmd::Kv { cmd } => return super::kv::run(cmd, c, out).await,
+        Cmd::Breakglass {
+            cmd: super::BreakglassTop::Cluster(cmd),
+        } => return super::breakglass::run(cmd, c, out).await,
         Cmd::Key { cmd } => return super::keys::run_key(cmd, c, out).await,
         Cmd::Sign(a) => return super::keys::run_sign(a, c, out).await,
         Cmd::Ssh {
@@ -375,7 +378,13 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 written(out, i, format!("{verb} policy {name} to {who}"));
             }
         },
-        Cmd::Server(_) | Cmd::Dev(_) | Cmd::Audit { .. } | Cmd::Node { .. } => {
+        Cmd::Server(_)
+        | Cmd::Dev(_)
+        | Cmd::Audit { .. }
+        | Cmd::Node { .. }
+        | Cmd::Breakglass {
+            cmd: super::BreakglassTop::Verify(_),
+        } => {
             unreachable!("not a client command")
         }
     }

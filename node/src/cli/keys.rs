@@ -116,6 +116,10 @@ pub enum CertType {
 #[derive(Args)]
 pub struct SshSign {
     key: String,
+    /// Sign under this break-glass grant (default, for a gated key: your active grant for
+    /// it). Each signature spends one use.
+    #[arg(long)]
+    grant: Option<String>,
     /// The subject's OpenSSH public key file (ssh-ed25519).
     #[arg(long)]
     public_key: PathBuf,
@@ -140,6 +144,10 @@ pub struct SshSign {
 #[derive(Args)]
 pub struct JwtIssue {
     key: String,
+    /// Sign under this break-glass grant (default, for a gated key: your active grant for
+    /// it). Each signature spends one use.
+    #[arg(long)]
+    grant: Option<String>,
     #[arg(long)]
     sub: String,
     #[arg(long)]
@@ -156,9 +164,32 @@ pub struct JwtIssue {
 #[derive(Args)]
 pub struct RawSign {
     key: String,
+    /// Sign under this break-glass grant (default, for a gated key: your active grant for
+    /// it). Each signature spends one use.
+    #[arg(long)]
+    grant: Option<String>,
     /// File to sign (`-` for standard input).
     #[arg(long)]
     input: String,
+}
+
+/// Signs, under a break-glass grant when the key is gated: `--grant`, or the caller's active
+/// grant for the key when the signers answer that one is needed.
+async fn sign_gated(
+    c: &Client,
+    key: &str,
+    request: &SignRequest,
+    grant: Option<&str>,
+) -> Result<tessera_client::Signed, tessera_client::Error> {
+    match grant {
+        Some(g) => c.sign_with_grant(key, request, Some(g)).await,
+        None => match c.sign(key, request).await {
+            Err(tessera_client::Error::BreakGlassRequired { .. }) => {
+                c.sign_with_grant(key, request, None).await
+            }
+            other => other,
+        },
+    }
 }
 
 fn fail(msg: impl Into<String>) -> Failure {
@@ -278,7 +309,7 @@ pub async fn run_sign(a: RawSign, c: &Client, out: Out) -> Result<(), Failure> {
     } else {
         std::fs::read(&a.input).map_err(|e| fail(format!("cannot read {}: {e}", a.input)))?
     };
-    let s = c.sign(&a.key, &SignRequest::Raw { message }).await?;
+    let s = sign_gated(c, &a.key, &SignRequest::Raw { message }, a.grant.as_deref()).await?;
     for n in &s.cheaters {
         eprintln!("warning: node {n} returned a signature share that does not verify; it was reported and replaced");
     }
@@ -321,7 +352,13 @@ pub async fn run_ssh(a: SshSign, c: &Client, out: Out) -> Result<(), Failure> {
         serial: u64::from_be_bytes(serial),
         nonce,
     };
-    let s = c.sign(&a.key, &SignRequest::Ssh(req.clone())).await?;
+    let s = sign_gated(
+        c,
+        &a.key,
+        &SignRequest::Ssh(req.clone()),
+        a.grant.as_deref(),
+    )
+    .await?;
     for n in &s.cheaters {
         eprintln!("warning: node {n} returned a signature share that does not verify; it was reported and replaced");
     }
@@ -369,7 +406,13 @@ pub async fn run_jwt(a: JwtIssue, c: &Client, _out: Out) -> Result<(), Failure> 
         jti: hex::encode(jti),
         extra,
     };
-    let s = c.sign(&a.key, &SignRequest::Jwt(req.clone())).await?;
+    let s = sign_gated(
+        c,
+        &a.key,
+        &SignRequest::Jwt(req.clone()),
+        a.grant.as_deref(),
+    )
+    .await?;
     println!("{}", req.token(&s.signature));
     Ok(())
 }

@@ -32,6 +32,10 @@ pub enum KvCmd {
         /// Print only this field of a `key=value` secret.
         #[arg(long)]
         field: Option<String>,
+        /// Read under this break-glass grant (default, on a gated path: your active grant
+        /// for it). Each read spends one use.
+        #[arg(long)]
+        grant: Option<String>,
     },
     /// List secret names under a prefix (names only).
     List {
@@ -139,13 +143,29 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
             path,
             version,
             field,
+            grant,
         } => {
-            let v = c.kv_get(&path, version).await?;
+            let v = match grant {
+                Some(g) => c.kv_get_with_grant(&path, version, Some(&g)).await?,
+                // A gated path: with the caller's active grant for it, if it holds one.
+                None => match c.kv_get(&path, version).await {
+                    Err(tessera_client::Error::BreakGlassRequired { .. }) => {
+                        c.kv_get_with_grant(&path, version, None).await?
+                    }
+                    other => other?,
+                },
+            };
             if v.stale {
                 eprintln!("warning: the cluster has no quorum; the version was looked up in one node's last applied state");
             }
             for (node, why) in &v.bad_holders {
                 eprintln!("warning: node {node} released a share that {why}; it was reported and another holder was used");
+            }
+            if let Some(why) = &v.rotate_required {
+                eprintln!(
+                    "warning: rotate required: version {} was {why}; write a new version",
+                    v.version
+                );
             }
             let parsed: Option<Value> = serde_json::from_slice(v.value.expose()).ok();
             if let Some(f) = field {
@@ -171,6 +191,7 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
             out.emit(
                 json!({
                     "path": path, "version": v.version, "data": data,
+                    "rotate_required": v.rotate_required,
                     "bad_holders": v.bad_holders.iter().map(|(n, _)| n).collect::<Vec<_>>(),
                 }),
                 || match &data {
@@ -234,6 +255,7 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
                             "acks": v.acks, "holders": v.holders, "threshold": v.threshold,
                             "valid": v.valid, "complaints": v.complaints,
                             "pending": v.pending,
+                            "rotate_required": (!v.rotate_required.is_empty()).then_some(&v.rotate_required),
                         })
                     })
                     .collect();
@@ -273,6 +295,8 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
                                     format!("deleted {}", v.deletion_time)
                                 } else if !v.valid {
                                     "invalid".to_string()
+                                } else if !v.rotate_required.is_empty() {
+                                    format!("rotate required: {}", v.rotate_required)
                                 } else {
                                     "ok".to_string()
                                 };

@@ -5,6 +5,7 @@
 //! `output`, `ClientArgs`, `Format` and `Failure` are public so that companion binaries
 //! (`tessera-bench`) speak with the same flags, formats and exit codes.
 
+mod breakglass;
 mod commands;
 mod dev;
 mod enrol;
@@ -150,11 +151,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JwtCmd,
     },
+    /// Quorum-approved emergency access to gated paths and keys.
+    Breakglass {
+        #[command(subcommand)]
+        cmd: BreakglassTop,
+    },
     /// The node audit log.
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum BreakglassTop {
+    #[command(flatten)]
+    Cluster(breakglass::BreakGlassCmd),
+    /// Check an exported proof (`show ID --proof`) offline, with only the CA certificate.
+    Verify(breakglass::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -507,6 +521,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Audit {
             cmd: AuditCmd::Verify { file },
         } => commands::audit_verify(&file, out),
+        Cmd::Breakglass {
+            cmd: BreakglassTop::Verify(a),
+        } => breakglass::verify(&a, out),
         cmd => {
             let client = cli.client.connect().await?;
             commands::run(cmd, &client, out).await

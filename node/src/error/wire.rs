@@ -66,6 +66,11 @@ pub fn to_proto(r: &Refusal) -> proto::Refusal {
         Refusal::RateLimited { .. } => RefusalKind::RateLimited,
         Refusal::Unavailable { .. } => RefusalKind::Unavailable,
         Refusal::Internal { .. } => RefusalKind::Internal,
+        Refusal::BreakGlassRequired { path, capability } => {
+            p.path = path.clone();
+            p.capability = capability.clone();
+            RefusalKind::BreakGlassRequired
+        }
     };
     p.kind = kind as i32;
     p
@@ -112,6 +117,10 @@ pub fn from_proto(p: proto::Refusal) -> Refusal {
         RefusalKind::NonceUnknown => Refusal::NonceUnknown { reason },
         RefusalKind::RateLimited => Refusal::RateLimited { reason },
         RefusalKind::Unavailable => Refusal::Unavailable { reason },
+        RefusalKind::BreakGlassRequired => Refusal::BreakGlassRequired {
+            path: p.path,
+            capability: p.capability,
+        },
         RefusalKind::Internal | RefusalKind::Unspecified => Refusal::Internal { reason },
     }
 }
@@ -121,7 +130,7 @@ pub fn from_proto(p: proto::Refusal) -> Refusal {
 pub fn code_of(r: &Refusal) -> Code {
     match r {
         Refusal::Unauthenticated { .. } => Code::Unauthenticated,
-        Refusal::Denied { .. } => Code::PermissionDenied,
+        Refusal::Denied { .. } | Refusal::BreakGlassRequired { .. } => Code::PermissionDenied,
         Refusal::NotFound { .. } | Refusal::NotAHolder { .. } => Code::NotFound,
         // A write dealt for the wrong version or holders does not fit the cluster: the request
         // itself is what must change.
@@ -219,6 +228,7 @@ mod tests {
             },
             Refusal::unavailable("key \"k\" is still generating"),
             Refusal::internal("storage failed"),
+            Refusal::break_glass_required("prod/db", "read"),
         ]
     }
 

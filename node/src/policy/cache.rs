@@ -3,10 +3,11 @@
 //! evaluation the cost of a read; this keeps the parse, keyed by the policy's exact text, so a
 //! policy that changes through Raft is parsed again on first use and never served stale.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::Policy;
+use super::break_glass::BreakGlass;
+use super::{glob_match, Policy};
 
 #[derive(Default)]
 pub struct PolicyCache {
@@ -26,6 +27,37 @@ impl PolicyCache {
         let policy = Arc::new(Policy::parse(text).ok()?);
         parsed.insert(name.to_string(), (text.to_string(), policy.clone()));
         Some(policy)
+    }
+
+    /// Every `break_glass` block, in any of `policies` (name → text, the cluster's whole set),
+    /// whose pattern matches `path`. A gate binds whoever asks, so it is looked for in every
+    /// policy, not only in the caller's.
+    pub fn gates(&self, policies: &BTreeMap<String, String>, path: &str) -> Vec<BreakGlass> {
+        let mut gates = Vec::new();
+        for (name, text) in policies {
+            let Some(policy) = self.get(name, text) else {
+                continue;
+            };
+            for rule in &policy.rules {
+                if let Some(bg) = &rule.break_glass {
+                    if glob_match(&rule.pattern, path) {
+                        gates.push(bg.clone());
+                    }
+                }
+            }
+        }
+        gates
+    }
+
+    /// Whether any `break_glass` block of `policies` covers `path`.
+    pub fn gated(&self, policies: &BTreeMap<String, String>, path: &str) -> bool {
+        policies.iter().any(|(name, text)| {
+            self.get(name, text).is_some_and(|p| {
+                p.rules
+                    .iter()
+                    .any(|r| r.break_glass.is_some() && glob_match(&r.pattern, path))
+            })
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod dkg;
 pub mod keys;
 mod own_receipts;
+mod served;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct ShareVault {
     checked: std::sync::Mutex<HashMap<(String, u64), Checked>>,
     /// This node's receipts for the writes it gathers, signed together (`own_receipts`).
     own_receipts: own_receipts::OwnReceipts,
+    /// Uses of break-glass grants this node served (`served`).
+    served: served::Served,
 }
 
 /// This node's share of one write as dealt: where it belongs and what it must match.
@@ -136,6 +139,7 @@ impl ShareVault {
             key_shares: Default::default(),
             checked: Default::default(),
             own_receipts: Default::default(),
+            served: Default::default(),
         }
     }
 

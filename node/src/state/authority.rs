@@ -36,7 +36,7 @@ use super::intent::{self, Filled};
 use super::members::parse_node_dns_name;
 use super::{Effects, Model, ROOT_POLICY};
 use crate::error::Refusal;
-use crate::policy::{allowed, Capability, Policy, PolicyCache};
+use crate::policy::{allowed_setting_gates_aside, Capability, Policy, PolicyCache};
 
 /// How far a signed call's clock may run ahead of the node that receives it, in seconds.
 pub const CALL_SKEW_SECS: u64 = 30;
@@ -513,7 +513,26 @@ pub fn authorize(
     authorize_with(m, trust, identity, path, cap, Gates::Enforced)
 }
 
+/// What a `break_glass` gate can cover: reading a secret (a KV path), and signing with a key
+/// (`keys/NAME`). The cluster's own settings (`sys/`) and a key's public half are never gated.
+pub fn gateable(path: &str, cap: Capability) -> bool {
+    match cap {
+        Capability::Read => !path.starts_with("sys/") && !path.starts_with("keys/"),
+        Capability::Sign => path.starts_with("keys/"),
+        _ => false,
+    }
+}
+
 /// `authorize`, with the gates honoured or set aside.
+///
+/// # Security
+///
+/// A `break_glass` gate binds every identity, the configured roots and holders of the root
+/// policy included: a root that could read a gated path without approval would be the single
+/// insider the gate exists to stop. So the gate is looked for in every policy of the cluster
+/// and judged before anything that would let the caller through. With the gates set aside,
+/// this says whether the caller could ask for a grant at all (and, under a grant, whether its
+/// policies still give it the capability).
 pub fn authorize_with(
     m: &Model,
     trust: &Trust,
@@ -522,6 +541,9 @@ pub fn authorize_with(
     cap: Capability,
     gates: Gates,
 ) -> Result<(), Refusal> {
+    if gates == Gates::Enforced && gateable(path, cap) && trust.policies.gated(&m.policies, path) {
+        return Err(Refusal::break_glass_required(path, cap));
+    }
     if m.roots.contains(identity) {
         return Ok(());
     }
@@ -534,11 +556,7 @@ pub fn authorize_with(
         .filter_map(|n| trust.policies.get(n, m.policies.get(n)?))
         .collect();
     let refs: Vec<&Policy> = parsed.iter().map(|p| p.as_ref()).collect();
-    let ok = match gates {
-        Gates::Enforced => allowed(&refs, path, cap),
-        Gates::SetAside => crate::policy::allowed_setting_gates_aside(&refs, path, cap),
-    };
-    if ok {
+    if allowed_setting_gates_aside(&refs, path, cap) {
         Ok(())
     } else {
         Err(Refusal::Denied {

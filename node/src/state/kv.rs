@@ -72,6 +72,28 @@ pub struct VersionEntry {
     /// Holders whose share did not verify. They hold no share of it; the version stays
     /// readable while `t` shares can still be had (`is_valid`).
     pub complaints: BTreeMap<NodeId, String>,
+    /// Set when a break-glass grant was first used to read this version: the value was seen
+    /// in an emergency and should be replaced (a new version clears it, being a new entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_required: Option<RotateRequired>,
+}
+
+/// Who read a version under which break-glass grant, and when (replicated time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateRequired {
+    pub grant: String,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+impl std::fmt::Display for RotateRequired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read by {} under break-glass grant {} at {}",
+            self.by, self.grant, self.at
+        )
+    }
 }
 
 impl VersionEntry {
@@ -388,6 +410,7 @@ pub(super) fn apply_put(
                 .collect(),
             acks: p.receipts.iter().cloned().collect(),
             complaints: BTreeMap::new(),
+            rotate_required: None,
         },
     );
     prune(e)

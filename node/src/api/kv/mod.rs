@@ -24,6 +24,7 @@ use crate::audit::Operation;
 use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::raft::leader::LeaderOp;
+use crate::state::authority::Gates;
 use crate::state::intent::{self, Filled};
 use crate::state::kv::{self as model_kv, SecretEntry};
 use crate::state::{Op, Timestamp};
@@ -144,7 +145,9 @@ impl Kv for Api {
             path.clone(),
             |id, r| async move {
                 path_arg(&r.path)?;
-                self.authorize(&id, &r.path, Capability::Read).await?;
+                // Metadata is not gated by break-glass: it holds no share.
+                self.authorize_with(&id, &r.path, Capability::Read, Gates::SetAside)
+                    .await?;
                 self.node.reads.linearizable().await?;
                 self.with_secret(&r.path, |e| metadata_reply(&r.path, e))
                     .ok_or_else(|| Refusal::not_found(format!("no secret at {:?}", r.path)))
@@ -164,7 +167,10 @@ impl Kv for Api {
             path.clone(),
             |id, r| async move {
                 path_arg(&r.path)?;
-                self.authorize(&id, &r.path, Capability::Read).await?;
+                // Public metadata (commitments, holders, the ciphertext under a key no node
+                // holds): not gated by break-glass, whose gate is each holder's release.
+                self.authorize_with(&id, &r.path, Capability::Read, Gates::SetAside)
+                    .await?;
                 // A version, once written, never changes its value: without a quorum this node may
                 // still serve what it has applied (flagged as stale), so reads survive as long as
                 // t holders do. Each holder still checks everything itself before releasing.
@@ -237,11 +243,20 @@ impl Kv for Api {
         let mut records = Vec::with_capacity(r.items.len());
         let mut errors = Vec::with_capacity(r.items.len());
         for (item, res) in r.items.iter().zip(results) {
+            let (res, detail) = match res {
+                Ok((released, detail)) => (Ok(released), detail),
+                Err(e) => (Err(e), None),
+            };
+            // Under a grant (asked for or refused), the line names it.
+            let detail = detail.or_else(|| {
+                (!item.grant.is_empty())
+                    .then(|| format!("break-glass grant {} use {}", item.grant, item.use_id))
+            });
             records.push(caller.record(
                 Operation::KvReleaseShare,
                 item.path.clone(),
                 res.as_ref().err(),
-                None,
+                detail,
             ));
             items.push(match res {
                 Ok(released) => {
@@ -265,7 +280,7 @@ impl Kv for Api {
             let outcome = match (&audited, e) {
                 (Err(_), _) => "refused",
                 (Ok(()), None) => "released",
-                (Ok(()), Some(Refusal::Denied { .. })) => "denied",
+                (Ok(()), Some(e)) if e.is_denial() => "denied",
                 (Ok(()), Some(_)) => "refused",
             };
             self.node
@@ -398,7 +413,7 @@ impl Kv for Api {
             req.get_ref().version
         );
         self.run_detailed(req, Operation::KvBadShareReport, path, Some(detail), |id, r| async move {
-            self.authorize(&id, &r.path, Capability::Read).await?;
+            self.authorize_with(&id, &r.path, Capability::Read, Gates::SetAside).await?;
             tracing::warn!(node = r.node_id, path = %r.path, version = r.version, reason = %r.reason, reporter = %id, "a reader reports a share that does not verify");
             self.node
                 .metrics

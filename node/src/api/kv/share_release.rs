@@ -8,6 +8,7 @@ use tessera_crypto::release;
 use tessera_proto::{ReleaseItem, ReleasedShare};
 
 use super::{bad, path_arg};
+use crate::api::grant::UnderGrant;
 use crate::api::Api;
 use crate::error::Refusal;
 use crate::policy::Capability;
@@ -54,7 +55,8 @@ impl Api {
         Ok((n, v))
     }
 
-    /// One item of a release: law 2 on this node, then its share sealed for this item.
+    /// One item of a release: law 2 on this node, then its share sealed for this item. Under a
+    /// break-glass grant, also what the audit line says about the grant.
     pub(super) async fn release_item(
         &self,
         identity: &str,
@@ -62,8 +64,9 @@ impl Api {
         position: u32,
         r: &ReleaseItem,
         confirmed: bool,
-    ) -> Result<ReleasedShare, Refusal> {
+    ) -> Result<(ReleasedShare, Option<String>), Refusal> {
         path_arg(&r.path)?;
+        let under = UnderGrant::named(&r.grant, &r.use_id)?;
         if r.version == 0 && !r.with_metadata {
             return Err(bad(
                 "name the version to release (the reader learns it from the metadata)",
@@ -72,8 +75,11 @@ impl Api {
         // Law 2: this node checks identity and policy itself, at an applied index no older than
         // the version. A caller without `read` is refused at once; otherwise the node catches
         // up to the index the reader names and decides again there, so that a policy change or
-        // a revocation committed before that index is in the state it authorizes on.
-        self.authorize(identity, &r.path, Capability::Read).await?;
+        // a revocation committed before that index is in the state it authorizes on. A path
+        // behind a `break_glass` gate is refused here unless the reader names a grant, which
+        // is checked below on this node's own evidence (`api::grant`).
+        self.authorize_gated(identity, &r.path, Capability::Read, under)
+            .await?;
         // Never on state that may be stale: a holder cut off from the leader stops releasing
         // (`Reads::fresh`), so a revocation reaches every holder's decisions within a bound.
         self.node.reads.fresh().await?;
@@ -82,7 +88,8 @@ impl Api {
                 .reads
                 .wait_applied(r.min_index, Duration::from_secs(5))
                 .await?;
-            self.authorize(identity, &r.path, Capability::Read).await?;
+            self.authorize_gated(identity, &r.path, Capability::Read, under)
+                .await?;
         }
         let (n, v) = self.readable(&r.path, r.version)?;
         if v.share_index(self.node.id).is_none() {
@@ -94,6 +101,19 @@ impl Api {
                 ),
             });
         }
+        let granted = match under {
+            Some(under) => Some(
+                self.check_grant(
+                    identity,
+                    &r.path,
+                    Capability::Read,
+                    under,
+                    &format!("{:?} version {n}", r.path),
+                )?
+                .audit_detail(),
+            ),
+            None => None,
+        };
         let share = self.node.vault.share_for_release(&r.path, n)?;
         let item = release::Item {
             position,
@@ -106,12 +126,13 @@ impl Api {
         let metadata = r
             .with_metadata
             .then(|| self.version_reply(r.path.clone(), n, v, r.with_ciphertext, !confirmed));
-        Ok(ReleasedShare {
+        let released = ReleasedShare {
             version: n,
             share_index: u32::from(share.index),
             sealed_share,
             metadata,
             refusal: None,
-        })
+        };
+        Ok((released, granted))
     }
 }

@@ -97,57 +97,12 @@ pub fn check_release(
         )));
     }
 
-    // The request, as its requester signed it.
-    let call = r.call.as_deref().ok_or_else(|| {
-        forged(
-            format!("request {}", r.id),
-            Refusal::unauthenticated("no signed call"),
-        )
-    })?;
-    let check_request = || -> Result<(), Refusal> {
-        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassRequest)?;
-        let body: pb::BreakGlassOpen = decode(call)?;
-        let same = who == r.requester
-            && hex::encode(&call.id) == r.id
-            && body.path == r.path
-            && body.capability == r.capability.as_str()
-            && body.reason.trim() == r.reason
-            && body.ttl_secs == r.ttl_secs;
-        if same {
-            Ok(())
-        } else {
-            Err(Refusal::unauthenticated(
-                "the record is not what its requester signed",
-            ))
-        }
-    };
-    check_request().map_err(|e| forged(format!("request {} by {}", r.id, r.requester), e))?;
-
+    verify_request(trust, m, cluster_id, r)?;
     // Every decision, as its approver signed it: a forged one refuses the release (it names
     // who it claims), rather than being skipped quietly.
     let digest = r.digest(cluster_id);
-    let check_decision = |d: &Decision| -> Result<(), Refusal> {
-        let call = d
-            .call
-            .as_deref()
-            .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
-        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassDecide)?;
-        let body: pb::BreakGlassDecision = decode(call)?;
-        if who == d.approver
-            && body.id == r.id
-            && body.approve == d.approve
-            && body.request_digest == digest
-        {
-            Ok(())
-        } else {
-            Err(Refusal::unauthenticated(
-                "the record is not what its approver signed",
-            ))
-        }
-    };
     for d in &r.decisions {
-        let kind = if d.approve { "approval" } else { "denial" };
-        check_decision(d).map_err(|e| forged(format!("{kind} by {}", d.approver), e))?;
+        verify_decision(trust, m, cluster_id, r, &digest, d)?;
         if !d.approve {
             return Err(Refusal::rejected(format!(
                 "break-glass request {} was denied by {}",
@@ -183,22 +138,7 @@ pub fn check_release(
             r.id, want.use_id
         )));
     }
-    let check_use = || -> Result<(), Refusal> {
-        let call = r.uses[position]
-            .call
-            .as_deref()
-            .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
-        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassUse)?;
-        let body: pb::BreakGlassUse = decode(call)?;
-        if who == r.requester && body.id == r.id && body.use_id == want.use_id {
-            Ok(())
-        } else {
-            Err(Refusal::unauthenticated(
-                "the record is not what the requester signed",
-            ))
-        }
-    };
-    check_use().map_err(|e| forged(format!("use {}", want.use_id), e))?;
+    verify_use(trust, m, cluster_id, r, position)?;
 
     Ok(Checked {
         grant: r.id.clone(),
@@ -207,6 +147,97 @@ pub fn check_release(
         requester: r.requester.clone(),
         approvers: r.decisions.iter().map(|d| d.approver.clone()).collect(),
     })
+}
+
+/// The request, as its requester signed it.
+pub fn verify_request(
+    trust: &Trust,
+    m: &Model,
+    cluster_id: &str,
+    r: &Request,
+) -> Result<(), Refusal> {
+    let check = || -> Result<(), Refusal> {
+        let call = r
+            .call
+            .as_deref()
+            .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
+        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassRequest)?;
+        let body: pb::BreakGlassOpen = decode(call)?;
+        let same = who == r.requester
+            && hex::encode(&call.id) == r.id
+            && body.path == r.path
+            && body.capability == r.capability.as_str()
+            && body.reason.trim() == r.reason
+            && body.ttl_secs == r.ttl_secs;
+        if same {
+            Ok(())
+        } else {
+            Err(Refusal::unauthenticated(
+                "the record is not what its requester signed",
+            ))
+        }
+    };
+    check().map_err(|e| forged(format!("request {} by {}", r.id, r.requester), e))
+}
+
+/// One decision, as its approver signed it, over `digest` (the request's).
+pub fn verify_decision(
+    trust: &Trust,
+    m: &Model,
+    cluster_id: &str,
+    r: &Request,
+    digest: &[u8; 32],
+    d: &Decision,
+) -> Result<(), Refusal> {
+    let check = || -> Result<(), Refusal> {
+        let call = d
+            .call
+            .as_deref()
+            .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
+        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassDecide)?;
+        let body: pb::BreakGlassDecision = decode(call)?;
+        if who == d.approver
+            && body.id == r.id
+            && body.approve == d.approve
+            && body.comment == d.comment
+            && body.request_digest == digest
+        {
+            Ok(())
+        } else {
+            Err(Refusal::unauthenticated(
+                "the record is not what its approver signed",
+            ))
+        }
+    };
+    let kind = if d.approve { "approval" } else { "denial" };
+    check().map_err(|e| forged(format!("{kind} by {}", d.approver), e))
+}
+
+/// The use at `position`, as the requester signed it for this grant.
+pub fn verify_use(
+    trust: &Trust,
+    m: &Model,
+    cluster_id: &str,
+    r: &Request,
+    position: usize,
+) -> Result<(), Refusal> {
+    let u = &r.uses[position];
+    let check = || -> Result<(), Refusal> {
+        let call = u
+            .call
+            .as_deref()
+            .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
+        let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassUse)?;
+        let body: pb::BreakGlassUse = decode(call)?;
+        if who == r.requester && body.id == r.id && body.use_id == u.id {
+            Ok(())
+        } else {
+            Err(Refusal::unauthenticated(
+                "the record is not what the requester signed",
+            ))
+        }
+    };
+    check().map_err(|e| forged(format!("use {}", u.id), e))
 }
 
 #[cfg(test)]

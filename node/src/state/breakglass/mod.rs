@@ -22,6 +22,7 @@
 //! signature the request and its approvals carry before they release.
 
 pub mod evidence;
+pub mod proof;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,7 +32,7 @@ use super::authority::SignedCall;
 use super::Timestamp;
 use crate::error::Refusal;
 use crate::policy::break_glass::{Approval, BreakGlass};
-use crate::policy::{glob_match, Capability, PolicyCache};
+use crate::policy::{Capability, PolicyCache};
 
 /// How long a request waits for approvals before it expires, by default.
 pub const DEFAULT_REQUEST_TTL_SECS: u64 = 24 * 3600;
@@ -167,7 +168,7 @@ impl Gates {
     }
 
     /// Whether `who`, in `groups`, may approve or deny for any factor of any gate.
-    fn eligible(&self, who: &str, groups: &BTreeSet<String>) -> bool {
+    pub fn eligible(&self, who: &str, groups: &BTreeSet<String>) -> bool {
         self.0
             .iter()
             .flat_map(|g| g.factors.iter())
@@ -178,20 +179,7 @@ impl Gates {
 /// Every `break_glass` block, in any policy of the cluster, whose path pattern matches `path`:
 /// the gates a read of (or a signature with) `path` must pass, whoever asks.
 pub fn gates_for(policies: &BTreeMap<String, String>, cache: &PolicyCache, path: &str) -> Gates {
-    let mut gates = Vec::new();
-    for (name, text) in policies {
-        let Some(policy) = cache.get(name, text) else {
-            continue;
-        };
-        for rule in &policy.rules {
-            if let Some(bg) = &rule.break_glass {
-                if glob_match(&rule.pattern, path) {
-                    gates.push(bg.clone());
-                }
-            }
-        }
-    }
-    Gates(gates)
+    Gates(cache.gates(policies, path))
 }
 
 fn add_secs(t: Timestamp, secs: u64) -> Timestamp {
@@ -264,23 +252,16 @@ impl Request {
     /// asks (cluster, id, requester, path, capability, reason, ttl, time), so an approval
     /// cannot be moved to another request or survive a change to this one.
     pub fn digest(&self, cluster_id: &str) -> [u8; 32] {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"tessera/breakglass/request/v1");
-        for field in [
+        tessera_crypto::breakglass::request_digest(&tessera_crypto::breakglass::RequestFields {
             cluster_id,
-            &self.id,
-            &self.requester,
-            &self.path,
-            self.capability.as_str(),
-            &self.reason,
-        ] {
-            h.update((field.len() as u64).to_be_bytes());
-            h.update(field.as_bytes());
-        }
-        h.update(self.ttl_secs.to_be_bytes());
-        h.update(self.requested_at.unix_nanos().to_be_bytes());
-        h.finalize().into()
+            id: &self.id,
+            requester: &self.requester,
+            path: &self.path,
+            capability: self.capability.as_str(),
+            reason: &self.reason,
+            ttl_secs: self.ttl_secs,
+            requested_at_nanos: self.requested_at.unix_nanos(),
+        })
     }
 
     /// Where the request stands at `now`.

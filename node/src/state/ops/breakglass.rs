@@ -9,7 +9,8 @@
 use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::state::breakglass::{gates_for, Request, DEFAULT_REQUEST_TTL_SECS, MAX_REASON_CHARS};
-use crate::state::{Command, Model, Timestamp};
+use crate::state::kv::RotateRequired;
+use crate::state::{Command, Effects, Model, Timestamp};
 
 use super::Ctx;
 
@@ -144,11 +145,31 @@ pub fn validate_use(
     Ok(r)
 }
 
-/// Stores the request as its command left it.
-pub fn apply(m: &mut Model, r: Result<Request, Refusal>) {
-    if let Ok(r) = r {
-        m.breakglass.insert(r.id.clone(), r);
+/// Stores the request as its command left it. The first use of a read grant marks the
+/// secret's current version `rotate_required`: it was seen in an emergency.
+pub fn apply(m: &mut Model, r: Result<Request, Refusal>, fx: &mut Effects) {
+    let Ok(r) = r else { return };
+    let first_use = m
+        .breakglass
+        .get(&r.id)
+        .is_some_and(|before| before.uses.is_empty())
+        && r.uses.len() == 1;
+    if first_use && r.capability == Capability::Read {
+        if let Some(e) = m.secrets.get_mut(&r.path) {
+            let current = e.current_version;
+            if let Some(v) = e.versions.get_mut(&current) {
+                if v.rotate_required.is_none() {
+                    v.rotate_required = Some(RotateRequired {
+                        grant: r.id.clone(),
+                        by: r.requester.clone(),
+                        at: r.uses[0].at,
+                    });
+                    fx.secrets.push(r.path.clone());
+                }
+            }
+        }
     }
+    m.breakglass.insert(r.id.clone(), r);
 }
 
 #[cfg(test)]

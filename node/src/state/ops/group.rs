@@ -21,7 +21,7 @@ pub fn validate_delete(m: &Model, name: &str) -> Result<(), Refusal> {
     if !m.groups.contains_key(name) {
         return Err(Refusal::invalid(format!("group {name:?} does not exist")));
     }
-    Ok(())
+    super::policy::guard_approver_group(m, name)
 }
 
 /// The group and its policy attachments go.

@@ -41,14 +41,14 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
     match &cmd.op {
         Op::PutGroup { name, members } => group::validate_put(name, members),
         Op::DeleteGroup { name } => group::validate_delete(m, name),
-        Op::PutPolicy { name, text } => policy::validate_put(name, text),
+        Op::PutPolicy { name, text } => policy::validate_put(m, name, text),
         Op::DeletePolicy { name } => policy::validate_delete(m, name),
         Op::Attach {
             policy,
             target,
             detach,
         } => policy::validate_attach(m, policy, target, *detach),
-        Op::Restore { model } => policy::validate_restore(model),
+        Op::Restore { model } => policy::validate_restore(m, model),
         Op::SetSettings {
             threshold,
             ack_fault_tolerance,
@@ -319,7 +319,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
         | Op::BreakGlassRevoke { .. }
         | Op::BreakGlassUse { .. } => {
             let next = breakglass_next(m, cmd, cx);
-            breakglass::apply(m, next)
+            breakglass::apply(m, next, fx)
         }
         Op::Batch(_) => {} // refused by `validate`
     }

@@ -4,10 +4,11 @@
 //! model, whoever submitted it.
 
 use crate::error::Refusal;
+use crate::policy::break_glass::Approver;
 use crate::policy::Policy;
 use crate::state::{validate_name, AttachTarget, Model, ROOT_POLICY};
 
-pub fn validate_put(name: &str, text: &str) -> Result<(), Refusal> {
+pub fn validate_put(m: &Model, name: &str, text: &str) -> Result<(), Refusal> {
     validate_name("policy", name)?;
     if name == ROOT_POLICY {
         return Err(Refusal::invalid(
@@ -15,24 +16,60 @@ pub fn validate_put(name: &str, text: &str) -> Result<(), Refusal> {
         ));
     }
     parse_text(name, text)?;
+    if m.policies.get(name).is_some_and(|old| old != text) {
+        gate_locked(m, name)?;
+    }
     Ok(())
 }
 
-/// A policy's text as the cluster accepts it: parsed, and without a `break_glass` block for
-/// now. The block parses (so its mistakes are shown with their place), but holders do not yet
-/// enforce it, and a gate stored and not enforced would let an operator believe a path guarded
-/// that a plain `read` opens; so it is refused until they do.
-pub fn parse_text(name: &str, text: &str) -> Result<Policy, Refusal> {
-    let policy =
-        Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))?;
-    if let Some(rule) = policy.rules.iter().find(|r| r.break_glass.is_some()) {
-        return Err(Refusal::invalid(format!(
-            "policy {name:?}: the break_glass block of path {:?} is well formed, but this version \
-             does not enforce break-glass yet, so it is refused rather than stored and ignored",
-            rule.pattern
-        )));
+/// Whether `text` holds a `break_glass` block.
+fn gates(text: &str) -> bool {
+    Policy::parse(text).is_ok_and(|p| p.rules.iter().any(|r| r.break_glass.is_some()))
+}
+
+/// Refuses a change to policy `name` when it holds a gate.
+///
+/// # Security
+///
+/// A gate an admin could edit or delete away would bind nobody: the admin (or whoever holds
+/// the admin's key) would remove it, read, and put it back. The rule is that such a change
+/// needs a grant under the gate's own factors; until this version can take one, a policy with
+/// a `break_glass` block cannot be changed or deleted at all (gates can be added, in a new or
+/// a gate-free policy; none can be taken away). Attaching and detaching do not move a gate:
+/// a gate binds every identity whatever it is attached to.
+fn gate_locked(m: &Model, name: &str) -> Result<(), Refusal> {
+    match m.policies.get(name) {
+        Some(text) if gates(text) => Err(Refusal::rejected(format!(
+            "policy {name:?} holds a break_glass gate: changing or deleting it needs a break-glass grant under its own factors, which this version cannot take yet, so it is refused"
+        ))),
+        _ => Ok(()),
     }
-    Ok(policy)
+}
+
+/// Refuses deleting a group a gate names as approvers: the factor would be left unmeetable,
+/// or meetable by whoever next creates a group of that name.
+pub fn guard_approver_group(m: &Model, group: &str) -> Result<(), Refusal> {
+    for (name, text) in &m.policies {
+        let Ok(p) = Policy::parse(text) else { continue };
+        let named = p
+            .rules
+            .iter()
+            .filter_map(|r| r.break_glass.as_ref())
+            .flat_map(|bg| bg.factors.iter())
+            .flat_map(|f| f.approvers.iter())
+            .any(|a| matches!(a, Approver::Group(g) if g == group));
+        if named {
+            return Err(Refusal::rejected(format!(
+                "group {group:?} approves break-glass requests in policy {name:?}; removing it needs a break-glass grant, which this version cannot take yet, so it is refused"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A policy's text as the cluster accepts it: parsed, with every mistake shown at its place.
+pub fn parse_text(name: &str, text: &str) -> Result<Policy, Refusal> {
+    Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))
 }
 
 pub fn apply_put(m: &mut Model, name: &str, text: &str) {
@@ -48,7 +85,7 @@ pub fn validate_delete(m: &Model, name: &str) -> Result<(), Refusal> {
     if !m.policies.contains_key(name) {
         return Err(Refusal::invalid(format!("policy {name:?} does not exist")));
     }
-    Ok(())
+    gate_locked(m, name)
 }
 
 /// The policy goes, and with it every attachment of it.
@@ -113,7 +150,18 @@ pub fn apply_attach(m: &mut Model, policy: &str, target: &AttachTarget, detach: 
     }
 }
 
-pub fn validate_restore(model: &Model) -> Result<(), Refusal> {
+pub fn validate_restore(m: &Model, model: &Model) -> Result<(), Refusal> {
+    // A restore may not take a gate away either (see `gate_locked`).
+    for (name, text) in &m.policies {
+        if model.policies.get(name) != Some(text) {
+            gate_locked(m, name)?;
+        }
+    }
+    for group in m.groups.keys() {
+        if !model.groups.contains_key(group) {
+            guard_approver_group(m, group)?;
+        }
+    }
     for (name, text) in &model.policies {
         parse_text(name, text)?;
     }
@@ -134,13 +182,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_gate_that_holders_do_not_enforce_is_never_stored() {
+    fn a_gate_can_be_added_but_never_edited_or_deleted_away() {
         let gate = "path \"prod/*\" {\n  capabilities = [\"read\"]\n  break_glass {\n    max_ttl = \"1h\"\n    factor \"a\" { approvers = [\"group:sre\"] approvals = 2 }\n  }\n}\n";
-        let err = validate_put("p", gate).unwrap_err().to_string();
-        assert!(err.contains("does not enforce break-glass yet"), "{err}");
-        let mut model = Model::default();
-        model.policies.insert("p".into(), gate.into());
-        assert!(validate_restore(&model).is_err());
-        assert!(validate_put("p", "path \"prod/*\" { capabilities = [\"read\"] }").is_ok());
+        let plain = "path \"prod/*\" { capabilities = [\"read\"] }";
+        let mut m = Model::default();
+        assert!(validate_put(&m, "p", gate).is_ok());
+        m.policies.insert("p".into(), plain.into());
+        assert!(validate_put(&m, "p", gate).is_ok(), "a gate may be added");
+        m.policies.insert("p".into(), gate.into());
+        m.groups.insert("sre".into(), Default::default());
+        m.groups.insert("other".into(), Default::default());
+        assert!(validate_put(&m, "p", gate).is_ok(), "the same text again");
+        let err = validate_put(&m, "p", plain).unwrap_err().to_string();
+        assert!(err.contains("holds a break_glass gate"), "{err}");
+        assert!(validate_delete(&m, "p").is_err());
+        assert!(guard_approver_group(&m, "sre").is_err());
+        assert!(guard_approver_group(&m, "other").is_ok());
+        let mut without = m.clone();
+        without.policies.remove("p");
+        assert!(validate_restore(&m, &without).is_err());
+        let mut without_sre = m.clone();
+        without_sre.groups.remove("sre");
+        assert!(validate_restore(&m, &without_sre).is_err());
+        assert!(validate_restore(&m, &m.clone()).is_ok());
     }
 }

@@ -1,0 +1,368 @@
+//! Break-glass on a real cluster: a gated path is refused to everyone (root included) until
+//! a request is approved by every factor, each holder checks the grant itself, uses are exact,
+//! a denial vetoes, a grant ends, and the signed proof verifies offline.
+
+use std::process::Command;
+use std::time::Duration;
+
+use cluster_tests::{fails, ok, tessera_bin, Cluster, Opts};
+use serde_json::Value;
+use tessera_client::proto::{ReleaseItem, ReleaseSharesRequest};
+use tessera_client::Error;
+
+const GATED: &str = r#"
+path "prod/db/*" {
+  capabilities = ["read", "create", "update", "list"]
+  break_glass {
+    max_ttl = "1h"
+    uses    = 2
+    factor "sre"      { approvers = ["group:sre-leads"] approvals = 2 }
+    factor "security" { approvers = ["identity:ciso"] approvals = 1 }
+  }
+}
+"#;
+
+fn write_file(c: &Cluster, name: &str, text: &str) -> String {
+    let p = c.dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// A cluster with the gate in place: alice may read prod/db/* (behind the gate), bob and
+/// carol lead SRE (alice too, to show she still cannot approve herself), ciso is security.
+fn gated_cluster() -> Cluster {
+    let c = Cluster::start(Opts::default());
+    for who in ["alice", "bob", "carol", "ciso", "dave"] {
+        c.client_cert(who);
+    }
+    let policy = write_file(&c, "gated.hcl", GATED);
+    ok(&c.cli(1, &["policy", "write", "prod-db", &policy]));
+    ok(&c.cli(1, &["policy", "attach", "prod-db", "--identity", "alice"]));
+    ok(&c.cli(
+        1,
+        &[
+            "group",
+            "write",
+            "sre-leads",
+            "--members",
+            "alice,bob,carol",
+        ],
+    ));
+    ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=hunter2"]));
+    c
+}
+
+fn request(c: &Cluster, ttl: &str) -> String {
+    let v = c.json_as(
+        "alice",
+        2,
+        &[
+            "breakglass",
+            "request",
+            "prod/db/main",
+            "--reason",
+            "incident 42: primary down",
+            "--ttl",
+            ttl,
+        ],
+    );
+    v["id"].as_str().expect("an id").to_string()
+}
+
+fn status(c: &Cluster, id: &str) -> Value {
+    c.json_as("alice", 1, &["breakglass", "show", id])
+}
+
+/// Asks holder `via` directly for its share of prod/db/main v1 under `grant`/`use_id`.
+fn ask_holder(
+    c: &Cluster,
+    via: u64,
+    grant: &str,
+    use_id: &str,
+    min_index: u64,
+) -> Result<(), Error> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = c.sdk("alice", via).await;
+        let reader = tessera_client::crypto::seal::SealingKey::generate();
+        let reply = client
+            .kv_rpc()
+            .release_shares(ReleaseSharesRequest {
+                reader_key: reader.public().0.to_vec(),
+                items: vec![ReleaseItem {
+                    path: "prod/db/main".into(),
+                    version: 1,
+                    min_index,
+                    grant: grant.into(),
+                    use_id: use_id.into(),
+                    ..Default::default()
+                }],
+            })
+            .await
+            .map_err(|s| Error::from_status("node", s))?
+            .into_inner();
+        match reply.items[0].refusal.clone() {
+            None => Ok(()),
+            Some(r) => Err(Error::from_refusal(r)),
+        }
+    })
+}
+
+fn audit(c: &Cluster, id: u64) -> String {
+    std::fs::read_to_string(c.node(id).data_dir.join("audit.log")).unwrap()
+}
+
+#[test]
+fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
+    let c = gated_cluster();
+
+    // Without a grant: refused to alice and to root alike, and the error says what to do.
+    for who in ["alice", "admin"] {
+        let out = c.cli_as(who, 1, &["kv", "get", "prod/db/main"]);
+        let err = fails(&out);
+        assert_eq!(out.status.code(), Some(3), "{who}: {err}");
+        assert!(
+            err.contains("break-glass") && err.contains("tessera breakglass request prod/db/main"),
+            "{who}: {err}"
+        );
+    }
+    // Metadata and writes are not gated.
+    ok(&c.cli_as("alice", 1, &["kv", "metadata", "get", "prod/db/main"]));
+
+    // Malformed requests: nothing stored.
+    let err = fails(&c.cli_as(
+        "alice",
+        1,
+        &[
+            "breakglass",
+            "request",
+            "prod/db/main",
+            "--reason",
+            " ",
+            "--ttl",
+            "10m",
+        ],
+    ));
+    assert!(err.contains("reason"), "{err}");
+    let err = fails(&c.cli_as(
+        "alice",
+        1,
+        &[
+            "breakglass",
+            "request",
+            "prod/db/main",
+            "--reason",
+            "x",
+            "--ttl",
+            "2h",
+        ],
+    ));
+    assert!(err.contains("1h"), "{err}");
+    let err = fails(&c.cli_as(
+        "dave",
+        1,
+        &[
+            "breakglass",
+            "request",
+            "prod/db/main",
+            "--reason",
+            "x",
+            "--ttl",
+            "10m",
+        ],
+    ));
+    assert!(err.contains("permission denied"), "{err}");
+    let none = c.json(1, &["breakglass", "list"]);
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
+
+    let id = request(&c, "10m");
+    assert_eq!(status(&c, &id)["status"], "pending");
+
+    // The requester never approves her own request, though she is in sre-leads.
+    let err = fails(&c.cli_as("alice", 1, &["breakglass", "approve", &id]));
+    assert!(err.contains("own"), "{err}");
+    // Someone outside every factor cannot decide (nor even see the request).
+    let err = fails(&c.cli_as("dave", 1, &["breakglass", "approve", &id]));
+    assert!(err.contains("may see"), "{err}");
+    // Unknown id.
+    let err = fails(&c.cli_as("bob", 1, &["breakglass", "approve", "00ff"]));
+    assert!(err.contains("no break-glass request"), "{err}");
+
+    // bob's approval alone: no read, and no use can be committed.
+    let to_approve = c.json_as("bob", 3, &["breakglass", "list", "--to-approve"]);
+    assert_eq!(to_approve[0]["id"], id.as_str(), "{to_approve}");
+    ok(&c.cli_as(
+        "bob",
+        3,
+        &["breakglass", "approve", &id, "--comment", "seen"],
+    ));
+    // An approver counts once.
+    let err = fails(&c.cli_as("bob", 3, &["breakglass", "approve", &id]));
+    assert!(err.contains("already decided"), "{err}");
+    ok(&c.cli_as("carol", 2, &["breakglass", "approve", &id]));
+    // Both SRE approvals are in; security's is not: every holder refuses, asked directly.
+    let s = status(&c, &id);
+    assert_eq!(s["status"], "pending", "{s}");
+    assert!(
+        s["waiting_for"].as_str().unwrap().contains("security"),
+        "{s}"
+    );
+    let err = fails(&c.cli_as("alice", 1, &["kv", "get", "prod/db/main"]));
+    assert!(err.contains("break-glass"), "{err}");
+    for n in 1..=3 {
+        let e = ask_holder(&c, n, &id, &"ab".repeat(16), 0).unwrap_err();
+        assert!(e.to_string().contains("not approved"), "node {n}: {e}");
+    }
+
+    ok(&c.cli_as(
+        "ciso",
+        1,
+        &["breakglass", "approve", &id, "--comment", "go"],
+    ));
+    assert_eq!(status(&c, &id)["status"], "active");
+
+    // The read succeeds with the grant (found by itself), and spends one use of two.
+    let v = c.json_as("alice", 2, &["kv", "get", "prod/db/main"]);
+    assert_eq!(v["data"]["password"], "hunter2", "{v}");
+    // The version was seen in an emergency: rotation is required, named with the grant.
+    let rotate = v["rotate_required"].as_str().unwrap_or_default();
+    assert!(rotate.contains(&id) && rotate.contains("alice"), "{v}");
+    assert_eq!(status(&c, &id)["uses_committed"], 1);
+    // Root still has no grant of its own.
+    assert!(fails(&c.cli(1, &["kv", "get", "prod/db/main"])).contains("break-glass"));
+
+    // Holders check the use themselves: a use never committed, or one already served by them.
+    for n in 1..=3 {
+        let e = ask_holder(&c, n, &id, &"cd".repeat(16), 0).unwrap_err();
+        assert!(e.to_string().contains("not committed"), "node {n}: {e}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let used = rt.block_on(async { c.sdk("alice", 1).await.breakglass_use(&id).await.unwrap() });
+    assert!(ask_holder(&c, 1, &id, &used.use_id, used.index).is_ok());
+    let e = ask_holder(&c, 1, &id, &used.use_id, used.index).unwrap_err();
+    assert!(e.to_string().contains("already served"), "{e}");
+    // Another identity cannot use alice's grant.
+    let stolen = rt.block_on(async {
+        let client = c.sdk("bob", 2).await;
+        client.kv_get_under("prod/db/main", None, Some(&used)).await
+    });
+    assert!(stolen.is_err(), "bob read under alice's grant");
+
+    // Both uses are committed: a third is refused, and so is a read.
+    let err = fails(&c.cli_as("alice", 1, &["kv", "get", "prod/db/main", "--grant", &id]));
+    assert!(err.contains("use"), "{err}");
+    assert_eq!(status(&c, &id)["status"], "spent");
+
+    // Each holder that released wrote an audit line naming grant, use, reason, approvers.
+    let released: Vec<String> = (1..=3)
+        .flat_map(|n| audit(&c, n).lines().map(String::from).collect::<Vec<_>>())
+        .filter(|l| l.contains("kv.release_share") && l.contains(&id) && l.contains("\"ok\""))
+        .collect();
+    assert!(released.len() >= 2, "{released:?}");
+    for l in &released {
+        for needle in ["incident 42", "alice", "bob", "carol", "ciso", "use "] {
+            assert!(l.contains(needle), "{needle} missing: {l}");
+        }
+    }
+
+    // The offline proof: verifies with the CA certificate only, and not with a byte changed.
+    let proof = ok(&c.cli_as("alice", 1, &["breakglass", "show", &id, "--proof"]));
+    let bundle = write_file(&c, "proof.json", &proof);
+    let verify = |file: &str| {
+        Command::new(tessera_bin())
+            .args(["breakglass", "verify", file, "--ca-cert"])
+            .arg(c.dir.join("ca.crt"))
+            .output()
+            .unwrap()
+    };
+    let good = ok(&verify(&bundle));
+    assert!(good.contains("ciso"), "{good}");
+    let changed = write_file(
+        &c,
+        "changed.json",
+        &proof.replacen("incident 42", "incident 43", 1),
+    );
+    let err = fails(&verify(&changed));
+    assert!(err.contains("does not verify"), "{err}");
+
+    // Root cannot edit the gate away.
+    let open = write_file(
+        &c,
+        "open.hcl",
+        "path \"prod/db/*\" { capabilities = [\"read\"] }\n",
+    );
+    let err = fails(&c.cli(1, &["policy", "write", "prod-db", &open]));
+    assert!(err.contains("break_glass"), "{err}");
+    let err = fails(&c.cli(1, &["policy", "delete", "prod-db"]));
+    assert!(err.contains("break_glass"), "{err}");
+    let err = fails(&c.cli(1, &["group", "delete", "sre-leads"]));
+    assert!(err.contains("break-glass"), "{err}");
+
+    // A new version clears the rotation mark; the old one keeps it.
+    let m = c.json(1, &["kv", "metadata", "get", "prod/db/main"]);
+    assert!(m["versions"][0]["rotate_required"].is_string(), "{m}");
+    ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=rotated"]));
+    let m = c.json(1, &["kv", "metadata", "get", "prod/db/main"]);
+    assert!(m["versions"][1]["rotate_required"].is_null(), "{m}");
+}
+
+#[test]
+fn a_denial_vetoes_a_revocation_ends_and_a_grant_expires_by_each_holders_clock() {
+    let c = gated_cluster();
+
+    // One eligible denial closes the request for good.
+    let denied = request(&c, "10m");
+    ok(&c.cli_as("bob", 1, &["breakglass", "approve", &denied]));
+    ok(&c.cli_as(
+        "ciso",
+        1,
+        &["breakglass", "deny", &denied, "--reason", "not an incident"],
+    ));
+    let s = status(&c, &denied);
+    assert_eq!(
+        (s["status"].as_str(), s["closed_by"].as_str()),
+        (Some("denied"), Some("ciso"))
+    );
+    let err = fails(&c.cli_as("carol", 1, &["breakglass", "approve", &denied]));
+    assert!(err.contains("denied"), "{err}");
+    assert!(fails(&c.cli_as("alice", 1, &["kv", "get", "prod/db/main"])).contains("break-glass"));
+
+    // A grant revoked by its requester is refused by every holder.
+    let revoked = request(&c, "10m");
+    for who in ["bob", "carol", "ciso"] {
+        ok(&c.cli_as(who, 1, &["breakglass", "approve", &revoked]));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let used = rt.block_on(async {
+        c.sdk("alice", 1)
+            .await
+            .breakglass_use(&revoked)
+            .await
+            .unwrap()
+    });
+    ok(&c.cli_as("alice", 1, &["breakglass", "revoke", &revoked]));
+    let revoked_at = c.json(1, &["status"])["commit_index"].as_u64().unwrap();
+    for n in 1..=3 {
+        let e = ask_holder(&c, n, &revoked, &used.use_id, revoked_at).unwrap_err();
+        assert!(e.to_string().contains("revoked"), "node {n}: {e}");
+    }
+
+    // A short grant ends: after it, every holder refuses by its own clock.
+    let short = request(&c, "3s");
+    for who in ["bob", "carol", "ciso"] {
+        ok(&c.cli_as(who, 1, &["breakglass", "approve", &short]));
+    }
+    let used = rt.block_on(async {
+        c.sdk("alice", 1)
+            .await
+            .breakglass_use(&short)
+            .await
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    for n in 1..=3 {
+        let e = ask_holder(&c, n, &short, &used.use_id, used.index).unwrap_err();
+        assert!(e.to_string().contains("ended"), "node {n}: {e}");
+    }
+    assert_eq!(status(&c, &short)["status"], "expired");
+}
