@@ -664,6 +664,54 @@ impl Drop for Cluster {
     }
 }
 
+/// Asks the forging node (see `byzantine::forge`) to append `spec`; its answer.
+pub fn forge(dir: &Path, name: &str, spec: &str) -> String {
+    let result = dir.join(format!("{name}.result"));
+    std::fs::write(dir.join(format!("{name}.tmp")), spec).unwrap();
+    std::fs::rename(
+        dir.join(format!("{name}.tmp")),
+        dir.join(format!("{name}.forge")),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Ok(answer) = std::fs::read_to_string(&result) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "no answer to {spec:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `forge`, while node 1 leads: under load an election can move the lead away between
+/// `make_leader` and the forgery (the forger then answers that it is not the leader and forges
+/// nothing), so node 1 is made leader again and asked again.
+pub fn forge_leading(c: &mut Cluster, dir: &Path, name: &str, spec: &str) -> String {
+    for attempt in 0..3 {
+        let answer = forge(dir, &format!("{name}{attempt}"), spec);
+        if answer != "failed=this node is not the leader" {
+            return answer;
+        }
+        c.make_leader(1);
+    }
+    panic!("node 1 never led long enough to forge {spec:?}");
+}
+
+/// A cluster whose node 1 (a `byzantine-test` build with a forger) leads; the forger's
+/// directory.
+pub fn byzantine_leader() -> (Cluster, std::path::PathBuf) {
+    let mut c = Cluster::init(Opts::default());
+    let forge_dir = c.dir.join("forge");
+    std::fs::create_dir(&forge_dir).unwrap();
+    let forge_env = forge_dir.display().to_string();
+    c.start_node_with_env(1, &[("TESSERA_TEST_FORGE_DIR", &forge_env)]);
+    c.start_node(2);
+    c.start_node(3);
+    c.wait_ready();
+    c.make_leader(1);
+    (c, forge_dir)
+}
+
 /// Asserts a CLI call succeeded, showing stderr if not.
 pub fn ok(out: &Output) -> String {
     assert!(
@@ -688,4 +736,108 @@ pub fn fails(out: &Output) -> String {
 /// A policy that grants read on one path prefix.
 pub fn simple_policy(prefix: &str) -> String {
     format!("path \"{prefix}\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n")
+}
+
+/// A real OpenSSH server that trusts one SSH CA key, on a free loopback port, and a user key
+/// to log in with (for tests that check threshold-signed certificates the way sshd does).
+pub struct Sshd {
+    dir: PathBuf,
+    host: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    /// Makes the host key and the user key (`id`, `id.pub`) in `dir`.
+    pub fn keys(dir: &Path) -> Sshd {
+        std::fs::create_dir_all(dir).unwrap();
+        for name in ["host_key", "id"] {
+            ok(&Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(name))
+                .output()
+                .expect("ssh-keygen"));
+        }
+        Sshd {
+            dir: dir.to_path_buf(),
+            host: String::new(),
+            port: 0,
+            child: None,
+        }
+    }
+
+    /// The user's public key, to be certified.
+    pub fn user_pub(&self) -> PathBuf {
+        self.dir.join("id.pub")
+    }
+
+    /// Starts sshd trusting `ca_pub` (an OpenSSH public key line) for user certificates.
+    pub fn start(mut self, ca_pub: &str) -> Sshd {
+        let d = &self.dir;
+        std::fs::write(d.join("ca.pub"), ca_pub).unwrap();
+        let (host, base) = free_host_and_base(1);
+        let port = base + 50;
+        assert!(TcpListener::bind((host.as_str(), port)).is_ok());
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "Port {port}\nListenAddress {host}\nHostKey {hk}\nTrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {pid}\n",
+            hk = d.join("host_key").display(),
+            ca = d.join("ca.pub").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (Debian openssh-server, installed by .ci/run)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.host = host;
+        self.port = port;
+        self.child = Some(child);
+        self
+    }
+
+    /// `ssh root@host echo logged-in` with the user key and certificate `cert`.
+    pub fn login(&self, cert: &Path) -> Output {
+        Command::new("ssh")
+            .args(["-i", self.dir.join("id").to_str().unwrap(), "-o"])
+            .arg(format!("CertificateFile={}", cert.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .arg(format!("root@{}", self.host))
+            .arg("echo logged-in")
+            .output()
+            .unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cluster_tests::{fails, ok, tessera_bin, Cluster, Opts};
+use cluster_tests::{byzantine_leader, fails, forge_leading, ok, tessera_bin, Cluster, Opts, Sshd};
 use serde_json::Value;
 use tessera_client::proto::{ReleaseItem, ReleaseSharesRequest};
 use tessera_client::Error;
@@ -32,10 +32,15 @@ fn write_file(c: &Cluster, name: &str, text: &str) -> String {
 /// carol lead SRE (alice too, to show she still cannot approve herself), ciso is security.
 fn gated_cluster() -> Cluster {
     let c = Cluster::start(Opts::default());
+    set_gate(&c);
+    c
+}
+
+fn set_gate(c: &Cluster) {
     for who in ["alice", "bob", "carol", "ciso", "dave"] {
         c.client_cert(who);
     }
-    let policy = write_file(&c, "gated.hcl", GATED);
+    let policy = write_file(c, "gated.hcl", GATED);
     ok(&c.cli(1, &["policy", "write", "prod-db", &policy]));
     ok(&c.cli(1, &["policy", "attach", "prod-db", "--identity", "alice"]));
     ok(&c.cli(
@@ -49,7 +54,6 @@ fn gated_cluster() -> Cluster {
         ],
     ));
     ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=hunter2"]));
-    c
 }
 
 fn request(c: &Cluster, ttl: &str) -> String {
@@ -365,4 +369,152 @@ fn a_denial_vetoes_a_revocation_ends_and_a_grant_expires_by_each_holders_clock()
         assert!(e.to_string().contains("ended"), "node {n}: {e}");
     }
     assert_eq!(status(&c, &short)["status"], "expired");
+}
+
+/// The forged-approval attack: node 1 (a `byzantine-test` build that leads) writes a grant
+/// into every node's state with an approval the approver never signed (it carries another
+/// identity's real signature), past every check on apply. The state then says "active", a use
+/// commits, and still every honest holder refuses, naming the forged approval.
+#[test]
+fn a_forged_approval_written_into_every_nodes_state_releases_nothing() {
+    let (mut c, forge_dir) = byzantine_leader();
+    set_gate(&c);
+    let id = request(&c, "10m");
+    // Real approvals from bob (served by node 1, whose signature the forger will reuse) and
+    // carol; the security factor is still missing.
+    ok(&c.cli_as("bob", 1, &["breakglass", "approve", &id]));
+    ok(&c.cli_as("carol", 2, &["breakglass", "approve", &id]));
+    let answer = forge_leading(
+        &mut c,
+        &forge_dir,
+        "bg",
+        &format!("forge-approval {id} ciso"),
+    );
+    assert!(
+        answer.starts_with("index=") && answer.ends_with("error="),
+        "{answer}"
+    );
+    let index: u64 = answer["index=".len()..]
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Every node's state now claims the grant is active (the injection applied everywhere).
+    for n in 1..=3 {
+        let s = c.json_as("alice", n, &["breakglass", "show", &id]);
+        assert_eq!(s["status"], "active", "node {n}: {s}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let used = rt.block_on(async { c.sdk("alice", 2).await.breakglass_use(&id).await.unwrap() });
+    assert!(used.index > index);
+    // Every honest holder checks the signatures itself and refuses, naming the forgery.
+    for n in [2, 3] {
+        let e = ask_holder(&c, n, &id, &used.use_id, used.index).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("evidence does not hold") && e.contains("approval by ciso"),
+            "node {n}: {e}"
+        );
+        assert!(
+            audit(&c, n).lines().any(|l| l.contains("kv.release_share")
+                && l.contains(&id)
+                && l.contains("approval by ciso")),
+            "node {n}'s audit does not name the forged approval"
+        );
+    }
+    // So the read fails: one share (the forger's own) is below the threshold.
+    let err = fails(&c.cli_as("alice", 2, &["kv", "get", "prod/db/main", "--grant", &id]));
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+const GATED_CA: &str = r#"
+path "keys/prod-ca" {
+  capabilities = ["sign", "read"]
+  break_glass {
+    max_ttl = "1h"
+    factor "sre" { approvers = ["group:sre-leads"] approvals = 1 }
+  }
+}
+"#;
+
+/// The production SSH CA behind break-glass: no certificate without a grant, root included;
+/// with one, a certificate a real sshd accepts; one signature per use.
+#[test]
+fn a_gated_ssh_ca_signs_only_under_a_grant_and_sshd_accepts_the_certificate() {
+    let c = Cluster::start(Opts::default());
+    for who in ["alice", "bob"] {
+        c.client_cert(who);
+    }
+    ok(&c.cli(1, &["key", "create", "prod-ca", "--purpose", "ssh-user-ca"]));
+    let policy = write_file(&c, "ca.hcl", GATED_CA);
+    ok(&c.cli(1, &["policy", "write", "prod-ca", &policy]));
+    ok(&c.cli(1, &["policy", "attach", "prod-ca", "--identity", "alice"]));
+    ok(&c.cli(1, &["group", "write", "sre-leads", "--members", "bob"]));
+    let sshd = Sshd::keys(&c.dir.join("ssh"));
+    let user_pub = sshd.user_pub();
+    let cert = c.dir.join("ssh").join("id-cert.pub");
+    let sign = |who: &str| {
+        c.cli_as(
+            who,
+            1,
+            &[
+                "ssh",
+                "sign",
+                "prod-ca",
+                "--public-key",
+                user_pub.to_str().unwrap(),
+                "--principals",
+                "root",
+                "--ttl",
+                "10m",
+                "--out",
+                cert.to_str().unwrap(),
+            ],
+        )
+    };
+    for who in ["admin", "alice"] {
+        let out = sign(who);
+        let err = fails(&out);
+        assert_eq!(out.status.code(), Some(3), "{who}: {err}");
+        assert!(
+            err.contains("break-glass") && err.contains("--capability sign"),
+            "{who}: {err}"
+        );
+    }
+    assert!(!cert.exists());
+
+    let id = c.json_as(
+        "alice",
+        2,
+        &[
+            "breakglass",
+            "request",
+            "keys/prod-ca",
+            "--capability",
+            "sign",
+            "--reason",
+            "INC-7: root login to the database hosts",
+            "--ttl",
+            "10m",
+        ],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&c.cli_as("bob", 3, &["breakglass", "approve", &id]));
+    ok(&sign("alice"));
+    // `uses` defaults to 1: the grant is spent.
+    let err = fails(&sign("alice"));
+    assert!(err.contains("no active grant"), "{err}");
+
+    let ca_pub = ok(&c.cli(2, &["key", "public", "prod-ca", "--format", "openssh"]));
+    let sshd = sshd.start(&ca_pub);
+    let login = sshd.login(&cert);
+    assert!(
+        login.status.success(),
+        "sshd refused the certificate signed under the grant: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "logged-in");
 }

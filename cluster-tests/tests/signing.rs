@@ -3,12 +3,11 @@
 //! `t` signers suffice and `t - 1` do not; a cheating signer is named and replaced; a caller
 //! without `sign` is refused by each signer itself.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
-use cluster_tests::{fails, free_host_and_base, ok, Cluster, Opts};
+use cluster_tests::{fails, ok, Cluster, Opts, Sshd};
 use ed25519_dalek::{Signature, VerifyingKey};
 
 fn group_key(c: &Cluster, via: u64, key: &str) -> [u8; 32] {
@@ -305,37 +304,14 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
     let c = Cluster::start(Opts::default());
     create(&c, "ssh-ca", "ssh-user-ca");
     let d = c.dir.join("ssh");
-    std::fs::create_dir_all(&d).unwrap();
     let keygen = |args: &[&str]| {
         ok(&Command::new("ssh-keygen")
             .args(args)
             .output()
             .expect("ssh-keygen"))
     };
-    keygen(&[
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-f",
-        d.join("host_key").to_str().unwrap(),
-    ]);
-    keygen(&[
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-f",
-        d.join("id").to_str().unwrap(),
-    ]);
-    std::fs::write(
-        d.join("ca.pub"),
-        ok(&c.cli(2, &["key", "public", "ssh-ca", "--format", "openssh"])),
-    )
-    .unwrap();
-    let user_pub = d.join("id.pub");
+    let sshd = Sshd::keys(&d);
+    let user_pub = sshd.user_pub();
     sign_cert(
         &c,
         "ssh-ca",
@@ -402,51 +378,10 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
         &d.join("deploy-cert.pub"),
     );
 
-    let (host, base) = free_host_and_base(1);
-    let port = base + 50;
-    assert!(TcpListener::bind((host.as_str(), port)).is_ok());
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let config = format!(
-        "Port {port}\nListenAddress {host}\nHostKey {hk}\nTrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile {pid}\n",
-        hk = d.join("host_key").display(),
-        ca = d.join("ca.pub").display(),
-        pid = d.join("sshd.pid").display(),
-    );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    let mut sshd = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(d.join("sshd_config"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd (Debian openssh-server, installed by .ci/run)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect((host.as_str(), port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let login = |cert: &std::path::Path| {
-        Command::new("ssh")
-            .args(["-i", d.join("id").to_str().unwrap(), "-o"])
-            .arg(format!("CertificateFile={}", cert.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "ConnectTimeout=5",
-                "-p",
-                &port.to_string(),
-            ])
-            .arg(format!("root@{host}"))
-            .arg("echo logged-in")
-            .output()
-            .unwrap()
-    };
+    let mut sshd = sshd.start(&ok(
+        &c.cli(2, &["key", "public", "ssh-ca", "--format", "openssh"])
+    ));
+    let login = |cert: &std::path::Path| sshd.login(cert);
     let good = login(&d.join("id-cert.pub"));
     // Allowed by the role, but not the user logged in as: sshd refuses it.
     let wrong = login(&d.join("deploy-cert.pub"));
@@ -462,8 +397,7 @@ fn sshd_accepts_a_threshold_signed_certificate_and_refuses_bad_ones() {
         std::thread::sleep(Duration::from_secs(3));
         login(&d.join("short-cert.pub"))
     };
-    let _ = sshd.kill();
-    let _ = sshd.wait();
+    sshd.stop();
     assert!(
         good.status.success(),
         "login with the threshold-signed certificate failed: {}",

@@ -4,10 +4,9 @@
 //! editor adding themselves to a group that carries more power than they hold. Each test fails
 //! if the attack works.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster_tests::{fails, ok, Cluster, Opts};
+use cluster_tests::{byzantine_leader, fails, forge_leading, ok, Cluster, Opts};
 use tessera_node::raft::codec;
 use tessera_node::raft::leader::LeaderOp;
 use tessera_node::state::{AttachTarget, Command, Op};
@@ -230,54 +229,6 @@ fn revoked_identities_and_certificates_are_refused_by_every_node() {
     assert!(err.contains("--ttl"), "{err}");
     assert!(!c.dir.join("gina.crt").exists());
     assert_eq!(c.json(3, &["operator", "revocations"]), list);
-}
-
-/// Asks the forging node (see `byzantine::forge`) to append `spec`; its answer.
-fn forge(dir: &Path, name: &str, spec: &str) -> String {
-    let result = dir.join(format!("{name}.result"));
-    std::fs::write(dir.join(format!("{name}.tmp")), spec).unwrap();
-    std::fs::rename(
-        dir.join(format!("{name}.tmp")),
-        dir.join(format!("{name}.forge")),
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Ok(answer) = std::fs::read_to_string(&result) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "no answer to {spec:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `forge`, while node 1 leads: under load an election can move the lead away between
-/// `make_leader` and the forgery (the forger then answers that it is not the leader and forges
-/// nothing), so node 1 is made leader again and asked again.
-fn forge_leading(c: &mut Cluster, dir: &Path, name: &str, spec: &str) -> String {
-    for attempt in 0..3 {
-        let answer = forge(dir, &format!("{name}{attempt}"), spec);
-        if answer != "failed=this node is not the leader" {
-            return answer;
-        }
-        c.make_leader(1);
-    }
-    panic!("node 1 never led long enough to forge {spec:?}");
-}
-
-/// A cluster whose node 1 (a `byzantine-test` build with a forger) leads; the forger's
-/// directory.
-fn byzantine_leader() -> (Cluster, std::path::PathBuf) {
-    let mut c = Cluster::init(Opts::default());
-    let forge_dir = c.dir.join("forge");
-    std::fs::create_dir(&forge_dir).unwrap();
-    let forge_env = forge_dir.display().to_string();
-    c.start_node_with_env(1, &[("TESSERA_TEST_FORGE_DIR", &forge_env)]);
-    c.start_node(2);
-    c.start_node(3);
-    c.wait_ready();
-    c.make_leader(1);
-    (c, forge_dir)
 }
 
 /// Raft tolerates crashes, not lies: a member can win an election and append any entry. Node 1

@@ -85,6 +85,11 @@ mod forge {
     //! - `raft-add-learner ID ADDR`: a Raft membership entry that adds node ID (no signed
     //!   command asked for it), proposed at Raft's own layer;
     //! - `raft-remove-voter ID`: likewise, one that takes node ID's vote.
+    //! - `forge-approval ID APPROVER`: break-glass request ID with an approval by APPROVER
+    //!   added, carrying the signed call of the last real request this node served (someone
+    //!   else's signature), and marked granted if that meets the gates; written into every
+    //!   node's state as it stands (`Op::TestInjectBreakGlass`, applied unchecked: the
+    //!   record a compromised node or storage would leave, which holders must refuse).
     //!
     //! The node answers in `DIR/NAME.result`: `index=N` and `error=...` (the replicated
     //! refusal, empty if the command applied), or `failed=...` if nothing was committed.
@@ -139,7 +144,43 @@ mod forge {
         let _ = std::fs::rename(&tmp, path);
     }
 
-    fn forged(spec: &str) -> Result<Command, String> {
+    /// Request `id` of `m` with a forged approval by `approver` (see the module's list).
+    fn forge_approval(
+        m: &crate::state::Model,
+        id: &str,
+        approver: &str,
+        call: Option<Box<crate::state::authority::SignedCall>>,
+    ) -> Result<Op, String> {
+        use crate::state::breakglass::{gates_for, Decision, Grant};
+        let mut r = m
+            .breakglass
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no break-glass request {id}"))?;
+        let now = crate::state::Timestamp::now();
+        r.decisions.push(Decision {
+            approver: approver.to_string(),
+            approve: true,
+            comment: "forged".into(),
+            at: now,
+            groups: m.groups_of(approver).into_iter().collect(),
+            call,
+        });
+        let gates = gates_for(&m.policies, &crate::policy::PolicyCache::default(), &r.path);
+        if gates.met(&r.requester, &r.decisions).is_ok() {
+            let secs = r.ttl_secs.min(gates.max_ttl_secs());
+            r.granted = Some(Grant {
+                at: now,
+                until: crate::state::Timestamp::from_unix_nanos(
+                    now.unix_nanos() + secs * 1_000_000_000,
+                ),
+                uses: gates.uses(),
+            });
+        }
+        Ok(Op::TestInjectBreakGlass(Box::new(r)))
+    }
+
+    fn forged(tools: &ForgeTools, spec: &str) -> Result<Command, String> {
         let words: Vec<&str> = spec.split_whitespace().collect();
         let attach = |who: &str| Op::Attach {
             policy: ROOT_POLICY.into(),
@@ -168,6 +209,11 @@ mod forge {
                 Ok(cmd)
             }
             ["replay"] => last(),
+            ["forge-approval", id, approver] => {
+                let call = last().ok().and_then(|c| c.signed);
+                let op = forge_approval(&(tools.model)(), id, approver, call)?;
+                Ok(Command::by_node("node1".into(), op))
+            }
             _ => Err(format!("unknown forge request {spec:?}")),
         }
     }
@@ -186,7 +232,7 @@ mod forge {
             ["raft-remove-voter", id] => id.parse().ok().map(RaftForgery::RemoveVoter),
             _ => None,
         };
-        let cmd = match (&membership, forged(spec)) {
+        let cmd = match (&membership, forged(tools, spec)) {
             (Some(_), _) => None,
             (None, Ok(c)) => Some(c),
             (None, Err(e)) => return format!("failed={e}"),
@@ -246,6 +292,8 @@ pub struct ForgeTools {
             + Send
             + Sync,
     >,
+    /// A copy of this node's replicated model.
+    pub model: Box<dyn Fn() -> crate::state::Model + Send + Sync>,
 }
 
 /// Remembers a signed command this node is about to submit (test builds only: the forger

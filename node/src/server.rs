@@ -86,8 +86,9 @@ pub async fn serve(
     // Test builds only: a compromised member's forged commands (nothing otherwise).
     crate::byzantine::spawn_forger(|| {
         use futures::FutureExt;
-        let (a, c, m) = (node.clone(), node.clone(), node.clone());
+        let (a, c, m, s) = (node.clone(), node.clone(), node.clone(), node.clone());
         crate::byzantine::ForgeTools {
+            model: Box::new(move || s.state.read().expect("state lock").model.clone()),
             is_leader: Box::new(move || a.leader.is_me()),
             append: Box::new(move |mut cmd| {
                 let raft = c.raft.clone();

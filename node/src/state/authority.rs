@@ -360,6 +360,9 @@ pub fn verify(
             Op::Batch(_) => Ok(()),
             // Abandons only a generation under way (`key::validate_abort`).
             Op::KeyAbort { .. } => Ok(()),
+            // Test builds only: the injected record goes in unchecked (`crate::byzantine`).
+            #[cfg(feature = "byzantine-test")]
+            Op::TestInjectBreakGlass(_) => Ok(()),
             // Carries its own root signature, checked where it applies (`state::genesis`);
             // only the first is ever applied.
             Op::Genesis(_) if m.genesis.is_none() => Ok(()),
@@ -633,6 +636,8 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         | Op::KeyAbort { .. }
         | Op::Genesis(_)
         | Op::Batch(_) => vec![("sys/never".into(), Capability::Admin)],
+        #[cfg(feature = "byzantine-test")]
+        Op::TestInjectBreakGlass(_) => vec![("sys/never".into(), Capability::Admin)],
     }
 }
 

@@ -254,6 +254,11 @@ pub enum Op {
     /// Raft entry (`raft::batcher`). Each is applied on its own, in order, with its own result,
     /// exactly as if each had its own entry; a batch inside a batch is refused.
     Batch(Vec<Command>),
+    /// Test builds only (`crate::byzantine`): a break-glass record written into every node's
+    /// state as it stands, past every check, as a compromised node (or its storage) would
+    /// write it. It exists so that a test can show holders refuse what it carries.
+    #[cfg(feature = "byzantine-test")]
+    TestInjectBreakGlass(Box<crate::state::breakglass::Request>),
 }
 
 impl Op {

@@ -153,6 +153,8 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
+        #[cfg(feature = "byzantine-test")]
+        Op::TestInjectBreakGlass(_) => Ok(()),
     }
 }
 
@@ -322,6 +324,10 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             breakglass::apply(m, next, fx)
         }
         Op::Batch(_) => {} // refused by `validate`
+        #[cfg(feature = "byzantine-test")]
+        Op::TestInjectBreakGlass(r) => {
+            m.breakglass.insert(r.id.clone(), (**r).clone());
+        }
     }
 }
 
