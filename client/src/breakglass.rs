@@ -129,8 +129,15 @@ impl Client {
         r.map(|r| r.into_inner().index).map_err(|s| self.err(s))
     }
 
-    /// Commits one use of grant `id` (one read, or one signature) with a fresh use id.
-    pub async fn breakglass_use(&self, id: &str) -> Result<GrantUse, Error> {
+    /// Commits one use of grant `id` with a fresh use id, spent on `version` (a read grant) or
+    /// on the sign request whose SHA-256 is `message_digest` (a sign grant): every holder
+    /// then serves that one thing under it.
+    pub async fn breakglass_use(
+        &self,
+        id: &str,
+        version: u64,
+        message_digest: Vec<u8>,
+    ) -> Result<GrantUse, Error> {
         let use_id: String = crate::sign::rand_bytes()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -138,6 +145,8 @@ impl Client {
         let req = BreakGlassUse {
             id: id.into(),
             use_id: use_id.clone(),
+            version,
+            message_digest,
         };
         let r = self
             .breakglass_rpc()
@@ -192,8 +201,18 @@ impl Client {
                     ),
                 })?,
         };
-        let under = self.breakglass_use(&grant).await?;
-        self.kv_get_under(path, version, Some(&under)).await
+        // The version first: the use is committed for that version only.
+        let v = self
+            .kv_rpc()
+            .version(KvVersionRequest {
+                path: path.into(),
+                version: version.unwrap_or(0),
+            })
+            .await
+            .map_err(|s| self.err(s))?
+            .into_inner();
+        let under = self.breakglass_use(&grant, v.version, Vec::new()).await?;
+        self.kv_get_under(path, Some(v.version), Some(&under)).await
     }
 
     /// Signs with gated key `name` under a grant: commits a use of `grant` (or of the caller's
@@ -218,7 +237,14 @@ impl Client {
                     ),
                 })?,
         };
-        let under = self.breakglass_use(&grant).await?;
+        // The use is committed for this request only: the signers sign exactly these bytes.
+        let bytes = serde_json::to_vec(request).map_err(|e| Error::Invalid {
+            reason: format!("the sign request cannot be encoded: {e}"),
+        })?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let under = self
+            .breakglass_use(&grant, 0, digest.as_ref().to_vec())
+            .await?;
         self.sign_under(name, request, Some(&under)).await
     }
 }

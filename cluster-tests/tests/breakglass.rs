@@ -118,7 +118,7 @@ fn audit(c: &Cluster, id: u64) -> String {
 
 #[test]
 fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
-    let c = gated_cluster();
+    let mut c = gated_cluster();
 
     // Without a grant: refused to alice and to root alike, and the error says what to do.
     for who in ["alice", "admin"] {
@@ -241,10 +241,33 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
         assert!(e.to_string().contains("not committed"), "node {n}: {e}");
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let used = rt.block_on(async { c.sdk("alice", 1).await.breakglass_use(&id).await.unwrap() });
+    let used = rt.block_on(async {
+        c.sdk("alice", 1)
+            .await
+            .breakglass_use(&id, 1, Vec::new())
+            .await
+            .unwrap()
+    });
     assert!(ask_holder(&c, 1, &id, &used.use_id, used.index).is_ok());
     let e = ask_holder(&c, 1, &id, &used.use_id, used.index).unwrap_err();
     assert!(e.to_string().contains("already served"), "{e}");
+    // A holder restarted between uses does not forget the ones it served.
+    c.stop(1);
+    c.start_node(1);
+    c.wait_listening(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ask_holder(&c, 1, &id, &used.use_id, used.index) {
+            Err(e) if e.to_string().contains("already served") => break,
+            Err(Error::Unavailable { .. } | Error::Connect { .. }) => {}
+            other => panic!("a restarted holder answered {other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 never came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Another identity cannot use alice's grant.
     let stolen = rt.block_on(async {
         let client = c.sdk("bob", 2).await;
@@ -340,7 +363,7 @@ fn a_denial_vetoes_a_revocation_ends_and_a_grant_expires_by_each_holders_clock()
     let used = rt.block_on(async {
         c.sdk("alice", 1)
             .await
-            .breakglass_use(&revoked)
+            .breakglass_use(&revoked, 1, Vec::new())
             .await
             .unwrap()
     });
@@ -359,7 +382,7 @@ fn a_denial_vetoes_a_revocation_ends_and_a_grant_expires_by_each_holders_clock()
     let used = rt.block_on(async {
         c.sdk("alice", 1)
             .await
-            .breakglass_use(&short)
+            .breakglass_use(&short, 1, Vec::new())
             .await
             .unwrap()
     });
@@ -406,7 +429,13 @@ fn a_forged_approval_written_into_every_nodes_state_releases_nothing() {
         assert_eq!(s["status"], "active", "node {n}: {s}");
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let used = rt.block_on(async { c.sdk("alice", 2).await.breakglass_use(&id).await.unwrap() });
+    let used = rt.block_on(async {
+        c.sdk("alice", 2)
+            .await
+            .breakglass_use(&id, 1, Vec::new())
+            .await
+            .unwrap()
+    });
     assert!(used.index > index);
     // Every honest holder checks the signatures itself and refuses, naming the forgery.
     for n in [2, 3] {

@@ -15,7 +15,9 @@ use crate::audit::Operation;
 use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::state::authority::Gates as AuthGates;
-use crate::state::breakglass::{gates_for, Closed, Request as BgRequest, Status as BgStatus};
+use crate::state::breakglass::{
+    gates_for, Closed, Request as BgRequest, Status as BgStatus, UseTarget,
+};
 use crate::state::{Model, Op, Timestamp};
 
 /// Who may see every request (not only their own and those they may decide).
@@ -189,6 +191,7 @@ impl BreakGlass for Api {
             let op = Op::BreakGlassUse {
                 id: r.id,
                 use_id: r.use_id,
+                target: UseTarget::from_wire(r.version, &r.message_digest)?,
                 time: Timestamp::now(),
             };
             self.submit(id, op).await

@@ -22,6 +22,7 @@ use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::state::authority::Gates;
 use crate::state::breakglass::evidence::{check_release, Checked, Release};
+use crate::state::breakglass::UseTarget;
 use crate::state::Timestamp;
 
 use super::Api;
@@ -77,8 +78,8 @@ impl Api {
         self.authorize_with(identity, path, cap, gates).await
     }
 
-    /// Checks `under` for `cap` on `path` by this node's own evidence check, then records the
-    /// use as served (`what` says what was served, for the record). Call it last, right before
+    /// Checks `under` for `cap` on `path` and `target` (the version released, or the sign
+    /// request's digest) by this node's own evidence check, then records the use as served (`what` says what was served, for the record). Call it last, right before
     /// the share is made: whatever refuses after it has still spent the use here.
     pub(super) fn check_grant(
         &self,
@@ -86,6 +87,7 @@ impl Api {
         path: &str,
         cap: Capability,
         under: UnderGrant<'_>,
+        target: &UseTarget,
         what: &str,
     ) -> Result<Checked, Refusal> {
         let checked = {
@@ -106,6 +108,7 @@ impl Api {
                     path,
                     capability: cap,
                     use_id: under.use_id,
+                    target,
                     now: Timestamp::now(),
                 },
             )?

@@ -20,9 +20,11 @@ use crate::error::{wire, Refusal};
 use crate::policy::Capability;
 use crate::signing::nonces::MAX_NONCE_BATCH;
 use crate::state::authority::Gates;
+use crate::state::breakglass::UseTarget;
 use crate::state::intent;
 use crate::state::keys::{KeyEntry, KeyStatus};
 use crate::state::Timestamp;
+use sha2::{Digest, Sha256};
 
 /// Most signature shares one call may ask for.
 pub const MAX_SIGN_ITEMS: usize = 256;
@@ -102,7 +104,14 @@ impl Api {
             // Last before the share is made: from here on the use is spent on this node.
             let granted = match under {
                 Some(under) => Some(
-                    self.check_grant(identity, &path, Capability::Sign, under, &format!("a {} signature", request.purpose().as_str()))?
+                    self.check_grant(
+                        identity,
+                        &path,
+                        Capability::Sign,
+                        under,
+                        &UseTarget::Message(hex::encode(Sha256::digest(&r.request))),
+                        &format!("a {} signature", request.purpose().as_str()),
+                    )?
                         .audit_detail(),
                 ),
                 None => None,

@@ -809,14 +809,21 @@ pub mod testing {
                 SignedMethod::BreakGlassRevoke,
                 pb::BreakGlassId { id: id.clone() }.encode_to_vec(),
             ),
-            Op::BreakGlassUse { id, use_id, .. } => (
-                SignedMethod::BreakGlassUse,
-                pb::BreakGlassUse {
-                    id: id.clone(),
-                    use_id: use_id.clone(),
-                }
-                .encode_to_vec(),
-            ),
+            Op::BreakGlassUse {
+                id, use_id, target, ..
+            } => {
+                let (version, message_digest) = target.wire();
+                (
+                    SignedMethod::BreakGlassUse,
+                    pb::BreakGlassUse {
+                        id: id.clone(),
+                        use_id: use_id.clone(),
+                        version,
+                        message_digest,
+                    }
+                    .encode_to_vec(),
+                )
+            }
             other => panic!("no test request for {other:?}"),
         }
     }

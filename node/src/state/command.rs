@@ -216,6 +216,7 @@ pub enum Op {
     BreakGlassUse {
         id: String,
         use_id: String,
+        target: crate::state::breakglass::UseTarget,
         time: Timestamp,
     },
     /// The cluster's starting state, signed by a root at `operator init` (`state::genesis`):

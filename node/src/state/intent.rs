@@ -196,6 +196,10 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
             Ok(Op::BreakGlassUse {
                 id: r.id,
                 use_id: r.use_id,
+                target: crate::state::breakglass::UseTarget::from_wire(
+                    r.version,
+                    &r.message_digest,
+                )?,
                 time: filled.time,
             })
         }

@@ -12,6 +12,7 @@ use crate::api::grant::UnderGrant;
 use crate::api::Api;
 use crate::error::Refusal;
 use crate::policy::Capability;
+use crate::state::breakglass::UseTarget;
 use crate::state::kv::VersionEntry;
 
 impl Api {
@@ -108,6 +109,7 @@ impl Api {
                     &r.path,
                     Capability::Read,
                     under,
+                    &UseTarget::Version(n),
                     &format!("{:?} version {n}", r.path),
                 )?
                 .audit_detail(),

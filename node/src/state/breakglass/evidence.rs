@@ -15,7 +15,7 @@ use prost::Message;
 use tessera_proto as pb;
 use tessera_proto::SignedMethod;
 
-use super::{gates_for, Decision, Request};
+use super::{gates_for, Decision, Request, UseTarget};
 use crate::error::Refusal;
 use crate::policy::Capability;
 use crate::state::authority::{verify_evidence, SignedCall, Trust};
@@ -29,6 +29,8 @@ pub struct Release<'a> {
     pub path: &'a str,
     pub capability: Capability,
     pub use_id: &'a str,
+    /// What is being released: the version read, or the sign request's digest.
+    pub target: &'a UseTarget,
     /// This node's clock.
     pub now: Timestamp,
 }
@@ -138,6 +140,12 @@ pub fn check_release(
             r.id, want.use_id
         )));
     }
+    if &r.uses[position].target != want.target {
+        return Err(Refusal::rejected(format!(
+            "use {} of break-glass grant {} was committed for {}, not {}",
+            want.use_id, r.id, r.uses[position].target, want.target
+        )));
+    }
     verify_use(trust, m, cluster_id, r, position)?;
 
     Ok(Checked {
@@ -229,7 +237,8 @@ pub fn verify_use(
             .ok_or_else(|| Refusal::unauthenticated("no signed call"))?;
         let who = verify_evidence(trust, m, cluster_id, call, SignedMethod::BreakGlassUse)?;
         let body: pb::BreakGlassUse = decode(call)?;
-        if who == r.requester && body.id == r.id && body.use_id == u.id {
+        let target = UseTarget::from_wire(body.version, &body.message_digest)?;
+        if who == r.requester && body.id == r.id && body.use_id == u.id && target == u.target {
             Ok(())
         } else {
             Err(Refusal::unauthenticated(
@@ -270,6 +279,7 @@ mod tests {
         let u = ca.client("alice").sign(Op::BreakGlassUse {
             id: id.clone(),
             use_id: hex::encode([1; 16]),
+            target: crate::state::breakglass::UseTarget::Version(1),
             time: at(4),
         });
         assert_eq!(run(m, ca, &u), CommandResult::ok());
@@ -282,6 +292,7 @@ mod tests {
             path: "prod/db/main",
             capability: Capability::Read,
             use_id,
+            target: &UseTarget::Version(1),
             now: at(now),
         }
     }
@@ -304,6 +315,13 @@ mod tests {
         let refused = |m: &Model, w: Release<'_>| check(m, w).unwrap_err().to_string();
         assert!(refused(&m, want("mallory", &u1, 10)).contains("permission denied"));
         assert!(refused(&m, want("alice", &hex::encode([2; 16]), 10)).contains("not committed"));
+        // The use was committed for version 1: no holder releases version 2 under it.
+        let v2 = UseTarget::Version(2);
+        let other = Release {
+            target: &v2,
+            ..want("alice", &u1, 10)
+        };
+        assert!(refused(&m, other).contains("committed for version 1"));
         // This node's own clock past the grant's end.
         assert!(refused(&m, want("alice", &u1, 3 + 600)).contains("ended"));
         // Another cluster's digest: the decisions do not name this request.

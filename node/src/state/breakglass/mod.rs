@@ -94,11 +94,74 @@ pub enum Closed {
     Revoked { by: String, at: Timestamp },
 }
 
+/// What one use is spent on, fixed when it is committed: one version of the secret (a read
+/// grant), or one sign request, by the SHA-256 of its bytes (a sign grant).
+///
+/// # Security
+///
+/// Each holder serves a use once, but different holders could otherwise serve one use for
+/// different things: with `t` of `2t` holders, a client could read two versions, or sign two
+/// messages, on one use by asking disjoint holder sets. Binding the use to its target makes
+/// every holder's share for it a share of the same thing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UseTarget {
+    Version(u64),
+    /// Hex SHA-256 of the sign request's JSON bytes.
+    Message(String),
+}
+
+impl UseTarget {
+    /// The target a use command's fields name: a version, or a 32-byte digest, not both.
+    pub fn from_wire(version: u64, digest: &[u8]) -> Result<UseTarget, Refusal> {
+        match (version, digest.len()) {
+            (v, 0) if v > 0 => Ok(UseTarget::Version(v)),
+            (0, 32) => Ok(UseTarget::Message(hex::encode(digest))),
+            _ => Err(Refusal::invalid(
+                "a use names either the version it reads or the SHA-256 (32 bytes) of the request it signs",
+            )),
+        }
+    }
+
+    /// The target a use command names, for a grant of `capability`.
+    pub fn of(capability: Capability, version: u64, digest: &[u8]) -> Result<UseTarget, Refusal> {
+        match capability {
+            Capability::Read if version > 0 && digest.is_empty() => Ok(UseTarget::Version(version)),
+            Capability::Sign if version == 0 && digest.len() == 32 => {
+                Ok(UseTarget::Message(hex::encode(digest)))
+            }
+            Capability::Read => Err(Refusal::invalid(
+                "a use of a read grant names the version it reads (and no message)",
+            )),
+            _ => Err(Refusal::invalid(
+                "a use of a sign grant names the SHA-256 of the sign request (and no version)",
+            )),
+        }
+    }
+
+    /// The wire fields of this target: (version, message digest).
+    pub fn wire(&self) -> (u64, Vec<u8>) {
+        match self {
+            UseTarget::Version(v) => (*v, Vec::new()),
+            UseTarget::Message(h) => (0, hex::decode(h).unwrap_or_default()),
+        }
+    }
+}
+
+impl std::fmt::Display for UseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UseTarget::Version(v) => write!(f, "version {v}"),
+            UseTarget::Message(h) => write!(f, "sign request {h}"),
+        }
+    }
+}
+
 /// One committed use of a grant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Use {
     pub id: String,
     pub at: Timestamp,
+    pub target: UseTarget,
     /// The requester's signed call committing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<Box<SignedCall>>,
@@ -370,7 +433,13 @@ impl Request {
     }
 
     /// Commits one use of the grant by `caller`, at `at`.
-    pub fn commit_use(&mut self, caller: &str, use_id: &str, at: Timestamp) -> Result<(), Refusal> {
+    pub fn commit_use(
+        &mut self,
+        caller: &str,
+        use_id: &str,
+        target: UseTarget,
+        at: Timestamp,
+    ) -> Result<(), Refusal> {
         if caller != self.requester {
             return Err(Refusal::Denied {
                 identity: caller.to_string(),
@@ -390,6 +459,7 @@ impl Request {
                 self.uses.push(Use {
                     id: use_id.to_string(),
                     at,
+                    target,
                     call: None,
                 });
                 Ok(())
@@ -509,12 +579,20 @@ mod tests {
         );
         assert_eq!(r.status(at(40 + 1800)), Status::Expired);
         // Two uses, then spent; the same use id never counts twice.
-        r.commit_use("alice", "u1", at(50)).unwrap();
-        assert!(r.commit_use("alice", "u1", at(51)).is_err());
-        assert!(r.commit_use("mallory", "u2", at(51)).is_err());
-        r.commit_use("alice", "u2", at(52)).unwrap();
+        r.commit_use("alice", "u1", UseTarget::Version(1), at(50))
+            .unwrap();
+        assert!(r
+            .commit_use("alice", "u1", UseTarget::Version(1), at(51))
+            .is_err());
+        assert!(r
+            .commit_use("mallory", "u2", UseTarget::Version(1), at(51))
+            .is_err());
+        r.commit_use("alice", "u2", UseTarget::Version(1), at(52))
+            .unwrap();
         assert_eq!(r.status(at(53)), Status::Spent);
-        assert!(r.commit_use("alice", "u3", at(54)).is_err());
+        assert!(r
+            .commit_use("alice", "u3", UseTarget::Version(1), at(54))
+            .is_err());
         // No more decisions once granted.
         assert!(r
             .decide("dave", &groups(&["security"]), false, "", at(60), &g)
@@ -551,7 +629,9 @@ mod tests {
         assert!(r
             .decide("carol", &groups(&["sre-leads"]), true, "", at(7), &g)
             .is_err());
-        assert!(r.commit_use("alice", "u1", at(8)).is_err());
+        assert!(r
+            .commit_use("alice", "u1", UseTarget::Version(1), at(8))
+            .is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 use crate::error::Refusal;
 use crate::policy::Capability;
-use crate::state::breakglass::{gates_for, Request, DEFAULT_REQUEST_TTL_SECS, MAX_REASON_CHARS};
+use crate::state::breakglass::{
+    gates_for, Request, UseTarget, DEFAULT_REQUEST_TTL_SECS, MAX_REASON_CHARS,
+};
 use crate::state::kv::RotateRequired;
 use crate::state::{Command, Effects, Model, Timestamp};
 
@@ -126,7 +128,7 @@ pub fn validate_revoke(
 pub fn validate_use(
     m: &Model,
     cmd: &Command,
-    (id, use_id, time): (&str, &str, Timestamp),
+    (id, use_id, target, time): (&str, &str, &UseTarget, Timestamp),
 ) -> Result<Request, Refusal> {
     if use_id.len() != 32
         || !use_id
@@ -138,7 +140,10 @@ pub fn validate_use(
         ));
     }
     let mut r = existing(m, id)?.clone();
-    r.commit_use(&cmd.by, use_id, time)?;
+    // The target's shape must fit the grant (a read names a version, a sign grant a digest).
+    let (version, digest) = target.wire();
+    UseTarget::of(r.capability, version, &digest)?;
+    r.commit_use(&cmd.by, use_id, target.clone(), time)?;
     if let Some(u) = r.uses.last_mut() {
         u.call = cmd.signed.clone();
     }
@@ -193,6 +198,7 @@ mod tests {
         c.sign(Op::BreakGlassUse {
             id: id.into(),
             use_id: hex::encode([n; 16]),
+            target: UseTarget::Version(1),
             time: at(t),
         })
     }
@@ -339,6 +345,7 @@ mod tests {
             Op::BreakGlassUse {
                 id: two.clone(),
                 use_id: hex::encode([1; 16]),
+                target: UseTarget::Version(1),
                 time: at(13),
             },
         );

@@ -182,9 +182,12 @@ fn breakglass_next(
             time,
         } => breakglass::validate_decide(m, cx, cmd, (id, *approve, comment, digest, *time)),
         Op::BreakGlassRevoke { id, time } => breakglass::validate_revoke(m, cx, cmd, id, *time),
-        Op::BreakGlassUse { id, use_id, time } => {
-            breakglass::validate_use(m, cmd, (id, use_id, *time))
-        }
+        Op::BreakGlassUse {
+            id,
+            use_id,
+            target,
+            time,
+        } => breakglass::validate_use(m, cmd, (id, use_id, target, *time)),
         _ => Err(Refusal::invalid("not a break-glass command")),
     }
 }
