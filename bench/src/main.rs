@@ -8,6 +8,7 @@
 //! Connection flags, `--format` and exit codes are the `tessera` CLI's own.
 
 mod floor;
+mod grant;
 mod load;
 
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ enum BenchCmd {
     /// (synced audit lines, opening, checking, one gRPC call over mutual TLS), measured in this
     /// process with no cluster.
     Floor(floor::FloorBench),
+    /// A read under a break-glass grant beside a plain read, at concurrency 1 (needs the
+    /// cluster's directory, with its CA, to make a reader and an approver).
+    Grant(grant::GrantBench),
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -54,6 +58,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         BenchCmd::Floor(a) => floor::run(a, out).await,
         BenchCmd::Kv(a) => load::run_kv(a, &cli.client.connect().await?, out).await,
         BenchCmd::Sign(a) => load::run_sign(a, &cli.client.connect().await?, out).await,
+        BenchCmd::Grant(a) => grant::run(a, &cli.client.connect().await?, out).await,
     }
 }
 

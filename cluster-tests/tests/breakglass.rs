@@ -234,6 +234,24 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
     assert_eq!(status(&c, &id)["uses_committed"], 1);
     // Root still has no grant of its own.
     assert!(fails(&c.cli(1, &["kv", "get", "prod/db/main"])).contains("break-glass"));
+    // The events, summed over the nodes that served them; rotation counted on every node.
+    let events = |event: &str| -> f64 {
+        (1..=3)
+            .filter_map(|n| {
+                c.metric(
+                    n,
+                    &format!("tessera_breakglass_events_total{{event=\"{event}\"}}"),
+                )
+            })
+            .sum()
+    };
+    assert_eq!(events("requested"), 1.0);
+    assert_eq!(events("approved"), 3.0);
+    assert_eq!(events("activated"), 1.0);
+    assert_eq!(events("released"), 2.0, "t = 2 holders released");
+    for n in 1..=3 {
+        assert_eq!(c.metric(n, "tessera_secrets_rotate_required"), Some(1.0));
+    }
 
     // Holders check the use themselves: a use never committed, or one already served by them.
     for n in 1..=3 {
@@ -536,6 +554,10 @@ fn a_gated_ssh_ca_signs_only_under_a_grant_and_sshd_accepts_the_certificate() {
     // `uses` defaults to 1: the grant is spent.
     let err = fails(&sign("alice"));
     assert!(err.contains("no active grant"), "{err}");
+    // The grant's record lists what it signed (the sign request's digest).
+    let record = c.json_as("alice", 1, &["breakglass", "show", &id]);
+    let spent = record["uses"][0]["target"].as_str().unwrap_or_default();
+    assert!(spent.starts_with("sign request "), "{record}");
 
     let ca_pub = ok(&c.cli(2, &["key", "public", "prod-ca", "--format", "openssh"]));
     let sshd = sshd.start(&ca_pub);
@@ -546,4 +568,55 @@ fn a_gated_ssh_ca_signs_only_under_a_grant_and_sshd_accepts_the_certificate() {
         String::from_utf8_lossy(&login.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "logged-in");
+}
+
+/// The flow is Raft commands and holder checks, so it survives the leader's loss between any
+/// two steps: the request, the approvals, and the read each meet a different leader.
+#[test]
+fn the_flow_survives_a_leader_kill_between_request_and_approval_and_before_the_read() {
+    let mut c = gated_cluster();
+    let id = request(&c, "10m");
+    let first = c.wait_leader(Duration::from_secs(30));
+    c.kill9(first);
+    let second = c.wait_leader(Duration::from_secs(30));
+    assert_ne!(first, second);
+    let live = (1..=3).find(|n| *n != first).unwrap();
+    for who in ["bob", "carol", "ciso"] {
+        ok(&c.cli_as(who, live, &["breakglass", "approve", &id]));
+    }
+    c.start_node(first);
+    c.wait_listening(first);
+    c.kill9(second);
+    let third = c.wait_leader(Duration::from_secs(30));
+    assert_ne!(third, second);
+    let live = (1..=3).find(|n| *n != second).unwrap();
+    // The holders still up confirm with the new leader, check the grant and release.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = c.cli_as(
+            "alice",
+            live,
+            &[
+                "kv",
+                "get",
+                "prod/db/main",
+                "--format",
+                "json",
+                "--grant",
+                &id,
+            ],
+        );
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["data"]["password"], "hunter2", "{v}");
+            break;
+        }
+        // A read that failed after its use was committed has spent it (uses = 2 here).
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            std::time::Instant::now() < deadline && !err.contains("no use is left"),
+            "{err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

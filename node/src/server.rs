@@ -46,6 +46,19 @@ pub async fn serve(
             let st = node.local_status().await;
             let installs = node.snapshot_installs.load(Ordering::Relaxed);
             node.metrics.refresh(node.id, &st, &node.raft, installs);
+            let rotate = {
+                let st = node.state.read().expect("state lock");
+                st.model
+                    .secrets
+                    .values()
+                    .filter(|e| {
+                        e.versions
+                            .get(&e.current_version)
+                            .is_some_and(|v| v.rotate_required.is_some())
+                    })
+                    .count()
+            };
+            node.metrics.rotate_required.set(rotate as i64);
             node.metrics.render()
         }
     }));

@@ -24,6 +24,15 @@ use crate::state::{Model, Op, Timestamp};
 const ADMIN_PATH: &str = "sys/breakglass";
 
 impl Api {
+    /// Counts a break-glass event this node served (`tessera_breakglass_events_total`).
+    pub(super) fn event(&self, event: &str) {
+        self.node
+            .metrics
+            .breakglass_events
+            .with_label_values(&[event])
+            .inc();
+    }
+
     /// Whether `identity` may see request `r`: its requester, an approver its gates name, or
     /// an identity with `read` on `sys/breakglass`.
     fn may_see(&self, m: &Model, identity: &str, r: &BgRequest) -> bool {
@@ -102,6 +111,15 @@ impl Api {
                 String::new()
             },
             waiting_for,
+            uses: r
+                .uses
+                .iter()
+                .map(|u| BreakGlassUseRecord {
+                    use_id: u.id.clone(),
+                    at: u.at.unix_nanos(),
+                    target: u.target.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -149,6 +167,7 @@ impl BreakGlass for Api {
                     time: Timestamp::now(),
                 };
                 let index = self.submit(id, op).await?.index;
+                self.event("requested");
                 Ok(BreakGlassOpened { index, id: call_id })
             },
         )
@@ -161,6 +180,7 @@ impl BreakGlass for Api {
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("{ADMIN_PATH}/{}", req.get_ref().id);
         self.run(req, Operation::BreakGlassDecide, path, |id, r| async move {
+            let (grant, approve, who) = (r.id.clone(), r.approve, id.to_string());
             let op = Op::BreakGlassDecide {
                 id: r.id,
                 approve: r.approve,
@@ -168,7 +188,30 @@ impl BreakGlass for Api {
                 digest: r.request_digest,
                 time: Timestamp::now(),
             };
-            self.submit(id, op).await
+            let reply = self.submit(id, op).await?;
+            self.event(if approve { "approved" } else { "denied" });
+            // Whether this approval completed the grant, once this node has applied it.
+            let applied = self
+                .node
+                .reads
+                .wait_applied(reply.index, std::time::Duration::from_secs(5))
+                .await;
+            let activated = applied.is_ok()
+                && self
+                    .node
+                    .state
+                    .read()
+                    .expect("state lock")
+                    .model
+                    .breakglass
+                    .get(&grant)
+                    .is_some_and(|q| {
+                        q.granted.is_some() && q.decisions.last().is_some_and(|d| d.approver == who)
+                    });
+            if activated {
+                self.event("activated");
+            }
+            Ok(reply)
         })
         .await
     }
@@ -180,7 +223,9 @@ impl BreakGlass for Api {
                 id: r.id,
                 time: Timestamp::now(),
             };
-            self.submit(id, op).await
+            let reply = self.submit(id, op).await?;
+            self.event("revoked");
+            Ok(reply)
         })
         .await
     }
@@ -194,7 +239,9 @@ impl BreakGlass for Api {
                 target: UseTarget::from_wire(r.version, &r.message_digest)?,
                 time: Timestamp::now(),
             };
-            self.submit(id, op).await
+            let reply = self.submit(id, op).await?;
+            self.event("use_committed");
+            Ok(reply)
         })
         .await
     }

@@ -114,6 +114,7 @@ impl Api {
             )?
         };
         self.node.vault.serve_use(under.grant, under.use_id, what)?;
+        self.event("released");
         Ok(checked)
     }
 }

@@ -99,6 +99,9 @@ fn record_json(r: &BreakGlassRecord) -> serde_json::Value {
         "uses_allowed": r.uses_allowed, "uses_committed": r.uses_committed,
         "closed_by": (!r.closed_by.is_empty()).then_some(&r.closed_by),
         "waiting_for": (!r.waiting_for.is_empty()).then_some(&r.waiting_for),
+        "uses": r.uses.iter().map(|u| json!({
+            "use_id": u.use_id, "at": time(u.at), "target": u.target,
+        })).collect::<Vec<_>>(),
         "decisions": r.decisions.iter().map(|d| json!({
             "approver": d.approver, "approve": d.approve, "comment": d.comment,
             "at": time(d.at), "groups": d.groups,
@@ -133,6 +136,16 @@ fn show_record(r: &BreakGlassRecord) {
         rows.push(("closed by", r.closed_by.clone()));
     }
     pairs(&rows);
+    if !r.uses.is_empty() {
+        println!();
+        table(
+            &["USE", "AT", "SPENT ON"],
+            &r.uses
+                .iter()
+                .map(|u| vec![u.use_id.clone(), time(u.at), u.target.clone()])
+                .collect::<Vec<_>>(),
+        );
+    }
     if !r.decisions.is_empty() {
         println!();
         table(

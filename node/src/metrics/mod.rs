@@ -38,6 +38,8 @@ pub struct Metrics {
     snapshot_index: IntGauge,
     snapshot_installs: IntGauge,
     replication_lag: IntGaugeVec,
+    pub breakglass_events: IntCounterVec,
+    pub rotate_required: IntGauge,
 }
 
 impl Metrics {
@@ -126,6 +128,17 @@ impl Metrics {
                 ),
                 &["peer"],
             )?,
+            breakglass_events: IntCounterVec::new(
+                Opts::new(
+                    "tessera_breakglass_events_total",
+                    "Break-glass events this node served (requested, approved, denied, activated, revoked, use_committed) and shares or signature shares it released under a grant (released); summed over the nodes, each event counts once.",
+                ),
+                &["event"],
+            )?,
+            rotate_required: gauge(
+                "tessera_secrets_rotate_required",
+                "Secrets whose current version was read under a break-glass grant and not replaced since.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -137,6 +150,7 @@ impl Metrics {
         m.registry.register(Box::new(m.signatures.clone()))?;
         m.registry.register(Box::new(m.cheaters.clone()))?;
         m.registry.register(Box::new(m.replication_lag.clone()))?;
+        m.registry.register(Box::new(m.breakglass_events.clone()))?;
         Ok(m)
     }
 
