@@ -250,7 +250,8 @@ impl Client {
 
     /// `kv_get`, under a committed use of a break-glass grant when the path is gated
     /// (`Client::breakglass_use`, or `kv_get_with_grant`, which commits one). Under a grant
-    /// the read takes two rounds: each holder serves a use once, so none is asked twice.
+    /// the version is the one the use names, so one round suffices; each holder serves a use
+    /// once, so a holder asked in that round is not asked again.
     pub async fn kv_get_under(
         &self,
         path: &str,
@@ -258,14 +259,20 @@ impl Client {
         under: Option<&crate::GrantUse>,
     ) -> Result<KvValue, Error> {
         let mut got = Gathered::default();
-        let one_round = match under {
-            None => self.one_round(path, version, &mut got).await?,
-            Some(_) => None,
+        let one_round = match (under, version) {
+            (None, _) => self.one_round(path, version, None, &mut got).await?,
+            // Under a grant the use names the version: one round, each holder asked once.
+            (Some(u), Some(_)) => self.one_round(path, version, Some(u), &mut got).await?,
+            (Some(_), None) => None,
         };
         let plan = match one_round {
             Some(plan) => plan,
             None => {
-                got = Gathered::default();
+                // Under a grant, the holders asked have served the use already: the second
+                // round asks only the others (a failed read spends its use).
+                if under.is_none() {
+                    got = Gathered::default();
+                }
                 let v = self
                     .kv_rpc()
                     .version(KvVersionRequest {
@@ -368,6 +375,7 @@ impl Client {
         &self,
         path: &str,
         version: Option<u64>,
+        under: Option<&crate::GrantUse>,
         got: &mut Gathered,
     ) -> Result<Option<Plan>, Error> {
         let cached = self.topology.lock().expect("topology lock").clone();
@@ -406,10 +414,11 @@ impl Client {
             let item = ReleaseItem {
                 path: path.to_string(),
                 version: version.unwrap_or(0),
-                min_index: 0,
+                min_index: under.map(|u| u.index).unwrap_or(0),
                 with_metadata: true,
                 with_ciphertext: i == 0,
-                ..Default::default()
+                grant: under.map(|u| u.grant.clone()).unwrap_or_default(),
+                use_id: under.map(|u| u.use_id.clone()).unwrap_or_default(),
             };
             let cluster_id = topo.cluster_id.as_str();
             async move {
