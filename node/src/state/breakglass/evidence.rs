@@ -253,7 +253,7 @@ pub fn verify_use(
 mod tests {
     use super::*;
     use crate::state::authority::testing::{TestCa, TestClient};
-    use crate::state::breakglass::testing::{at, decision, run, with_gate};
+    use crate::state::breakglass::testing::{at, decision, requested, run};
     use crate::state::{CommandResult, Op};
 
     fn approve(c: &TestClient, m: &Model, id: &str, t: u64) -> crate::state::Command {
@@ -262,16 +262,7 @@ mod tests {
 
     /// A granted request by alice with one committed use; returns its id.
     fn granted(ca: &TestCa, m: &mut Model) -> String {
-        with_gate(m);
-        let ask = ca.client("alice").sign(Op::BreakGlassRequest {
-            path: "prod/db/main".into(),
-            capability: Capability::Read,
-            reason: "incident 42".into(),
-            ttl_secs: 600,
-            time: at(0),
-        });
-        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
-        assert_eq!(run(m, ca, &ask), CommandResult::ok());
+        let id = requested(ca, m);
         for (who, t) in [("bob", 1), ("carol", 2), ("ciso", 3)] {
             let c = approve(&ca.client(who), m, &id, t);
             assert_eq!(run(m, ca, &c), CommandResult::ok());

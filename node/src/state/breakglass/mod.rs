@@ -499,9 +499,8 @@ pub(crate) mod testing {
         Timestamp::from_unix_nanos(1_800_000_000 * SECOND + secs * SECOND)
     }
 
-    /// The gate in `m`, put straight into the model (the cluster refuses a gating policy until
-    /// holders enforce it), with alice allowed to read under it and alice, bob and carol
-    /// leading SRE.
+    /// The gate in `m`, put straight into the model, with alice allowed to read under it and
+    /// alice, bob and carol leading SRE.
     pub fn with_gate(m: &mut Model) {
         m.policies.insert("gate".into(), GATE.into());
         m.identity_policies
@@ -526,6 +525,21 @@ pub(crate) mod testing {
             digest: m.breakglass[id].digest("c").to_vec(),
             time: at(t),
         })
+    }
+
+    /// alice's request to read prod/db/main for 600 s at time 0, under `with_gate`; its id.
+    pub fn requested(ca: &TestCa, m: &mut Model) -> String {
+        with_gate(m);
+        let ask = ca.client("alice").sign(Op::BreakGlassRequest {
+            path: "prod/db/main".into(),
+            capability: Capability::Read,
+            reason: "incident 42".into(),
+            ttl_secs: 600,
+            time: at(0),
+        });
+        let id = hex::encode(&ask.signed.as_ref().expect("signed").id);
+        assert_eq!(run(m, ca, &ask), CommandResult::ok());
+        id
     }
 }
 

@@ -81,25 +81,15 @@ impl Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Capability;
     use crate::state::authority::testing::TestCa;
-    use crate::state::breakglass::testing::{at, decision, run, with_gate};
-    use crate::state::{CommandResult, Op};
+    use crate::state::breakglass::testing::{decision, requested, run};
+    use crate::state::CommandResult;
 
     #[test]
     fn a_proof_verifies_offline_and_a_changed_byte_does_not() {
         let ca = TestCa::new();
         let mut m = Model::default();
-        with_gate(&mut m);
-        let ask = ca.client("alice").sign(Op::BreakGlassRequest {
-            path: "prod/db/main".into(),
-            capability: Capability::Read,
-            reason: "incident 42".into(),
-            ttl_secs: 600,
-            time: at(0),
-        });
-        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
-        assert_eq!(run(&mut m, &ca, &ask), CommandResult::ok());
+        let id = requested(&ca, &mut m);
         for (who, t) in [("bob", 1), ("carol", 2)] {
             let c = decision(&ca.client(who), &m, &id, true, t);
             assert_eq!(run(&mut m, &ca, &c), CommandResult::ok());
