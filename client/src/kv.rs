@@ -647,10 +647,21 @@ impl Client {
     }
 
     pub async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.kv_list_where(prefix, false).await
+    }
+
+    /// With `rotate_required`: every secret below `prefix`, at any depth, whose current version
+    /// was read under a break-glass grant and not replaced since.
+    pub async fn kv_list_where(
+        &self,
+        prefix: &str,
+        rotate_required: bool,
+    ) -> Result<Vec<String>, Error> {
         let r = self
             .kv_rpc()
-            .list(PathRequest {
+            .list(KvListRequest {
                 path: prefix.into(),
+                rotate_required,
             })
             .await;
         r.map(|r| r.into_inner().names).map_err(|s| self.err(s))

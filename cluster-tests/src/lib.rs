@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod webhook;
+
 /// The `tessera` binary under test: `TESSERA_BIN`, or the one cargo built next to this test.
 pub fn tessera_bin() -> PathBuf {
     workspace_bin("tessera", "TESSERA_BIN")

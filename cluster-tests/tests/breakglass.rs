@@ -3,8 +3,10 @@
 //! a denial vetoes, a grant ends, and the signed proof verifies offline.
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cluster_tests::webhook::Receiver;
 use cluster_tests::{byzantine_leader, fails, forge_leading, ok, tessera_bin, Cluster, Opts, Sshd};
 use serde_json::Value;
 use tessera_client::proto::{ReleaseItem, ReleaseSharesRequest};
@@ -85,6 +87,18 @@ fn ask_holder(
     use_id: &str,
     min_index: u64,
 ) -> Result<(), Error> {
+    release_under(c, via, 1, grant, use_id, min_index)
+}
+
+/// Asks holder `via` directly for its share of prod/db/main `version` under `grant`/`use_id`.
+fn release_under(
+    c: &Cluster,
+    via: u64,
+    version: u64,
+    grant: &str,
+    use_id: &str,
+    min_index: u64,
+) -> Result<(), Error> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = c.sdk("alice", via).await;
@@ -95,7 +109,7 @@ fn ask_holder(
                 reader_key: reader.public().0.to_vec(),
                 items: vec![ReleaseItem {
                     path: "prod/db/main".into(),
-                    version: 1,
+                    version,
                     min_index,
                     grant: grant.into(),
                     use_id: use_id.into(),
@@ -618,5 +632,219 @@ fn the_flow_survives_a_leader_kill_between_request_and_approval_and_before_the_r
             "{err}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The gated cluster with every node's `[webhook]` naming `hook`, signed with `key`.
+fn webhook_cluster(key: &[u8]) -> (Cluster, Receiver) {
+    let mut c = Cluster::init(Opts::default());
+    let hook = Receiver::start(&c.host, key);
+    let secret = c.dir.join("webhook.secret");
+    std::fs::write(&secret, key).unwrap();
+    for id in 1..=3 {
+        let config = c.node(id).config.clone();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[webhook]\nurl = {:?}\nsecret_file = {:?}\ntimeout_ms = 2000\n",
+            hook.url,
+            secret.display().to_string()
+        ));
+        std::fs::write(&config, text).unwrap();
+        c.start_node(id);
+    }
+    c.wait_leader(Duration::from_secs(30));
+    c.wait_ready();
+    set_gate(&c);
+    (c, hook)
+}
+
+fn approve_all(c: &Cluster, id: &str) {
+    for (who, via) in [("bob", 1), ("carol", 2), ("ciso", 3)] {
+        ok(&c.cli_as(who, via, &["breakglass", "approve", id]));
+    }
+}
+
+#[test]
+fn every_event_reaches_the_webhook_once_signed_and_none_is_lost_when_the_leader_dies() {
+    let key = b"webhook-key-for-the-test-0123456789";
+    let (mut c, hook) = webhook_cluster(key);
+    let term = |c: &mut Cluster| {
+        let leader = c.wait_leader(Duration::from_secs(10));
+        (leader, c.metric(leader, "tessera_raft_term"))
+    };
+    let before = term(&mut c);
+
+    // One grant through its whole life, and one that expires.
+    let id = request(&c, "30m");
+    approve_all(&c, &id);
+    let out = c.cli_as("alice", 2, &["kv", "get", "prod/db/main", "--grant", &id]);
+    assert!(ok(&out).contains("hunter2"));
+    ok(&c.cli_as("alice", 3, &["breakglass", "revoke", &id]));
+    let use_id = status(&c, &id)["uses"][0]["use_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = request(&c, "3s");
+    approve_all(&c, &short);
+
+    let mut expected: Vec<(String, &str)> = vec![(format!("{id}.requested"), "requested")];
+    for i in 0..3 {
+        expected.push((format!("{id}.decision.{i}"), "approved"));
+    }
+    expected.push((format!("{id}.activated"), "activated"));
+    expected.push((format!("{id}.use.{use_id}"), "used"));
+    expected.push((format!("{id}.revoked"), "revoked"));
+    expected.push((format!("{short}.requested"), "requested"));
+    for i in 0..3 {
+        expected.push((format!("{short}.decision.{i}"), "approved"));
+    }
+    expected.push((format!("{short}.activated"), "activated"));
+    expected.push((format!("{short}.expired"), "expired"));
+    for (eid, _) in &expected {
+        assert!(
+            hook.wait_for(eid, Duration::from_secs(30)),
+            "{eid} never arrived; got {:?}",
+            hook.deliveries().iter().map(|d| &d.id).collect::<Vec<_>>()
+        );
+    }
+    // Time for a duplicate to show up, if the cluster were to send one.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = hook.deliveries();
+    let ids = got.iter().map(|d| &d.id).collect::<Vec<_>>();
+    // With one leader throughout, every event exactly once. (A leader change in between, which
+    // a loaded machine can bring, may resend what the old leader had not marked: same ids.)
+    let stable = term(&mut c) == before;
+    if stable {
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "every event exactly once: {ids:?}"
+        );
+    } else {
+        eprintln!("the leader changed during the flow; duplicates allowed: {ids:?}");
+    }
+    assert!(
+        got.iter().all(|d| expected.iter().any(|(e, _)| e == &d.id)),
+        "an event nobody made: {ids:?}"
+    );
+    for (eid, event) in &expected {
+        let d = got.iter().find(|d| &d.id == eid).unwrap();
+        assert!(d.valid_hmac, "{eid}: bad HMAC");
+        assert_eq!(d.body["id"], eid.as_str());
+        assert_eq!(d.body["event"], *event, "{eid}");
+        assert_eq!(d.body["path"], "prod/db/main");
+        assert_eq!(d.body["requester"], "alice");
+        assert_eq!(d.body["reason"], "incident 42: primary down");
+    }
+    let by = |eid: String| got.iter().find(|d| d.id == eid).unwrap().body.clone();
+    assert_eq!(by(format!("{id}.decision.0"))["actor"], "bob");
+    assert_eq!(by(format!("{id}.revoked"))["actor"], "alice");
+    assert_eq!(by(format!("{id}.use.{use_id}"))["target"], "version 1");
+    // The leader that saw the expiry wrote its audit line and counted it.
+    assert!((1..=3).any(|n| audit(&c, n).contains("\"breakglass.expired\"")));
+    if stable {
+        assert_eq!(
+            c.metric(before.0, "tessera_breakglass_webhook_deliveries_total"),
+            Some(expected.len() as f64)
+        );
+    }
+
+    // The receiver is down: the leader retries with backoff and counts each failure. The
+    // leader dies before any attempt succeeds; the next leader delivers, same id.
+    hook.failing.store(true, Ordering::Relaxed);
+    let third = request(&c, "30m");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hook.refused.load(Ordering::Relaxed) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no retry");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leader = c.wait_leader(Duration::from_secs(10));
+    assert!(
+        c.metric(leader, "tessera_breakglass_webhook_failures_total")
+            .unwrap_or(0.0)
+            >= 2.0
+    );
+    c.kill9(leader);
+    hook.failing.store(false, Ordering::Relaxed);
+    let eid = format!("{third}.requested");
+    assert!(
+        hook.wait_for(&eid, Duration::from_secs(40)),
+        "lost across the leader change"
+    );
+    let copies: Vec<_> = hook
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.id == eid)
+        .collect();
+    assert!(copies
+        .iter()
+        .all(|d| d.valid_hmac && d.body["request"] == third.as_str()));
+}
+
+#[test]
+fn one_use_is_one_read_even_when_disjoint_holder_sets_of_six_are_asked() {
+    // Six holders in three regions, t = 3: two disjoint sets of three could each release.
+    let c = Cluster::start(Opts {
+        nodes: 6,
+        regions: "a,b,c",
+        ..Default::default()
+    });
+    for who in ["alice", "bob"] {
+        c.client_cert(who);
+    }
+    let policy = write_file(
+        &c,
+        "one-use.hcl",
+        r#"
+path "prod/db/*" {
+  capabilities = ["read", "create", "update"]
+  break_glass {
+    max_ttl = "1h"
+    uses    = 1
+    factor "sre" { approvers = ["identity:bob"] approvals = 1 }
+  }
+}
+"#,
+    );
+    ok(&c.cli(1, &["policy", "write", "one-use", &policy]));
+    ok(&c.cli(1, &["policy", "attach", "one-use", "--identity", "alice"]));
+    ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=old"]));
+    ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=new"]));
+    let id = request(&c, "30m");
+    ok(&c.cli_as("bob", 3, &["breakglass", "approve", &id]));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let alice = rt.block_on(c.sdk("alice", 1));
+    let used = rt
+        .block_on(alice.breakglass_use(&id, 2, Vec::new()))
+        .unwrap();
+    // The first set releases version 2 under the use.
+    for n in 1..=3 {
+        release_under(&c, n, 2, &id, &used.use_id, used.index)
+            .unwrap_or_else(|e| panic!("node {n}: {e}"));
+    }
+    // The second set will not release another version under it: the use is bound to v2.
+    for n in 4..=6 {
+        let e = release_under(&c, n, 1, &id, &used.use_id, used.index).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("committed for version 2, not version 1"),
+            "node {n}: {e}"
+        );
+    }
+    // Nor a second use: none can be committed, and one never committed is refused by each.
+    let e = rt
+        .block_on(alice.breakglass_use(&id, 1, Vec::new()))
+        .unwrap_err();
+    assert!(e.to_string().contains("is spent: no use is left"), "{e}");
+    assert_eq!(status(&c, &id)["uses_committed"], 1);
+    for n in 4..=6 {
+        let e = release_under(&c, n, 1, &id, &"ef".repeat(16), used.index).unwrap_err();
+        assert!(e.to_string().contains("not committed"), "node {n}: {e}");
+    }
+    // And each of the first set serves the use once.
+    for n in 1..=3 {
+        let e = release_under(&c, n, 2, &id, &used.use_id, used.index).unwrap_err();
+        assert!(e.to_string().contains("already served"), "node {n}: {e}");
     }
 }

@@ -83,6 +83,40 @@ pub struct NodeConfig {
     pub raft: RaftTuning,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Where break-glass events are POSTed (`notify`); none when absent. Every node that can
+    /// lead should name the same one: the leader delivers.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// The `[webhook]` section: one HTTP(S) endpoint that receives every break-glass event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL the events are POSTed to.
+    pub url: String,
+    /// A file (mode 0600) holding the HMAC-SHA256 key the `X-Tessera-Signature` header is
+    /// made with: at least 16 bytes; surrounding whitespace is ignored.
+    pub secret_file: PathBuf,
+    /// PEM certificates trusted for an `https://` URL; the system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt`) when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How long one delivery attempt may take.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Events older than this when first seen are not sent (so that naming a webhook on an
+    /// old cluster does not replay its history).
+    #[serde(default = "default_webhook_max_age_secs")]
+    pub max_age_secs: u64,
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    5000
+}
+
+fn default_webhook_max_age_secs() -> u64 {
+    24 * 3600
 }
 
 impl NodeConfig {

@@ -19,6 +19,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod policy;
 pub mod raft;
 pub mod server;

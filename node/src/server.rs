@@ -92,6 +92,8 @@ pub async fn serve(
     ));
     node.reads.watch_lease_on_own_thread();
     tokio::spawn(node.reads.clone().keep_confirming());
+    // Break-glass events to the audit log and the webhook, while this node leads.
+    tokio::spawn(crate::notify::Notifier::new(node.clone())?.run());
     tokio::spawn(deadline::abort_stale_dkgs(
         node.state.clone(),
         node.leader.clone(),

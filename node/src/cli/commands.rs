@@ -145,10 +145,18 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                             code: 2,
                         })?)
                     }
+                    "breakglass.request_ttl" | "breakglass.request-ttl" => {
+                        req.breakglass_request_ttl_secs = Some(
+                            crate::policy::break_glass::parse_duration(&value).map_err(|e| Failure {
+                                message: format!("breakglass.request_ttl: {e}"),
+                                code: 2,
+                            })?,
+                        )
+                    }
                     other => {
                         return Err(Failure {
                             message: format!(
-                                "unknown setting {other:?}: use threshold, ack-fault-tolerance or allow-unsafe-topology"
+                                "unknown setting {other:?}: use threshold, ack-fault-tolerance, allow-unsafe-topology or breakglass.request_ttl"
                             ),
                             code: 2,
                         })

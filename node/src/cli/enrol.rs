@@ -260,6 +260,7 @@ pub fn node_init(a: &NodeInitArgs, out: Out) -> anyhow::Result<()> {
         bootstrap: !a.join,
         raft: RaftTuning::default(),
         peers: Vec::new(),
+        webhook: None,
     };
     let config = dir.join(format!("{name}.toml"));
     write_public(&config, toml::to_string_pretty(&cfg)?.as_bytes())?;

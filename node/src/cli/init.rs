@@ -236,6 +236,7 @@ pub fn init_cluster(a: &InitOptions) -> anyhow::Result<Vec<NodeConfig>> {
                 ..RaftTuning::default()
             },
             peers: peers.clone(),
+            webhook: None,
         };
         write_public(
             &dir.join(format!("{name}.toml")),

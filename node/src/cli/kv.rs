@@ -41,6 +41,10 @@ pub enum KvCmd {
     List {
         #[arg(default_value = "")]
         prefix: String,
+        /// Only secrets whose current version was read under a break-glass grant and not
+        /// replaced since, at any depth below PREFIX: what is left to rotate.
+        #[arg(long)]
+        rotate_required: bool,
     },
     /// Soft-delete versions (default: the latest); `undelete` restores them.
     Delete {
@@ -215,8 +219,11 @@ pub async fn run(cmd: KvCmd, c: &Client, out: Out) -> Result<(), Failure> {
                 },
             );
         }
-        KvCmd::List { prefix } => {
-            let names = c.kv_list(&prefix).await?;
+        KvCmd::List {
+            prefix,
+            rotate_required,
+        } => {
+            let names = c.kv_list_where(&prefix, rotate_required).await?;
             out.emit(json!(names), || {
                 for n in &names {
                     println!("{n}");

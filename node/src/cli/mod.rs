@@ -336,7 +336,8 @@ enum JwtCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// `threshold T`, `ack-fault-tolerance F` or `allow-unsafe-topology true|false`.
+    /// `threshold T`, `ack-fault-tolerance F`, `allow-unsafe-topology true|false` or
+    /// `breakglass.request_ttl 12h` (how long a break-glass request waits for approvals).
     Set { key: String, value: String },
 }
 

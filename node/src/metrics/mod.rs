@@ -40,6 +40,8 @@ pub struct Metrics {
     replication_lag: IntGaugeVec,
     pub breakglass_events: IntCounterVec,
     pub rotate_required: IntGauge,
+    pub webhook_deliveries: IntCounter,
+    pub webhook_failures: IntCounter,
 }
 
 impl Metrics {
@@ -131,13 +133,21 @@ impl Metrics {
             breakglass_events: IntCounterVec::new(
                 Opts::new(
                     "tessera_breakglass_events_total",
-                    "Break-glass events this node served (requested, approved, denied, activated, revoked, use_committed) and shares or signature shares it released under a grant (released); summed over the nodes, each event counts once.",
+                    "Break-glass events this node served (requested, approved, denied, activated, revoked, use_committed), requests it saw expire while leading (expired), and shares or signature shares it released under a grant (released); summed over the nodes, each event counts once.",
                 ),
                 &["event"],
             )?,
             rotate_required: gauge(
                 "tessera_secrets_rotate_required",
                 "Secrets whose current version was read under a break-glass grant and not replaced since.",
+            )?,
+            webhook_deliveries: IntCounter::new(
+                "tessera_breakglass_webhook_deliveries_total",
+                "Break-glass events this node delivered to the webhook (a 2xx answer).",
+            )?,
+            webhook_failures: IntCounter::new(
+                "tessera_breakglass_webhook_failures_total",
+                "Webhook delivery attempts by this node that failed (no connection, a timeout, an answer other than 2xx); each is retried with backoff.",
             )?,
             registry,
         };
@@ -151,6 +161,9 @@ impl Metrics {
         m.registry.register(Box::new(m.cheaters.clone()))?;
         m.registry.register(Box::new(m.replication_lag.clone()))?;
         m.registry.register(Box::new(m.breakglass_events.clone()))?;
+        m.registry
+            .register(Box::new(m.webhook_deliveries.clone()))?;
+        m.registry.register(Box::new(m.webhook_failures.clone()))?;
         Ok(m)
     }
 

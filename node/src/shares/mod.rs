@@ -439,6 +439,12 @@ impl ShareVault {
         let msg = batch_message(&self.cluster_id, self.node_id, &statements);
         self.keys.ack.sign(&msg).to_vec()
     }
+
+    /// Signs another of this node's statements to the cluster (each kind is its own message,
+    /// domain-separated by a label, e.g. `state::ops::breakglass::notified_message`).
+    pub fn sign_statement(&self, msg: &[u8]) -> Vec<u8> {
+        self.keys.ack.sign(msg).to_vec()
+    }
 }
 
 #[cfg(test)]

@@ -352,6 +352,7 @@ pub fn verify(
         return match &cmd.op {
             // Signed by the node that made them; checked where they apply.
             Op::KvAcks { .. }
+            | Op::BreakGlassNotified { .. }
             | Op::DkgRound1 { .. }
             | Op::DkgRound2 { .. }
             | Op::DkgDone { .. }
@@ -629,6 +630,7 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
         Op::SshRoleWrite { key, .. } => vec![(format!("keys/{key}"), Capability::Update)],
         // Never signed by a client: refused by `intent` before this is asked.
         Op::KvAcks { .. }
+        | Op::BreakGlassNotified { .. }
         | Op::DkgRound1 { .. }
         | Op::DkgRound2 { .. }
         | Op::DkgDone { .. }

@@ -108,6 +108,9 @@ pub enum Op {
         threshold: Option<u32>,
         ack_fault_tolerance: Option<u32>,
         allow_unsafe_topology: Option<bool>,
+        /// `breakglass.request_ttl`: how long a request waits for approvals (seconds).
+        #[serde(default)]
+        breakglass_request_ttl_secs: Option<u64>,
     },
     KvPut(Box<KvPut>),
     /// A holder's acknowledgements (or complaints) for versions it received.
@@ -218,6 +221,14 @@ pub enum Op {
         use_id: String,
         target: crate::state::breakglass::UseTarget,
         time: Timestamp,
+    },
+    /// A node delivered these break-glass events (request id, event key; `notify::events`),
+    /// signed with its acknowledgement key; the next leader does not deliver them again.
+    BreakGlassNotified {
+        node: NodeId,
+        items: Vec<(String, String)>,
+        #[serde(with = "b64::bytes")]
+        signature: Vec<u8>,
     },
     /// The cluster's starting state, signed by a root at `operator init` (`state::genesis`):
     /// carried into the log by the first leader, applied once.

@@ -301,7 +301,10 @@ pub fn ssh_role(r: pb::SshRoleRequest) -> Op {
 }
 
 pub fn config_set(r: pb::ConfigSetRequest) -> Result<Op, Refusal> {
-    if r.threshold.is_none() && r.ack_fault_tolerance.is_none() && r.allow_unsafe_topology.is_none()
+    if r.threshold.is_none()
+        && r.ack_fault_tolerance.is_none()
+        && r.allow_unsafe_topology.is_none()
+        && r.breakglass_request_ttl_secs.is_none()
     {
         return Err(Refusal::invalid("nothing to set"));
     }
@@ -309,6 +312,7 @@ pub fn config_set(r: pb::ConfigSetRequest) -> Result<Op, Refusal> {
         threshold: r.threshold,
         ack_fault_tolerance: r.ack_fault_tolerance,
         allow_unsafe_topology: r.allow_unsafe_topology,
+        breakglass_request_ttl_secs: r.breakglass_request_ttl_secs,
     })
 }
 

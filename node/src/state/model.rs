@@ -23,9 +23,19 @@ pub struct Settings {
     /// Holders beyond `t` that must acknowledge a write before it succeeds (`f`).
     pub ack_fault_tolerance: Option<u32>,
     pub allow_unsafe_topology: bool,
+    /// How long a break-glass request waits for approvals (`breakglass.request_ttl`), seconds;
+    /// `None` for the default (24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass_request_ttl_secs: Option<u64>,
 }
 
 impl Settings {
+    /// How long a break-glass request opened now waits for approvals, in seconds.
+    pub fn request_ttl_secs(&self) -> u64 {
+        self.breakglass_request_ttl_secs
+            .unwrap_or(super::breakglass::DEFAULT_REQUEST_TTL_SECS)
+    }
+
     /// `t + f` acknowledgements, capped at `n`. By default `f` is 1 when the cluster can still
     /// take writes with one holder down, else 0.
     pub fn acks_required(&self, holders: usize) -> usize {
@@ -462,7 +472,7 @@ mod tests {
         let explicit = Settings {
             threshold: Some(3),
             ack_fault_tolerance: Some(2),
-            allow_unsafe_topology: false,
+            ..Settings::default()
         };
         assert_eq!(explicit.acks_required(5), 5);
     }

@@ -298,7 +298,8 @@ impl Kv for Api {
         }))
     }
 
-    async fn list(&self, req: Request<PathRequest>) -> Result<Response<ListReply>, Status> {
+    async fn list(&self, req: Request<KvListRequest>) -> Result<Response<ListReply>, Status> {
+        let rotate_required = req.get_ref().rotate_required;
         let mut prefix = req.get_ref().path.trim_start_matches('/').to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
@@ -312,11 +313,17 @@ impl Kv for Api {
                 .secrets
                 .range(prefix.clone()..)
                 .take_while(|(p, _)| p.starts_with(&prefix))
+                .filter(|(_, e)| {
+                    !rotate_required
+                        || e.versions
+                            .get(&e.current_version)
+                            .is_some_and(|v| v.rotate_required.is_some())
+                })
                 .map(|(p, _)| {
                     let rest = &p[prefix.len()..];
                     match rest.find('/') {
-                        Some(i) => rest[..=i].to_string(),
-                        None => rest.to_string(),
+                        Some(i) if !rotate_required => rest[..=i].to_string(),
+                        _ => rest.to_string(),
                     }
                 })
                 .collect();

@@ -62,6 +62,10 @@ pub struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<Closed>,
     pub uses: Vec<Use>,
+    /// The events of this record the cluster has notified (`notify::events` keys): the
+    /// leader delivers the others, and a new leader picks up where the old one stopped.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub notified: BTreeSet<String>,
 }
 
 /// An approver's approval or denial.
@@ -200,6 +204,23 @@ impl Status {
     }
 }
 
+/// Whether `key` can name an event of a record (`Request::notified`; the keys
+/// `notify::events` gives): what `Op::BreakGlassNotified` may carry.
+pub fn is_event_key(key: &str) -> bool {
+    match key {
+        "requested" | "activated" | "revoked" | "expired" => true,
+        _ => {
+            if let Some(i) = key.strip_prefix("decision.") {
+                !i.is_empty() && i.len() <= 4 && i.bytes().all(|b| b.is_ascii_digit())
+            } else if let Some(u) = key.strip_prefix("use.") {
+                u.len() == 32 && u.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            } else {
+                false
+            }
+        }
+    }
+}
+
 /// What the gates covering one path ask for, together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gates(pub Vec<BreakGlass>);
@@ -308,6 +329,7 @@ impl Request {
             call: None,
             closed: None,
             uses: Vec::new(),
+            notified: BTreeSet::new(),
         })
     }
 

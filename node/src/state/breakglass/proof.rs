@@ -43,7 +43,11 @@ impl Bundle {
         Bundle {
             format: PROOF_FORMAT.to_string(),
             cluster_id: cluster_id.to_string(),
-            request: r.clone(),
+            // What the cluster has notified is bookkeeping, not evidence.
+            request: Request {
+                notified: Default::default(),
+                ..r.clone()
+            },
         }
     }
 

@@ -8,11 +8,9 @@
 
 use crate::error::Refusal;
 use crate::policy::Capability;
-use crate::state::breakglass::{
-    gates_for, Request, UseTarget, DEFAULT_REQUEST_TTL_SECS, MAX_REASON_CHARS,
-};
+use crate::state::breakglass::{gates_for, Request, UseTarget, MAX_REASON_CHARS};
 use crate::state::kv::RotateRequired;
-use crate::state::{Command, Effects, Model, Timestamp};
+use crate::state::{Command, Effects, Model, NodeId, Timestamp};
 
 use super::Ctx;
 
@@ -75,7 +73,7 @@ pub fn validate_request(
         reason,
         ttl_secs,
         time,
-        DEFAULT_REQUEST_TTL_SECS,
+        m.settings.request_ttl_secs(),
         &gates,
     )?;
     r.call = cmd.signed.clone();
@@ -148,6 +146,68 @@ pub fn validate_use(
         u.call = cmd.signed.clone();
     }
     Ok(r)
+}
+
+/// The most events one `BreakGlassNotified` may carry.
+pub const MAX_NOTIFIED: usize = 1000;
+
+/// What node `node` signs when it says it delivered `items` (request id, event key).
+pub fn notified_message(cluster_id: &str, node: NodeId, items: &[(String, String)]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = vec![b"tessera/breakglass-notified/v1", cluster_id.as_bytes()];
+    for (id, key) in items {
+        parts.push(id.as_bytes());
+        parts.push(key.as_bytes());
+    }
+    tessera_crypto::ack::statement_digest(&parts, &[node, items.len() as u64])
+}
+
+/// A member's signed word that it delivered these events. It decides only which events the
+/// next leader sends again, so a lying member can at worst suppress a notification (the
+/// events stay in the record, the audit log and the metrics), never change a request.
+pub fn validate_notified(
+    cx: &Ctx,
+    node: NodeId,
+    items: &[(String, String)],
+    signature: &[u8],
+) -> Result<(), Refusal> {
+    if items.is_empty() || items.len() > MAX_NOTIFIED {
+        return Err(Refusal::invalid(format!(
+            "a notification record names 1 to {MAX_NOTIFIED} events"
+        )));
+    }
+    if let Some((id, key)) = items
+        .iter()
+        .find(|(id, key)| id.len() > 128 || !crate::state::breakglass::is_event_key(key))
+    {
+        return Err(Refusal::invalid(format!(
+            "{id}.{key} is not a break-glass event"
+        )));
+    }
+    let public = cx
+        .members
+        .all
+        .get(&node)
+        .and_then(|n| n.ack_key_bytes())
+        .ok_or_else(|| {
+            Refusal::invalid(format!(
+                "notification record from node {node}, which is not a member with a key"
+            ))
+        })?;
+    tessera_crypto::ack::verify_ack(
+        &public,
+        &notified_message(cx.cluster_id, node, items),
+        signature,
+    )
+    .map_err(|e| Refusal::invalid(format!("notification record by node {node}: {e}")))
+}
+
+/// Marks the events delivered (a request gone meanwhile is skipped).
+pub fn apply_notified(m: &mut Model, items: &[(String, String)]) {
+    for (id, key) in items {
+        if let Some(r) = m.breakglass.get_mut(id) {
+            r.notified.insert(key.clone());
+        }
+    }
 }
 
 /// Stores the request as its command left it. The first use of a read grant marks the
@@ -350,6 +410,18 @@ mod tests {
             },
         );
         assert!(refusal(&run(&mut m, &ca, &forged)).contains("no client signature"));
+    }
+
+    #[test]
+    fn a_request_waits_as_long_as_the_request_ttl_setting_says() {
+        let ca = TestCa::new();
+        let mut m = Model::default();
+        m.settings.breakglass_request_ttl_secs = Some(3600);
+        let id = crate::state::breakglass::testing::requested(&ca, &mut m);
+        let r = &m.breakglass[&id];
+        assert_eq!(r.pending_until, at(3600));
+        assert_eq!(r.status(at(3599)).name(), "pending");
+        assert_eq!(r.status(at(3600)).name(), "expired");
     }
 
     #[test]

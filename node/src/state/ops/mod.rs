@@ -53,13 +53,15 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
             threshold,
             ack_fault_tolerance,
             allow_unsafe_topology,
+            breakglass_request_ttl_secs,
         } => settings::validate(
             m,
             cx.members,
             *threshold,
             *ack_fault_tolerance,
             *allow_unsafe_topology,
-        ),
+        )
+        .and_then(|()| settings::validate_request_ttl(*breakglass_request_ttl_secs)),
         Op::KvPut(p) => kv::validate_put(
             &m.secrets,
             cx.members,
@@ -150,6 +152,11 @@ pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
         | Op::BreakGlassDecide { .. }
         | Op::BreakGlassRevoke { .. }
         | Op::BreakGlassUse { .. } => breakglass_next(m, cmd, cx).map(drop),
+        Op::BreakGlassNotified {
+            node,
+            items,
+            signature,
+        } => breakglass::validate_notified(cx, *node, items, signature),
         // The state machine applies a batch's commands one by one; reaching here means a
         // batch inside a batch, which no node builds.
         Op::Batch(_) => Err(Refusal::invalid("a batch of commands cannot be nested")),
@@ -230,7 +237,13 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             threshold,
             ack_fault_tolerance,
             allow_unsafe_topology,
-        } => settings::apply(m, *threshold, *ack_fault_tolerance, *allow_unsafe_topology),
+            breakglass_request_ttl_secs,
+        } => {
+            settings::apply(m, *threshold, *ack_fault_tolerance, *allow_unsafe_topology);
+            if let Some(s) = breakglass_request_ttl_secs {
+                m.settings.breakglass_request_ttl_secs = Some(*s);
+            }
+        }
         Op::KvPut(p) => {
             for v in kv::apply_put(&mut m.secrets, &cmd.by, cx.index, p) {
                 fx.erased.push((p.path.clone(), v));
@@ -326,6 +339,7 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
             let next = breakglass_next(m, cmd, cx);
             breakglass::apply(m, next, fx)
         }
+        Op::BreakGlassNotified { items, .. } => breakglass::apply_notified(m, items),
         Op::Batch(_) => {} // refused by `validate`
         #[cfg(feature = "byzantine-test")]
         Op::TestInjectBreakGlass(r) => {
@@ -397,6 +411,7 @@ mod tests {
             threshold: Some(t),
             ack_fault_tolerance: None,
             allow_unsafe_topology: unsafe_ok,
+            breakglass_request_ttl_secs: None,
         };
         let e = run(&mut m, &mem, set(2, None)).unwrap_err();
         assert!(matches!(e, Refusal::Rejected { .. }), "{e}");
@@ -412,10 +427,76 @@ mod tests {
                 threshold: Some(3),
                 ack_fault_tolerance: Some(3),
                 allow_unsafe_topology: Some(false),
+                breakglass_request_ttl_secs: None,
             },
         )
         .unwrap_err();
         assert!(e.to_string().contains("exceeds the 5 share holders"), "{e}");
+
+        // How long a break-glass request waits: within 1 minute to 7 days.
+        let ttl = |s| Op::SetSettings {
+            threshold: None,
+            ack_fault_tolerance: None,
+            allow_unsafe_topology: None,
+            breakglass_request_ttl_secs: Some(s),
+        };
+        for bad in [59, 7 * 24 * 3600 + 1] {
+            let e = run(&mut m, &mem, ttl(bad)).unwrap_err();
+            assert!(e.to_string().contains("between 1m and 168h"), "{e}");
+        }
+        assert_eq!(m.settings.request_ttl_secs(), 24 * 3600);
+        run(&mut m, &mem, ttl(4 * 3600)).unwrap();
+        assert_eq!(m.settings.request_ttl_secs(), 4 * 3600);
+        assert_eq!(m.settings.threshold, Some(2), "other settings untouched");
+    }
+
+    #[test]
+    fn only_a_members_own_signature_marks_break_glass_events_notified() {
+        use crate::state::breakglass::testing::requested;
+        use tessera_crypto::ack::AckKey;
+        let ca = crate::state::authority::testing::TestCa::new();
+        let mut m = Model::default();
+        let id = requested(&ca, &mut m);
+        let key = AckKey::generate();
+        let mut mem = members(&["eu", "us", "ap"]);
+        for (n, info) in mem.all.iter_mut() {
+            info.ack_key = hex::encode(if *n == 2 {
+                key.public()
+            } else {
+                AckKey::generate().public()
+            });
+        }
+        let items = vec![(id.clone(), "requested".to_string())];
+        let signed = |node, items: &[(String, String)]| Op::BreakGlassNotified {
+            node,
+            items: items.to_vec(),
+            signature: key
+                .sign(&breakglass::notified_message("c", node, items))
+                .to_vec(),
+        };
+        // Another member's key, a non-member, and an event a record cannot have: refused.
+        for (op, why) in [
+            (signed(1, &items), "notification record by node 1"),
+            (signed(9, &items), "not a member"),
+            (
+                signed(2, &[(id.clone(), "hello".to_string())]),
+                "not a break-glass event",
+            ),
+            (signed(2, &[]), "1 to 1000 events"),
+        ] {
+            let e = run(&mut m, &mem, op).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        assert!(m.breakglass[&id].notified.is_empty());
+        run(&mut m, &mem, signed(2, &items)).unwrap();
+        assert!(m.breakglass[&id].notified.contains("requested"));
+        // A request that is gone is skipped, not an error.
+        run(
+            &mut m,
+            &mem,
+            signed(2, &[("gone".to_string(), "requested".to_string())]),
+        )
+        .unwrap();
     }
 
     #[test]

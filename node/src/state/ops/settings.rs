@@ -35,6 +35,22 @@ pub fn validate(
     Ok(())
 }
 
+/// The shortest and longest `breakglass.request_ttl`: long enough for approvers to be reached,
+/// short enough that a forgotten request does not wait for a week.
+pub const MIN_REQUEST_TTL_SECS: u64 = 60;
+pub const MAX_REQUEST_TTL_SECS: u64 = 7 * 24 * 3600;
+
+pub fn validate_request_ttl(secs: Option<u64>) -> Result<(), Refusal> {
+    match secs {
+        Some(s) if !(MIN_REQUEST_TTL_SECS..=MAX_REQUEST_TTL_SECS).contains(&s) => {
+            Err(Refusal::invalid(format!(
+                "breakglass.request_ttl {s}s: a request waits between 1m and 168h for approvals"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `None` leaves a setting as it is.
 pub fn apply(
     m: &mut Model,
