@@ -357,12 +357,38 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
     let err = fails(&c.cli(1, &["group", "delete", "sre-leads"]));
     assert!(err.contains("break-glass"), "{err}");
 
-    // A new version clears the rotation mark; the old one keeps it.
+    // A new version clears the rotation mark; the old one keeps it. `kv list --rotate-required`
+    // finds what is left to rotate at any depth, and nothing else.
+    ok(&c.cli(1, &["kv", "put", "prod/web/key", "k=v"]));
     let m = c.json(1, &["kv", "metadata", "get", "prod/db/main"]);
     assert!(m["versions"][0]["rotate_required"].is_string(), "{m}");
+    let left = |c: &Cluster| c.json(1, &["kv", "list", "prod/", "--rotate-required"]);
+    assert_eq!(left(&c), serde_json::json!(["db/main"]));
+    assert_eq!(
+        c.json(1, &["kv", "list", "prod/"]),
+        serde_json::json!(["db/", "web/"])
+    );
     ok(&c.cli(1, &["kv", "put", "prod/db/main", "password=rotated"]));
     let m = c.json(1, &["kv", "metadata", "get", "prod/db/main"]);
     assert!(m["versions"][1]["rotate_required"].is_null(), "{m}");
+    assert_eq!(left(&c), serde_json::json!([]));
+
+    // How long a request waits is a setting (replicated), refused outside 1m to 168h.
+    let err = fails(&c.cli(
+        1,
+        &["operator", "config", "set", "breakglass.request_ttl", "30s"],
+    ));
+    assert!(err.contains("between 1m and 168h"), "{err}");
+    ok(&c.cli(
+        1,
+        &["operator", "config", "set", "breakglass.request_ttl", "2h"],
+    ));
+    let id = request(&c, "10m");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt
+        .block_on(async { c.sdk("alice", 1).await.breakglass_show(&id, false).await })
+        .unwrap();
+    assert_eq!(r.pending_until - r.requested_at, 7200 * 1_000_000_000);
 }
 
 #[test]
