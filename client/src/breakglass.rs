@@ -29,7 +29,8 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// Opens a request for `capability` (`read` or `sign`) on `path`; answers its id.
+    /// Opens a request for `capability` on `path` (`read` a KV path, `sign` with `keys/NAME`,
+    /// `update` or `delete` `sys/policies/NAME`); answers its id.
     pub async fn breakglass_request(
         &self,
         path: &str,

@@ -437,9 +437,21 @@ impl Client {
     }
 
     pub async fn write_policy(&self, name: &str, text: &str) -> Result<u64, Error> {
+        self.write_policy_under(name, text, None).await
+    }
+
+    /// Writes a policy; changing one that holds a break-glass gate takes a grant for
+    /// `sys/policies/NAME` (`update`), spent by the change.
+    pub async fn write_policy_under(
+        &self,
+        name: &str,
+        text: &str,
+        grant: Option<&str>,
+    ) -> Result<u64, Error> {
         let req = PolicyWriteRequest {
             name: name.into(),
             text: text.into(),
+            grant: grant.unwrap_or_default().into(),
         };
         let r = self
             .sys_rpc()
@@ -465,12 +477,21 @@ impl Client {
     }
 
     pub async fn delete_policy(&self, name: &str) -> Result<u64, Error> {
+        self.delete_policy_under(name, None).await
+    }
+
+    /// Deletes a policy; one that holds a break-glass gate takes a grant for
+    /// `sys/policies/NAME` (`delete`), spent by the deletion.
+    pub async fn delete_policy_under(&self, name: &str, grant: Option<&str>) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
             .delete_policy(
                 self.signed(
                     tessera_proto::SignedMethod::PolicyDelete,
-                    NameRequest { name: name.into() },
+                    PolicyDeleteRequest {
+                        name: name.into(),
+                        grant: grant.unwrap_or_default().into(),
+                    },
                 )
                 .await?,
             )

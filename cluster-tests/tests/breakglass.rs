@@ -344,7 +344,7 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
     let err = fails(&verify(&changed));
     assert!(err.contains("does not verify"), "{err}");
 
-    // Root cannot edit the gate away.
+    // Root cannot edit the gate away without a grant (below: with one).
     let open = write_file(
         &c,
         "open.hcl",
@@ -389,6 +389,38 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
         .block_on(async { c.sdk("alice", 1).await.breakglass_show(&id, false).await })
         .unwrap();
     assert_eq!(r.pending_until - r.requested_at, 7200 * 1_000_000_000);
+
+    // Root changes the gate under a grant of the gate's own factors; the change spends it.
+    let v = c.json(
+        1,
+        &[
+            "breakglass",
+            "request",
+            "sys/policies/prod-db",
+            "--capability",
+            "update",
+            "--reason",
+            "retire the prod-db gate",
+        ],
+    );
+    let edit = v["id"].as_str().unwrap().to_string();
+    let err = fails(&c.cli(1, &["policy", "write", "prod-db", &open, "--grant", &edit]));
+    assert!(err.contains("not approved"), "{err}");
+    for (who, via) in [("bob", 1), ("carol", 2), ("ciso", 3)] {
+        ok(&c.cli_as(who, via, &["breakglass", "approve", &edit]));
+    }
+    let err = fails(&c.cli_as(
+        "alice",
+        1,
+        &["policy", "write", "prod-db", &open, "--grant", &edit],
+    ));
+    assert!(err.contains("permission denied"), "{err}");
+    ok(&c.cli(2, &["policy", "write", "prod-db", &open, "--grant", &edit]));
+    let shown = c.json(1, &["breakglass", "show", &edit]);
+    assert_eq!(shown["uses"].as_array().unwrap().len(), 1, "{shown}");
+    // The gate is gone: alice reads with her policy alone.
+    let out = c.cli_as("alice", 3, &["kv", "get", "prod/db/main"]);
+    assert!(ok(&out).contains("rotated"));
 }
 
 #[test]

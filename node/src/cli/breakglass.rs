@@ -53,7 +53,8 @@ pub enum BreakGlassCmd {
 
 #[derive(Args)]
 pub struct RequestArgs {
-    /// A KV path, or keys/NAME with --capability sign.
+    /// A KV path; keys/NAME with --capability sign; sys/policies/NAME with --capability
+    /// update or delete, to change or delete a policy that holds a gate.
     path: String,
     /// Why: approvers and the audit log read it.
     #[arg(long)]
@@ -61,7 +62,7 @@ pub struct RequestArgs {
     /// How long the grant should last (`30m`, `1h`); at most the gate's max_ttl.
     #[arg(long, default_value = "30m")]
     ttl: String,
-    #[arg(long, default_value = "read", value_parser = ["read", "sign"])]
+    #[arg(long, default_value = "read", value_parser = ["read", "sign", "update", "delete"])]
     capability: String,
 }
 

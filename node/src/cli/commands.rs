@@ -350,9 +350,9 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
             }
         },
         Cmd::Policy { cmd } => match cmd {
-            PolicyCmd::Write { name, file } => {
+            PolicyCmd::Write { name, file, grant } => {
                 let text = read_source(&file)?;
-                let i = c.write_policy(&name, &text).await?;
+                let i = c.write_policy_under(&name, &text, grant.as_deref()).await?;
                 written(out, i, format!("Uploaded policy {name}"));
             }
             PolicyCmd::Read { name } => {
@@ -365,8 +365,8 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 });
             }
             PolicyCmd::List => list(out, c.list_policies().await?),
-            PolicyCmd::Delete { name } => {
-                let i = c.delete_policy(&name).await?;
+            PolicyCmd::Delete { name, grant } => {
+                let i = c.delete_policy_under(&name, grant.as_deref()).await?;
                 written(out, i, format!("Deleted policy {name}"));
             }
             PolicyCmd::Attach {

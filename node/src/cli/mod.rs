@@ -373,6 +373,10 @@ enum PolicyCmd {
     Write {
         name: String,
         file: String,
+        /// Changing a policy that holds a break_glass gate spends a use of a grant for
+        /// `sys/policies/NAME` (`tessera breakglass request sys/policies/NAME --capability update`).
+        #[arg(long)]
+        grant: Option<String>,
     },
     Read {
         name: String,
@@ -380,6 +384,10 @@ enum PolicyCmd {
     List,
     Delete {
         name: String,
+        /// Deleting a policy that holds a gate spends a use of a grant for `sys/policies/NAME`
+        /// (`--capability delete`).
+        #[arg(long)]
+        grant: Option<String>,
     },
     /// Attach a policy to a group or an identity.
     Attach {

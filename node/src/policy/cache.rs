@@ -49,6 +49,18 @@ impl PolicyCache {
         gates
     }
 
+    /// Every `break_glass` block inside policy `name` (none if there is no such policy).
+    pub fn gates_in(&self, policies: &BTreeMap<String, String>, name: &str) -> Vec<BreakGlass> {
+        let Some(policy) = policies.get(name).and_then(|text| self.get(name, text)) else {
+            return Vec::new();
+        };
+        policy
+            .rules
+            .iter()
+            .filter_map(|r| r.break_glass.clone())
+            .collect()
+    }
+
     /// Whether any `break_glass` block of `policies` covers `path`.
     pub fn gated(&self, policies: &BTreeMap<String, String>, path: &str) -> bool {
         policies.iter().any(|(name, text)| {

@@ -599,7 +599,9 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
             format!("sys/policies/{name}"),
             create_or_update(m.policies.contains_key(name)),
         )],
-        Op::DeletePolicy { name } => vec![(format!("sys/policies/{name}"), Capability::Delete)],
+        Op::DeletePolicy { name, .. } => {
+            vec![(format!("sys/policies/{name}"), Capability::Delete)]
+        }
         Op::Attach { policy, .. } => vec![(format!("sys/policies/{policy}"), Capability::Admin)],
         Op::Restore { .. } => vec![("sys/snapshot".into(), Capability::Admin)],
         Op::Revoke { .. } => vec![("sys/revocations".into(), Capability::Admin)],
@@ -731,11 +733,12 @@ pub mod testing {
     /// The request a client sends for `op` (the ops the tests use).
     pub fn request_of(op: &Op) -> (SignedMethod, Vec<u8>) {
         match op {
-            Op::PutPolicy { name, text } => (
+            Op::PutPolicy { name, text, grant } => (
                 SignedMethod::PolicyWrite,
                 pb::PolicyWriteRequest {
                     name: name.clone(),
                     text: text.clone(),
+                    grant: grant.clone().unwrap_or_default(),
                 }
                 .encode_to_vec(),
             ),
@@ -751,9 +754,13 @@ pub mod testing {
                 SignedMethod::GroupDelete,
                 pb::NameRequest { name: name.clone() }.encode_to_vec(),
             ),
-            Op::DeletePolicy { name } => (
+            Op::DeletePolicy { name, grant } => (
                 SignedMethod::PolicyDelete,
-                pb::NameRequest { name: name.clone() }.encode_to_vec(),
+                pb::PolicyDeleteRequest {
+                    name: name.clone(),
+                    grant: grant.clone().unwrap_or_default(),
+                }
+                .encode_to_vec(),
             ),
             Op::Attach {
                 policy,
@@ -876,6 +883,7 @@ mod tests {
         Op::PutPolicy {
             name: name.into(),
             text: r#"path "a/*" { capabilities = ["read"] }"#.into(),
+            grant: None,
         }
     }
 

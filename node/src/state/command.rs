@@ -89,9 +89,14 @@ pub enum Op {
     PutPolicy {
         name: String,
         text: String,
+        /// The break-glass grant a change to a gating policy is made under (`ops::policy`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<String>,
     },
     DeletePolicy {
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<String>,
     },
     Attach {
         policy: String,

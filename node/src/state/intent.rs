@@ -131,11 +131,15 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
             Ok(Op::PutPolicy {
                 name: r.name,
                 text: r.text,
+                grant: (!r.grant.is_empty()).then_some(r.grant),
             })
         }
         SignedMethod::PolicyDelete => {
-            let r: pb::NameRequest = decode(body)?;
-            Ok(Op::DeletePolicy { name: r.name })
+            let r: pb::PolicyDeleteRequest = decode(body)?;
+            Ok(Op::DeletePolicy {
+                name: r.name,
+                grant: (!r.grant.is_empty()).then_some(r.grant),
+            })
         }
         SignedMethod::PolicyAttach => attach(decode(body)?),
         SignedMethod::Revoke => revoke(decode(body)?),

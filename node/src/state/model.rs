@@ -148,6 +148,7 @@ impl Model {
             cluster_id: ctx.cluster_id,
             index: ctx.index,
             trust: ctx.trust,
+            time: ctx.time,
         };
         let decided = super::authority::permit(self, cmd, ctx.trust)
             .and_then(|()| ops::validate(self, cmd, &cx));
@@ -180,6 +181,7 @@ impl Model {
             cluster_id,
             index: 0,
             trust,
+            time: super::Timestamp::now(),
         };
         ops::validate(self, cmd, &cx)
     }
@@ -393,6 +395,7 @@ mod tests {
             PutPolicy {
                 name: "p".into(),
                 text: "path \"a/*\" { capabilities = [\"raed\"] }".into(),
+                grant: None,
             },
         );
         assert!(r.error.unwrap().to_string().contains("raed"));
@@ -408,6 +411,7 @@ mod tests {
             PutPolicy {
                 name: "app".into(),
                 text: "path \"prod/app/*\" { capabilities = [\"read\"] }".into(),
+                grant: None,
             },
             PutGroup {
                 name: "devs".into(),
@@ -433,7 +437,14 @@ mod tests {
         );
         assert!(r.error.unwrap().to_string().contains("not attached"));
         assert_eq!(
-            apply(&mut m, DeletePolicy { name: "app".into() }).error,
+            apply(
+                &mut m,
+                DeletePolicy {
+                    name: "app".into(),
+                    grant: None
+                }
+            )
+            .error,
             None
         );
         assert!(m.policies_of("alice").is_empty());
@@ -446,7 +457,8 @@ mod tests {
             &mut m,
             PutPolicy {
                 name: ROOT_POLICY.into(),
-                text: String::new()
+                text: String::new(),
+                grant: None,
             }
         )
         .error
@@ -454,7 +466,8 @@ mod tests {
         assert!(apply(
             &mut m,
             DeletePolicy {
-                name: ROOT_POLICY.into()
+                name: ROOT_POLICY.into(),
+                grant: None,
             }
         )
         .error

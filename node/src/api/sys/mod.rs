@@ -444,6 +444,7 @@ impl Sys for Api {
                     Op::PutPolicy {
                         name: r.name,
                         text: r.text,
+                        grant: (!r.grant.is_empty()).then_some(r.grant),
                     },
                 )
                 .await
@@ -496,7 +497,7 @@ impl Sys for Api {
 
     async fn delete_policy(
         &self,
-        req: Request<NameRequest>,
+        req: Request<PolicyDeleteRequest>,
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("sys/policies/{}", req.get_ref().name);
         self.run(
@@ -505,7 +506,14 @@ impl Sys for Api {
             path.clone(),
             |id, r| async move {
                 self.authorize(&id, &path, Capability::Delete).await?;
-                self.submit(id, Op::DeletePolicy { name: r.name }).await
+                self.submit(
+                    id,
+                    Op::DeletePolicy {
+                        name: r.name,
+                        grant: (!r.grant.is_empty()).then_some(r.grant),
+                    },
+                )
+                .await
             },
         )
         .await

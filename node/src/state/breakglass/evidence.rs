@@ -62,6 +62,52 @@ pub fn check_release(
     r: &Request,
     want: &Release<'_>,
 ) -> Result<Checked, Refusal> {
+    let (grant, gates) = check_grant(trust, m, cluster_id, r, want)?;
+    // The use: committed, within the budget, signed by the requester for this grant.
+    let budget = grant.uses.min(gates.uses()) as usize;
+    let position = r
+        .uses
+        .iter()
+        .position(|u| u.id == want.use_id)
+        .ok_or_else(|| {
+            Refusal::rejected(format!(
+                "use {} of break-glass grant {} is not committed; commit it first",
+                want.use_id, r.id
+            ))
+        })?;
+    if position >= budget {
+        return Err(Refusal::rejected(format!(
+            "break-glass grant {} allows {budget} uses; use {} is beyond them",
+            r.id, want.use_id
+        )));
+    }
+    if &r.uses[position].target != want.target {
+        return Err(Refusal::rejected(format!(
+            "use {} of break-glass grant {} was committed for {}, not {}",
+            want.use_id, r.id, r.uses[position].target, want.target
+        )));
+    }
+    verify_use(trust, m, cluster_id, r, position)?;
+
+    Ok(Checked {
+        grant: r.id.clone(),
+        use_id: want.use_id.to_string(),
+        reason: r.reason.clone(),
+        requester: r.requester.clone(),
+        approvers: r.decisions.iter().map(|d| d.approver.clone()).collect(),
+    })
+}
+
+/// Whether `r` is, by its own signatures, a grant of `want.capability` on `want.path` to
+/// `want.caller` that is approved by every factor and has not ended at `want.now`: the grant
+/// and the gates it was judged by. The use is the caller's to check.
+pub fn check_grant(
+    trust: &Trust,
+    m: &Model,
+    cluster_id: &str,
+    r: &Request,
+    want: &Release<'_>,
+) -> Result<(super::Grant, super::Gates), Refusal> {
     if want.caller != r.requester {
         return Err(Refusal::Denied {
             identity: want.caller.to_string(),
@@ -121,40 +167,7 @@ pub fn check_release(
     }
     // Every decision left is a verified approval (a denial refused above).
     gates.met(&r.requester, &r.decisions)?;
-
-    // The use: committed, within the budget, signed by the requester for this grant.
-    let budget = grant.uses.min(gates.uses()) as usize;
-    let position = r
-        .uses
-        .iter()
-        .position(|u| u.id == want.use_id)
-        .ok_or_else(|| {
-            Refusal::rejected(format!(
-                "use {} of break-glass grant {} is not committed; commit it first",
-                want.use_id, r.id
-            ))
-        })?;
-    if position >= budget {
-        return Err(Refusal::rejected(format!(
-            "break-glass grant {} allows {budget} uses; use {} is beyond them",
-            r.id, want.use_id
-        )));
-    }
-    if &r.uses[position].target != want.target {
-        return Err(Refusal::rejected(format!(
-            "use {} of break-glass grant {} was committed for {}, not {}",
-            want.use_id, r.id, r.uses[position].target, want.target
-        )));
-    }
-    verify_use(trust, m, cluster_id, r, position)?;
-
-    Ok(Checked {
-        grant: r.id.clone(),
-        use_id: want.use_id.to_string(),
-        reason: r.reason.clone(),
-        requester: r.requester.clone(),
-        approvers: r.decisions.iter().map(|d| d.approver.clone()).collect(),
-    })
+    Ok((grant, gates))
 }
 
 /// The request, as its requester signed it.

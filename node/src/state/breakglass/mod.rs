@@ -260,10 +260,18 @@ impl Gates {
     }
 }
 
+/// Where a grant to change or delete policy NAME points: `sys/policies/NAME`.
+pub const POLICY_PATH: &str = "sys/policies/";
+
 /// Every `break_glass` block, in any policy of the cluster, whose path pattern matches `path`:
-/// the gates a read of (or a signature with) `path` must pass, whoever asks.
+/// the gates a read of (or a signature with) `path` must pass, whoever asks. For
+/// `sys/policies/NAME`, the gates inside policy NAME: changing a gate takes the approval of
+/// its own factors.
 pub fn gates_for(policies: &BTreeMap<String, String>, cache: &PolicyCache, path: &str) -> Gates {
-    Gates(cache.gates(policies, path))
+    match path.strip_prefix(POLICY_PATH) {
+        Some(name) => Gates(cache.gates_in(policies, name)),
+        None => Gates(cache.gates(policies, path)),
+    }
 }
 
 fn add_secs(t: Timestamp, secs: u64) -> Timestamp {
@@ -287,9 +295,12 @@ impl Request {
         request_ttl_secs: u64,
         gates: &Gates,
     ) -> Result<Request, Refusal> {
-        if !matches!(capability, Capability::Read | Capability::Sign) {
+        if !matches!(
+            capability,
+            Capability::Read | Capability::Sign | Capability::Update | Capability::Delete
+        ) {
             return Err(Refusal::invalid(format!(
-                "break-glass grants read or sign, not {capability}"
+                "break-glass grants read or sign (or update or delete on a gating policy), not {capability}"
             )));
         }
         if gates.0.is_empty() {
@@ -746,7 +757,7 @@ mod tests {
             .to_string()
         };
         assert!(bad("  ", Capability::Read, &g).contains("needs a reason"));
-        assert!(bad("x", Capability::Update, &g).contains("read or sign"));
+        assert!(bad("x", Capability::List, &g).contains("read or sign"));
         assert!(bad("x", Capability::Read, &Gates(vec![])).contains("not covered"));
     }
 }

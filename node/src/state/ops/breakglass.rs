@@ -8,7 +8,7 @@
 
 use crate::error::Refusal;
 use crate::policy::Capability;
-use crate::state::breakglass::{gates_for, Request, UseTarget, MAX_REASON_CHARS};
+use crate::state::breakglass::{gates_for, Request, UseTarget, MAX_REASON_CHARS, POLICY_PATH};
 use crate::state::kv::RotateRequired;
 use crate::state::{Command, Effects, Model, NodeId, Timestamp};
 
@@ -50,8 +50,16 @@ fn check_target(m: &Model, path: &str, capability: Capability) -> Result<(), Ref
                 "a grant to sign names keys/NAME, not {path:?}"
             ))),
         },
+        // Changing or deleting a policy that holds a gate (`ops::policy`).
+        Capability::Update | Capability::Delete => match path.strip_prefix(POLICY_PATH) {
+            Some(name) if m.policies.contains_key(name) => Ok(()),
+            Some(name) => Err(Refusal::not_found(format!("no policy {name:?}"))),
+            None => Err(Refusal::invalid(format!(
+                "a grant to {capability} names a gating policy as sys/policies/NAME, not {path:?}"
+            ))),
+        },
         other => Err(Refusal::invalid(format!(
-            "break-glass grants read or sign, not {other}"
+            "break-glass grants read or sign (or update or delete on a gating policy), not {other}"
         ))),
     }
 }

@@ -35,14 +35,20 @@ pub struct Ctx<'a> {
     pub index: u64,
     /// The cluster CA, for the certificates a command carries.
     pub trust: &'a crate::state::authority::Trust,
+    /// The entry's time (the serving node's clock when only validating).
+    pub time: crate::state::Timestamp,
 }
 
 pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
     match &cmd.op {
         Op::PutGroup { name, members } => group::validate_put(name, members),
         Op::DeleteGroup { name } => group::validate_delete(m, name),
-        Op::PutPolicy { name, text } => policy::validate_put(m, name, text),
-        Op::DeletePolicy { name } => policy::validate_delete(m, name),
+        Op::PutPolicy { name, text, grant } => {
+            policy::validate_put(m, cx, cmd, name, text, grant.as_deref())
+        }
+        Op::DeletePolicy { name, grant } => {
+            policy::validate_delete(m, cx, cmd, name, grant.as_deref())
+        }
         Op::Attach {
             policy,
             target,
@@ -225,8 +231,12 @@ pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
     match &cmd.op {
         Op::PutGroup { name, members } => group::apply_put(m, name, members),
         Op::DeleteGroup { name } => group::apply_delete(m, name),
-        Op::PutPolicy { name, text } => policy::apply_put(m, name, text),
-        Op::DeletePolicy { name } => policy::apply_delete(m, name),
+        Op::PutPolicy { name, text, grant } => {
+            policy::apply_put(m, cx, cmd, name, text, grant.as_deref())
+        }
+        Op::DeletePolicy { name, grant } => {
+            policy::apply_delete(m, cx, cmd, name, grant.as_deref())
+        }
         Op::Attach {
             policy,
             target,
@@ -383,6 +393,7 @@ mod tests {
             cluster_id: "c",
             index: 7,
             trust: &ca.trust,
+            time: crate::state::Timestamp::default(),
         };
         validate(m, &cmd, &cx)?;
         let mut fx = Effects::default();
@@ -631,6 +642,7 @@ mod tests {
             Op::PutPolicy {
                 name: "p".into(),
                 text: "path \"a/*\" { capabilities = [\"read\"] }".into(),
+                grant: None,
             },
         )
         .unwrap();

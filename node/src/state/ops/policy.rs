@@ -3,12 +3,24 @@
 //! here. A policy's text is parsed again on apply, so a malformed policy never enters the
 //! model, whoever submitted it.
 
+use sha2::{Digest, Sha256};
+
+use super::Ctx;
 use crate::error::Refusal;
 use crate::policy::break_glass::Approver;
-use crate::policy::Policy;
-use crate::state::{validate_name, AttachTarget, Model, ROOT_POLICY};
+use crate::policy::{Capability, Policy};
+use crate::state::breakglass::evidence::{check_grant, Release};
+use crate::state::breakglass::{Use, UseTarget, POLICY_PATH};
+use crate::state::{validate_name, AttachTarget, Command, Model, ROOT_POLICY};
 
-pub fn validate_put(m: &Model, name: &str, text: &str) -> Result<(), Refusal> {
+pub fn validate_put(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    name: &str,
+    text: &str,
+    grant: Option<&str>,
+) -> Result<(), Refusal> {
     validate_name("policy", name)?;
     if name == ROOT_POLICY {
         return Err(Refusal::invalid(
@@ -17,7 +29,7 @@ pub fn validate_put(m: &Model, name: &str, text: &str) -> Result<(), Refusal> {
     }
     parse_text(name, text)?;
     if m.policies.get(name).is_some_and(|old| old != text) {
-        gate_locked(m, name)?;
+        gate_locked(m, cx, cmd, name, Capability::Update, grant)?;
     }
     Ok(())
 }
@@ -27,22 +39,77 @@ fn gates(text: &str) -> bool {
     Policy::parse(text).is_ok_and(|p| p.rules.iter().any(|r| r.break_glass.is_some()))
 }
 
-/// Refuses a change to policy `name` when it holds a gate.
+/// Refuses a change (`capability` update or delete) to policy `name` when it holds a gate,
+/// unless `cmd` is made under `grant`: an active grant of that capability on
+/// `sys/policies/NAME` to the command's signer, approved by the factors of the gates inside
+/// the policy, with a use left.
 ///
 /// # Security
 ///
 /// A gate an admin could edit or delete away would bind nobody: the admin (or whoever holds
-/// the admin's key) would remove it, read, and put it back. The rule is that such a change
-/// needs a grant under the gate's own factors; until this version can take one, a policy with
-/// a `break_glass` block cannot be changed or deleted at all (gates can be added, in a new or
-/// a gate-free policy; none can be taken away). Attaching and detaching do not move a gate:
-/// a gate binds every identity whatever it is attached to.
-fn gate_locked(m: &Model, name: &str) -> Result<(), Refusal> {
-    match m.policies.get(name) {
-        Some(text) if gates(text) => Err(Refusal::rejected(format!(
-            "policy {name:?} holds a break_glass gate: changing or deleting it needs a break-glass grant under its own factors, which this version cannot take yet, so it is refused"
-        ))),
-        _ => Ok(()),
+/// the admin's key) would remove it, read, and put it back. So the change itself is a use of
+/// a grant under the gate's own factors. Every node judges it on apply, at the entry's time,
+/// from the signatures the grant's record keeps (`evidence::check_grant`), not from its
+/// `granted` state. Attaching and detaching do not move a gate: a gate binds every identity
+/// whatever it is attached to. A restore cannot take a grant and may not change a gate.
+fn gate_locked(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    name: &str,
+    capability: Capability,
+    grant: Option<&str>,
+) -> Result<(), Refusal> {
+    let gated = m.policies.get(name).is_some_and(|text| gates(text));
+    if !gated {
+        return Ok(());
+    }
+    let path = format!("{POLICY_PATH}{name}");
+    let Some(id) = grant else {
+        return Err(Refusal::rejected(format!(
+            "policy {name:?} holds a break_glass gate: to {capability} it, ask for a grant under its own factors (tessera breakglass request {path} --capability {capability} --reason ...) and name it with --grant"
+        )));
+    };
+    let r = m
+        .breakglass
+        .get(id)
+        .ok_or_else(|| Refusal::not_found(format!("no break-glass request {id:?}")))?;
+    let (g, gates) = check_grant(
+        cx.trust,
+        m,
+        cx.cluster_id,
+        r,
+        &Release {
+            caller: &cmd.by,
+            path: &path,
+            capability,
+            use_id: "",
+            target: &UseTarget::Version(0),
+            now: cx.time,
+        },
+    )?;
+    let budget = g.uses.min(gates.uses()) as usize;
+    if r.uses.len() >= budget {
+        return Err(Refusal::rejected(format!(
+            "break-glass grant {id} allows {budget} uses and every one is spent"
+        )));
+    }
+    Ok(())
+}
+
+/// Records the change as a use of its grant (what it was spent on: the SHA-256 of the new
+/// text, or of the deletion).
+fn spend(m: &mut Model, cx: &Ctx, cmd: &Command, grant: Option<&str>, what: &[u8]) {
+    let (Some(id), Some(call)) = (grant, &cmd.signed) else {
+        return;
+    };
+    if let Some(r) = m.breakglass.get_mut(id) {
+        r.uses.push(Use {
+            id: hex::encode(&call.id),
+            at: cx.time,
+            target: UseTarget::Message(hex::encode(Sha256::digest(what))),
+            call: Some(call.clone()),
+        });
     }
 }
 
@@ -72,11 +139,27 @@ pub fn parse_text(name: &str, text: &str) -> Result<Policy, Refusal> {
     Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))
 }
 
-pub fn apply_put(m: &mut Model, name: &str, text: &str) {
+pub fn apply_put(
+    m: &mut Model,
+    cx: &Ctx,
+    cmd: &Command,
+    name: &str,
+    text: &str,
+    grant: Option<&str>,
+) {
+    if m.policies.get(name).is_some_and(|old| old != text) && gates(&m.policies[name]) {
+        spend(m, cx, cmd, grant, text.as_bytes());
+    }
     m.policies.insert(name.to_string(), text.to_string());
 }
 
-pub fn validate_delete(m: &Model, name: &str) -> Result<(), Refusal> {
+pub fn validate_delete(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    name: &str,
+    grant: Option<&str>,
+) -> Result<(), Refusal> {
     if name == ROOT_POLICY {
         return Err(Refusal::invalid(
             "the root policy is built in and cannot be deleted",
@@ -85,11 +168,20 @@ pub fn validate_delete(m: &Model, name: &str) -> Result<(), Refusal> {
     if !m.policies.contains_key(name) {
         return Err(Refusal::invalid(format!("policy {name:?} does not exist")));
     }
-    gate_locked(m, name)
+    gate_locked(m, cx, cmd, name, Capability::Delete, grant)
 }
 
 /// The policy goes, and with it every attachment of it.
-pub fn apply_delete(m: &mut Model, name: &str) {
+pub fn apply_delete(m: &mut Model, cx: &Ctx, cmd: &Command, name: &str, grant: Option<&str>) {
+    if m.policies.get(name).is_some_and(|text| gates(text)) {
+        spend(
+            m,
+            cx,
+            cmd,
+            grant,
+            format!("delete policy {name}").as_bytes(),
+        );
+    }
     m.policies.remove(name);
     for set in m
         .identity_policies
@@ -151,10 +243,12 @@ pub fn apply_attach(m: &mut Model, policy: &str, target: &AttachTarget, detach: 
 }
 
 pub fn validate_restore(m: &Model, model: &Model) -> Result<(), Refusal> {
-    // A restore may not take a gate away either (see `gate_locked`).
+    // A restore may not take a gate away either (see `gate_locked`); it takes no grant.
     for (name, text) in &m.policies {
-        if model.policies.get(name) != Some(text) {
-            gate_locked(m, name)?;
+        if model.policies.get(name) != Some(text) && gates(text) {
+            return Err(Refusal::rejected(format!(
+                "the snapshot changes policy {name:?}, which holds a break_glass gate; change it with `tessera policy write {name} FILE --grant ID` first"
+            )));
         }
     }
     for group in m.groups.keys() {
@@ -180,22 +274,105 @@ pub fn apply_restore(m: &mut Model, model: &Model) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::authority::testing::TestCa;
+    use crate::state::breakglass::testing::{at, decision, run};
+    use crate::state::{CommandResult, Op};
+
+    const GATE: &str = "path \"prod/*\" {\n  capabilities = [\"read\"]\n  break_glass {\n    max_ttl = \"1h\"\n    factor \"a\" { approvers = [\"group:sre\", \"identity:ciso\"] approvals = 1 }\n  }\n}\n";
+    const PLAIN: &str = "path \"prod/*\" { capabilities = [\"read\"] }";
+
+    fn refusal(r: &CommandResult) -> String {
+        r.error.as_ref().expect("refused").to_string()
+    }
 
     #[test]
-    fn a_gate_can_be_added_but_never_edited_or_deleted_away() {
-        let gate = "path \"prod/*\" {\n  capabilities = [\"read\"]\n  break_glass {\n    max_ttl = \"1h\"\n    factor \"a\" { approvers = [\"group:sre\"] approvals = 2 }\n  }\n}\n";
-        let plain = "path \"prod/*\" { capabilities = [\"read\"] }";
+    fn a_gate_is_changed_only_under_a_grant_of_its_own_factors_spent_by_the_change() {
+        let ca = TestCa::new();
+        let (admin, other, ciso) = (ca.client("admin"), ca.client("other"), ca.client("ciso"));
+        let mut m = Model {
+            roots: ["admin".to_string(), "other".to_string()].into(),
+            ..Model::default()
+        };
+        let put = |text: &str, grant: Option<&str>| Op::PutPolicy {
+            name: "p".into(),
+            text: text.into(),
+            grant: grant.map(str::to_string),
+        };
+        // Adding a gate needs nothing; the same text again changes nothing.
+        assert_eq!(
+            run(&mut m, &ca, &admin.sign(put(PLAIN, None))),
+            CommandResult::ok()
+        );
+        assert_eq!(
+            run(&mut m, &ca, &admin.sign(put(GATE, None))),
+            CommandResult::ok()
+        );
+        assert_eq!(
+            run(&mut m, &ca, &admin.sign(put(GATE, None))),
+            CommandResult::ok()
+        );
+        // Root, without a grant: refused, and told how.
+        let err = refusal(&run(&mut m, &ca, &admin.sign(put(PLAIN, None))));
+        assert!(
+            err.contains("holds a break_glass gate")
+                && err.contains("breakglass request sys/policies/p --capability update"),
+            "{err}"
+        );
+        let del = admin.sign(Op::DeletePolicy {
+            name: "p".into(),
+            grant: None,
+        });
+        assert!(refusal(&run(&mut m, &ca, &del)).contains("--capability delete"));
+
+        let ask = admin.sign(Op::BreakGlassRequest {
+            path: "sys/policies/p".into(),
+            capability: Capability::Update,
+            reason: "retire the prod gate".into(),
+            ttl_secs: 600,
+            time: at(0),
+        });
+        assert_eq!(run(&mut m, &ca, &ask), CommandResult::ok());
+        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
+        // Pending: not yet.
+        let err = refusal(&run(&mut m, &ca, &admin.sign(put(PLAIN, Some(&id)))));
+        assert!(err.contains("not approved"), "{err}");
+        let approve = decision(&ciso, &m, &id, true, 1);
+        assert_eq!(run(&mut m, &ca, &approve), CommandResult::ok());
+        // Another root cannot spend admin's grant; the grant cannot delete (it is for update).
+        let err = refusal(&run(&mut m, &ca, &other.sign(put(PLAIN, Some(&id)))));
+        assert!(err.contains("permission denied"), "{err}");
+        let del = admin.sign(Op::DeletePolicy {
+            name: "p".into(),
+            grant: Some(id.clone()),
+        });
+        assert!(refusal(&run(&mut m, &ca, &del)).contains("is for update"));
+        assert_eq!(m.policies["p"], GATE);
+
+        // The requester, under the approved grant: the change is made and spends the use.
+        let change = admin.sign(put(PLAIN, Some(&id)));
+        assert_eq!(run(&mut m, &ca, &change), CommandResult::ok());
+        assert_eq!(m.policies["p"], PLAIN);
+        let uses = &m.breakglass[&id].uses;
+        assert_eq!(uses.len(), 1);
+        assert_eq!(
+            uses[0].target,
+            UseTarget::Message(hex::encode(Sha256::digest(PLAIN.as_bytes())))
+        );
+        // The gate is back; the spent grant cannot take it away again.
+        assert_eq!(
+            run(&mut m, &ca, &admin.sign(put(GATE, None))),
+            CommandResult::ok()
+        );
+        let err = refusal(&run(&mut m, &ca, &admin.sign(put(PLAIN, Some(&id)))));
+        assert!(err.contains("spent"), "{err}");
+    }
+
+    #[test]
+    fn an_approver_group_cannot_be_deleted_nor_a_gate_restored_away() {
         let mut m = Model::default();
-        assert!(validate_put(&m, "p", gate).is_ok());
-        m.policies.insert("p".into(), plain.into());
-        assert!(validate_put(&m, "p", gate).is_ok(), "a gate may be added");
-        m.policies.insert("p".into(), gate.into());
+        m.policies.insert("p".into(), GATE.into());
         m.groups.insert("sre".into(), Default::default());
         m.groups.insert("other".into(), Default::default());
-        assert!(validate_put(&m, "p", gate).is_ok(), "the same text again");
-        let err = validate_put(&m, "p", plain).unwrap_err().to_string();
-        assert!(err.contains("holds a break_glass gate"), "{err}");
-        assert!(validate_delete(&m, "p").is_err());
         assert!(guard_approver_group(&m, "sre").is_err());
         assert!(guard_approver_group(&m, "other").is_ok());
         let mut without = m.clone();
