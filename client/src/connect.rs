@@ -423,12 +423,21 @@ impl Client {
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<u64, Error> {
+        self.delete_group_under(name, None).await
+    }
+
+    /// Deletes a group; one a break-glass gate names as approvers takes a grant for
+    /// `sys/groups/NAME` (`delete`), spent by the deletion.
+    pub async fn delete_group_under(&self, name: &str, grant: Option<&str>) -> Result<u64, Error> {
         let r = self
             .sys_rpc()
             .delete_group(
                 self.signed(
                     tessera_proto::SignedMethod::GroupDelete,
-                    NameRequest { name: name.into() },
+                    GroupDeleteRequest {
+                        name: name.into(),
+                        grant: grant.unwrap_or_default().into(),
+                    },
                 )
                 .await?,
             )

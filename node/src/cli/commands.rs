@@ -344,8 +344,8 @@ pub async fn run(cmd: Cmd, c: &Client, out: Out) -> Result<(), Failure> {
                 );
             }
             GroupCmd::List => list(out, c.list_groups().await?),
-            GroupCmd::Delete { name } => {
-                let i = c.delete_group(&name).await?;
+            GroupCmd::Delete { name, grant } => {
+                let i = c.delete_group_under(&name, grant.as_deref()).await?;
                 written(out, i, format!("Deleted group {name}"));
             }
         },

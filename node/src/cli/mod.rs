@@ -364,6 +364,10 @@ enum GroupCmd {
     List,
     Delete {
         name: String,
+        /// Deleting a group a break_glass gate names as approvers spends a use of a grant for
+        /// `sys/groups/NAME` (`tessera breakglass request sys/groups/NAME --capability delete`).
+        #[arg(long)]
+        grant: Option<String>,
     },
 }
 

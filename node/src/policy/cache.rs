@@ -61,6 +61,30 @@ impl PolicyCache {
             .collect()
     }
 
+    /// Every `break_glass` block, in any policy, with a factor that names group `group` as
+    /// approvers.
+    pub fn gates_naming_group(
+        &self,
+        policies: &BTreeMap<String, String>,
+        group: &str,
+    ) -> Vec<BreakGlass> {
+        let mut gates = Vec::new();
+        for (name, text) in policies {
+            let Some(policy) = self.get(name, text) else {
+                continue;
+            };
+            for bg in policy.rules.iter().filter_map(|r| r.break_glass.as_ref()) {
+                let names = bg.factors.iter().flat_map(|f| f.approvers.iter()).any(
+                    |a| matches!(a, crate::policy::break_glass::Approver::Group(g) if g == group),
+                );
+                if names {
+                    gates.push(bg.clone());
+                }
+            }
+        }
+        gates
+    }
+
     /// Whether any `break_glass` block of `policies` covers `path`.
     pub fn gated(&self, policies: &BTreeMap<String, String>, path: &str) -> bool {
         policies.iter().any(|(name, text)| {

@@ -730,9 +730,13 @@ mod tests {
                 put_group("ops"),
                 Op::DeleteGroup {
                     name: "nobody".into(),
+                    grant: None,
                 },
                 put_group("dev"),
-                Op::DeleteGroup { name: "ops".into() },
+                Op::DeleteGroup {
+                    name: "ops".into(),
+                    grant: None,
+                },
             ]
         };
 

@@ -594,7 +594,9 @@ fn required(m: &Model, op: &Op) -> Vec<(String, Capability)> {
             }
             need
         }
-        Op::DeleteGroup { name } => vec![(format!("sys/groups/{name}"), Capability::Delete)],
+        Op::DeleteGroup { name, .. } => {
+            vec![(format!("sys/groups/{name}"), Capability::Delete)]
+        }
         Op::PutPolicy { name, .. } => vec![(
             format!("sys/policies/{name}"),
             create_or_update(m.policies.contains_key(name)),
@@ -750,9 +752,13 @@ pub mod testing {
                 }
                 .encode_to_vec(),
             ),
-            Op::DeleteGroup { name } => (
+            Op::DeleteGroup { name, grant } => (
                 SignedMethod::GroupDelete,
-                pb::NameRequest { name: name.clone() }.encode_to_vec(),
+                pb::GroupDeleteRequest {
+                    name: name.clone(),
+                    grant: grant.clone().unwrap_or_default(),
+                }
+                .encode_to_vec(),
             ),
             Op::DeletePolicy { name, grant } => (
                 SignedMethod::PolicyDelete,

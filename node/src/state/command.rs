@@ -83,6 +83,9 @@ pub enum Op {
     },
     DeleteGroup {
         name: String,
+        /// The break-glass grant deleting a group a gate names as approvers is made under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<String>,
     },
     /// `text` is the policy source; it was parsed by the serving node and is parsed again on
     /// apply, so a malformed policy can never enter the model.

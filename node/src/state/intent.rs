@@ -123,8 +123,11 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
             })
         }
         SignedMethod::GroupDelete => {
-            let r: pb::NameRequest = decode(body)?;
-            Ok(Op::DeleteGroup { name: r.name })
+            let r: pb::GroupDeleteRequest = decode(body)?;
+            Ok(Op::DeleteGroup {
+                name: r.name,
+                grant: (!r.grant.is_empty()).then_some(r.grant),
+            })
         }
         SignedMethod::PolicyWrite => {
             let r: pb::PolicyWriteRequest = decode(body)?;

@@ -405,7 +405,7 @@ impl Sys for Api {
 
     async fn delete_group(
         &self,
-        req: Request<NameRequest>,
+        req: Request<GroupDeleteRequest>,
     ) -> Result<Response<WriteReply>, Status> {
         let path = format!("sys/groups/{}", req.get_ref().name);
         self.run(
@@ -414,7 +414,14 @@ impl Sys for Api {
             path.clone(),
             |id, r| async move {
                 self.authorize(&id, &path, Capability::Delete).await?;
-                self.submit(id, Op::DeleteGroup { name: r.name }).await
+                self.submit(
+                    id,
+                    Op::DeleteGroup {
+                        name: r.name,
+                        grant: (!r.grant.is_empty()).then_some(r.grant),
+                    },
+                )
+                .await
             },
         )
         .await

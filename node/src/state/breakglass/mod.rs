@@ -262,15 +262,20 @@ impl Gates {
 
 /// Where a grant to change or delete policy NAME points: `sys/policies/NAME`.
 pub const POLICY_PATH: &str = "sys/policies/";
+/// Where a grant to delete an approver group NAME points: `sys/groups/NAME`.
+pub const GROUP_PATH: &str = "sys/groups/";
 
 /// Every `break_glass` block, in any policy of the cluster, whose path pattern matches `path`:
 /// the gates a read of (or a signature with) `path` must pass, whoever asks. For
 /// `sys/policies/NAME`, the gates inside policy NAME: changing a gate takes the approval of
-/// its own factors.
+/// its own factors; for `sys/groups/NAME`, every gate that names group NAME as approvers.
 pub fn gates_for(policies: &BTreeMap<String, String>, cache: &PolicyCache, path: &str) -> Gates {
-    match path.strip_prefix(POLICY_PATH) {
-        Some(name) => Gates(cache.gates_in(policies, name)),
-        None => Gates(cache.gates(policies, path)),
+    if let Some(name) = path.strip_prefix(POLICY_PATH) {
+        Gates(cache.gates_in(policies, name))
+    } else if let Some(group) = path.strip_prefix(GROUP_PATH) {
+        Gates(cache.gates_naming_group(policies, group))
+    } else {
+        Gates(cache.gates(policies, path))
     }
 }
 

@@ -8,7 +8,9 @@
 
 use crate::error::Refusal;
 use crate::policy::Capability;
-use crate::state::breakglass::{gates_for, Request, UseTarget, MAX_REASON_CHARS, POLICY_PATH};
+use crate::state::breakglass::{
+    gates_for, Request, UseTarget, GROUP_PATH, MAX_REASON_CHARS, POLICY_PATH,
+};
 use crate::state::kv::RotateRequired;
 use crate::state::{Command, Effects, Model, NodeId, Timestamp};
 
@@ -50,14 +52,25 @@ fn check_target(m: &Model, path: &str, capability: Capability) -> Result<(), Ref
                 "a grant to sign names keys/NAME, not {path:?}"
             ))),
         },
-        // Changing or deleting a policy that holds a gate (`ops::policy`).
-        Capability::Update | Capability::Delete => match path.strip_prefix(POLICY_PATH) {
-            Some(name) if m.policies.contains_key(name) => Ok(()),
-            Some(name) => Err(Refusal::not_found(format!("no policy {name:?}"))),
-            None => Err(Refusal::invalid(format!(
-                "a grant to {capability} names a gating policy as sys/policies/NAME, not {path:?}"
-            ))),
-        },
+        // Changing or deleting a policy that holds a gate, deleting an approver group
+        // (`ops::policy`).
+        Capability::Update | Capability::Delete => {
+            if let Some(name) = path.strip_prefix(POLICY_PATH) {
+                return match m.policies.contains_key(name) {
+                    true => Ok(()),
+                    false => Err(Refusal::not_found(format!("no policy {name:?}"))),
+                };
+            }
+            match path.strip_prefix(GROUP_PATH) {
+                Some(name) if capability == Capability::Delete => match m.groups.contains_key(name) {
+                    true => Ok(()),
+                    false => Err(Refusal::not_found(format!("no group {name:?}"))),
+                },
+                _ => Err(Refusal::invalid(format!(
+                    "a grant to {capability} names a gating policy (sys/policies/NAME) or, to delete, an approver group (sys/groups/NAME), not {path:?}"
+                ))),
+            }
+        }
         other => Err(Refusal::invalid(format!(
             "break-glass grants read or sign (or update or delete on a gating policy), not {other}"
         ))),

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use super::Ctx;
 use crate::error::Refusal;
-use crate::state::{validate_name, Model};
+use crate::state::{validate_name, Command, Model};
 
 pub fn validate_put(name: &str, members: &BTreeSet<String>) -> Result<(), Refusal> {
     validate_name("group", name)?;
@@ -17,15 +18,24 @@ pub fn apply_put(m: &mut Model, name: &str, members: &BTreeSet<String>) {
     m.groups.insert(name.to_string(), members.clone());
 }
 
-pub fn validate_delete(m: &Model, name: &str) -> Result<(), Refusal> {
+pub fn validate_delete(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    name: &str,
+    grant: Option<&str>,
+) -> Result<(), Refusal> {
     if !m.groups.contains_key(name) {
         return Err(Refusal::invalid(format!("group {name:?} does not exist")));
     }
-    super::policy::guard_approver_group(m, name)
+    super::policy::guard_approver_group(m, cx, cmd, name, grant)
 }
 
-/// The group and its policy attachments go.
-pub fn apply_delete(m: &mut Model, name: &str) {
+/// The group and its policy attachments go (a gated deletion spends its grant's use).
+pub fn apply_delete(m: &mut Model, cx: &Ctx, cmd: &Command, name: &str, grant: Option<&str>) {
+    if super::policy::names_group(m, name) {
+        super::policy::spend(m, cx, cmd, grant, format!("delete group {name}").as_bytes());
+    }
     m.groups.remove(name);
     m.group_policies.remove(name);
 }

@@ -42,7 +42,9 @@ pub struct Ctx<'a> {
 pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
     match &cmd.op {
         Op::PutGroup { name, members } => group::validate_put(name, members),
-        Op::DeleteGroup { name } => group::validate_delete(m, name),
+        Op::DeleteGroup { name, grant } => {
+            group::validate_delete(m, cx, cmd, name, grant.as_deref())
+        }
         Op::PutPolicy { name, text, grant } => {
             policy::validate_put(m, cx, cmd, name, text, grant.as_deref())
         }
@@ -230,7 +232,7 @@ fn dkg_message(
 pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
     match &cmd.op {
         Op::PutGroup { name, members } => group::apply_put(m, name, members),
-        Op::DeleteGroup { name } => group::apply_delete(m, name),
+        Op::DeleteGroup { name, grant } => group::apply_delete(m, cx, cmd, name, grant.as_deref()),
         Op::PutPolicy { name, text, grant } => {
             policy::apply_put(m, cx, cmd, name, text, grant.as_deref())
         }
@@ -663,7 +665,15 @@ mod tests {
         );
         run(&mut m, &mem, attach("p", "g", false)).unwrap();
         assert!(m.policies_of("app").contains("p"));
-        run(&mut m, &mem, Op::DeleteGroup { name: "g".into() }).unwrap();
+        run(
+            &mut m,
+            &mem,
+            Op::DeleteGroup {
+                name: "g".into(),
+                grant: None,
+            },
+        )
+        .unwrap();
         assert!(m.policies_of("app").is_empty());
     }
 }

@@ -10,7 +10,7 @@ use crate::error::Refusal;
 use crate::policy::break_glass::Approver;
 use crate::policy::{Capability, Policy};
 use crate::state::breakglass::evidence::{check_grant, Release};
-use crate::state::breakglass::{Use, UseTarget, POLICY_PATH};
+use crate::state::breakglass::{Use, UseTarget, GROUP_PATH, POLICY_PATH};
 use crate::state::{validate_name, AttachTarget, Command, Model, ROOT_POLICY};
 
 pub fn validate_put(
@@ -60,14 +60,75 @@ fn gate_locked(
     capability: Capability,
     grant: Option<&str>,
 ) -> Result<(), Refusal> {
-    let gated = m.policies.get(name).is_some_and(|text| gates(text));
-    if !gated {
+    if !m.policies.get(name).is_some_and(|text| gates(text)) {
         return Ok(());
     }
-    let path = format!("{POLICY_PATH}{name}");
+    let what = format!("policy {name:?} holds a break_glass gate");
+    under_grant(
+        m,
+        cx,
+        cmd,
+        &format!("{POLICY_PATH}{name}"),
+        capability,
+        grant,
+        &what,
+    )
+}
+
+/// Refuses deleting group `group` when a gate names it as approvers (the factor would be left
+/// unmeetable, or meetable by whoever next creates a group of that name), unless `cmd` is made
+/// under `grant`: an active grant to delete `sys/groups/NAME`, approved by the factors of every
+/// gate that names the group.
+pub fn guard_approver_group(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    group: &str,
+    grant: Option<&str>,
+) -> Result<(), Refusal> {
+    let Some(policy) = naming(m, group) else {
+        return Ok(());
+    };
+    let what = format!("group {group:?} approves break-glass requests in policy {policy:?}");
+    under_grant(
+        m,
+        cx,
+        cmd,
+        &format!("{GROUP_PATH}{group}"),
+        Capability::Delete,
+        grant,
+        &what,
+    )
+}
+
+/// The first policy with a gate that names `group` as approvers.
+fn naming(m: &Model, group: &str) -> Option<String> {
+    m.policies.iter().find_map(|(name, text)| {
+        let p = Policy::parse(text).ok()?;
+        p.rules
+            .iter()
+            .filter_map(|r| r.break_glass.as_ref())
+            .flat_map(|bg| bg.factors.iter())
+            .flat_map(|f| f.approvers.iter())
+            .any(|a| matches!(a, Approver::Group(g) if g == group))
+            .then(|| name.clone())
+    })
+}
+
+/// Whether `cmd` (what `what` says is gated) is made under `grant`, a grant of `capability` on
+/// `path` to its signer that holds by its own signatures now and has a use left.
+fn under_grant(
+    m: &Model,
+    cx: &Ctx,
+    cmd: &Command,
+    path: &str,
+    capability: Capability,
+    grant: Option<&str>,
+    what: &str,
+) -> Result<(), Refusal> {
     let Some(id) = grant else {
         return Err(Refusal::rejected(format!(
-            "policy {name:?} holds a break_glass gate: to {capability} it, ask for a grant under its own factors (tessera breakglass request {path} --capability {capability} --reason ...) and name it with --grant"
+            "{what}: to {capability} it, ask for a grant under the gate's own factors (tessera breakglass request {path} --capability {capability} --reason ...) and name it with --grant"
         )));
     };
     let r = m
@@ -81,7 +142,7 @@ fn gate_locked(
         r,
         &Release {
             caller: &cmd.by,
-            path: &path,
+            path,
             capability,
             use_id: "",
             target: &UseTarget::Version(0),
@@ -97,9 +158,9 @@ fn gate_locked(
     Ok(())
 }
 
-/// Records the change as a use of its grant (what it was spent on: the SHA-256 of the new
+/// Records a gated change as a use of its grant (what it was spent on: the SHA-256 of the new
 /// text, or of the deletion).
-fn spend(m: &mut Model, cx: &Ctx, cmd: &Command, grant: Option<&str>, what: &[u8]) {
+pub fn spend(m: &mut Model, cx: &Ctx, cmd: &Command, grant: Option<&str>, what: &[u8]) {
     let (Some(id), Some(call)) = (grant, &cmd.signed) else {
         return;
     };
@@ -113,25 +174,9 @@ fn spend(m: &mut Model, cx: &Ctx, cmd: &Command, grant: Option<&str>, what: &[u8
     }
 }
 
-/// Refuses deleting a group a gate names as approvers: the factor would be left unmeetable,
-/// or meetable by whoever next creates a group of that name.
-pub fn guard_approver_group(m: &Model, group: &str) -> Result<(), Refusal> {
-    for (name, text) in &m.policies {
-        let Ok(p) = Policy::parse(text) else { continue };
-        let named = p
-            .rules
-            .iter()
-            .filter_map(|r| r.break_glass.as_ref())
-            .flat_map(|bg| bg.factors.iter())
-            .flat_map(|f| f.approvers.iter())
-            .any(|a| matches!(a, Approver::Group(g) if g == group));
-        if named {
-            return Err(Refusal::rejected(format!(
-                "group {group:?} approves break-glass requests in policy {name:?}; removing it needs a break-glass grant, which this version cannot take yet, so it is refused"
-            )));
-        }
-    }
-    Ok(())
+/// Whether deleting `group` spends a grant (a gate names it).
+pub fn names_group(m: &Model, group: &str) -> bool {
+    naming(m, group).is_some()
 }
 
 /// A policy's text as the cluster accepts it: parsed, with every mistake shown at its place.
@@ -253,7 +298,11 @@ pub fn validate_restore(m: &Model, model: &Model) -> Result<(), Refusal> {
     }
     for group in m.groups.keys() {
         if !model.groups.contains_key(group) {
-            guard_approver_group(m, group)?;
+            if let Some(policy) = naming(m, group) {
+                return Err(Refusal::rejected(format!(
+                    "the snapshot removes group {group:?}, which approves break-glass requests in policy {policy:?}; delete it with `tessera group delete {group} --grant ID` first"
+                )));
+            }
         }
     }
     for (name, text) in &model.policies {
@@ -368,13 +417,51 @@ mod tests {
     }
 
     #[test]
+    fn an_approver_group_is_deleted_only_under_a_grant_of_the_gates_that_name_it() {
+        let ca = TestCa::new();
+        let (admin, ciso) = (ca.client("admin"), ca.client("ciso"));
+        let mut m = Model {
+            roots: ["admin".to_string()].into(),
+            ..Model::default()
+        };
+        m.policies.insert("p".into(), GATE.into());
+        m.groups.insert("sre".into(), ["bob".to_string()].into());
+        let delete = |grant: Option<&str>| {
+            admin.sign(Op::DeleteGroup {
+                name: "sre".into(),
+                grant: grant.map(str::to_string),
+            })
+        };
+        let err = refusal(&run(&mut m, &ca, &delete(None)));
+        assert!(
+            err.contains("approves break-glass requests in policy \"p\"")
+                && err.contains("breakglass request sys/groups/sre --capability delete"),
+            "{err}"
+        );
+        let ask = admin.sign(Op::BreakGlassRequest {
+            path: "sys/groups/sre".into(),
+            capability: Capability::Delete,
+            reason: "the team is gone".into(),
+            ttl_secs: 600,
+            time: at(0),
+        });
+        assert_eq!(run(&mut m, &ca, &ask), CommandResult::ok());
+        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
+        let approve = decision(&ciso, &m, &id, true, 1);
+        assert_eq!(run(&mut m, &ca, &approve), CommandResult::ok());
+        assert_eq!(run(&mut m, &ca, &delete(Some(&id))), CommandResult::ok());
+        assert!(!m.groups.contains_key("sre"));
+        assert_eq!(m.breakglass[&id].uses.len(), 1);
+    }
+
+    #[test]
     fn an_approver_group_cannot_be_deleted_nor_a_gate_restored_away() {
         let mut m = Model::default();
         m.policies.insert("p".into(), GATE.into());
         m.groups.insert("sre".into(), Default::default());
         m.groups.insert("other".into(), Default::default());
-        assert!(guard_approver_group(&m, "sre").is_err());
-        assert!(guard_approver_group(&m, "other").is_ok());
+        assert!(names_group(&m, "sre"));
+        assert!(!names_group(&m, "other"));
         let mut without = m.clone();
         without.policies.remove("p");
         assert!(validate_restore(&m, &without).is_err());
