@@ -52,6 +52,16 @@ pub struct Event {
     pub time: Timestamp,
 }
 
+/// How many events request `r` has had by `now` (`events_of(..).len()`, without building
+/// them): the notifier skips a record whose every event is marked.
+pub fn count_of(r: &Request, now: Timestamp) -> usize {
+    1 + r.decisions.len()
+        + usize::from(r.granted.is_some())
+        + r.uses.len()
+        + usize::from(matches!(r.closed, Some(Closed::Revoked { .. })))
+        + usize::from(r.status(now) == Status::Expired)
+}
+
 /// Every event request `r` has had by `now`, oldest first.
 pub fn events_of(cluster_id: &str, r: &Request, now: Timestamp) -> Vec<Event> {
     let base = |key: String, event: &'static str, actor: &str, at: Timestamp| Event {
@@ -180,11 +190,13 @@ mod tests {
         assert_eq!(es[2].uses, Some(1));
         assert_eq!(es[3].target, "version 4");
         assert!(es.iter().all(|e| is_event_key(&e.key)));
+        assert_eq!(count_of(&r, at(4)), es.len());
         // Past the grant's end the record has one more event; the others keep their ids.
         let later = events_of("c", &r, at(602));
         assert_eq!(later.len(), 5);
         assert_eq!(later[..4], es[..]);
         assert_eq!(later[4].event, "expired");
+        assert_eq!(count_of(&r, at(602)), 5);
     }
 
     #[test]
