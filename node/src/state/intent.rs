@@ -126,7 +126,7 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
             let r: pb::GroupDeleteRequest = decode(body)?;
             Ok(Op::DeleteGroup {
                 name: r.name,
-                grant: (!r.grant.is_empty()).then_some(r.grant),
+                grant: named_grant(r.grant),
             })
         }
         SignedMethod::PolicyWrite => {
@@ -134,14 +134,14 @@ pub fn op_of(method: SignedMethod, body: &[u8], filled: Filled) -> Result<Op, Re
             Ok(Op::PutPolicy {
                 name: r.name,
                 text: r.text,
-                grant: (!r.grant.is_empty()).then_some(r.grant),
+                grant: named_grant(r.grant),
             })
         }
         SignedMethod::PolicyDelete => {
             let r: pb::PolicyDeleteRequest = decode(body)?;
             Ok(Op::DeletePolicy {
                 name: r.name,
-                grant: (!r.grant.is_empty()).then_some(r.grant),
+                grant: named_grant(r.grant),
             })
         }
         SignedMethod::PolicyAttach => attach(decode(body)?),
@@ -305,6 +305,11 @@ pub fn ssh_role(r: pb::SshRoleRequest) -> Op {
             max_ttl: r.max_ttl_seconds,
         },
     }
+}
+
+/// The grant a request names: none when the field is empty.
+pub fn named_grant(grant: String) -> Option<String> {
+    (!grant.is_empty()).then_some(grant)
 }
 
 pub fn config_set(r: pb::ConfigSetRequest) -> Result<Op, Refusal> {

@@ -418,7 +418,7 @@ impl Sys for Api {
                     id,
                     Op::DeleteGroup {
                         name: r.name,
-                        grant: (!r.grant.is_empty()).then_some(r.grant),
+                        grant: crate::state::intent::named_grant(r.grant),
                     },
                 )
                 .await
@@ -451,7 +451,7 @@ impl Sys for Api {
                     Op::PutPolicy {
                         name: r.name,
                         text: r.text,
-                        grant: (!r.grant.is_empty()).then_some(r.grant),
+                        grant: crate::state::intent::named_grant(r.grant),
                     },
                 )
                 .await
@@ -517,7 +517,7 @@ impl Sys for Api {
                     id,
                     Op::DeletePolicy {
                         name: r.name,
-                        grant: (!r.grant.is_empty()).then_some(r.grant),
+                        grant: crate::state::intent::named_grant(r.grant),
                     },
                 )
                 .await

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use super::Ctx;
+use super::policy::Change;
 use crate::error::Refusal;
-use crate::state::{validate_name, Command, Model};
+use crate::state::{validate_name, Model};
 
 pub fn validate_put(name: &str, members: &BTreeSet<String>) -> Result<(), Refusal> {
     validate_name("group", name)?;
@@ -18,23 +18,17 @@ pub fn apply_put(m: &mut Model, name: &str, members: &BTreeSet<String>) {
     m.groups.insert(name.to_string(), members.clone());
 }
 
-pub fn validate_delete(
-    m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
-    name: &str,
-    grant: Option<&str>,
-) -> Result<(), Refusal> {
+pub fn validate_delete(m: &Model, ch: &Change, name: &str) -> Result<(), Refusal> {
     if !m.groups.contains_key(name) {
         return Err(Refusal::invalid(format!("group {name:?} does not exist")));
     }
-    super::policy::guard_approver_group(m, cx, cmd, name, grant)
+    super::policy::guard_approver_group(m, ch, name)
 }
 
 /// The group and its policy attachments go (a gated deletion spends its grant's use).
-pub fn apply_delete(m: &mut Model, cx: &Ctx, cmd: &Command, name: &str, grant: Option<&str>) {
+pub fn apply_delete(m: &mut Model, ch: &Change, name: &str) {
     if super::policy::names_group(m, name) {
-        super::policy::spend(m, cx, cmd, grant, format!("delete group {name}").as_bytes());
+        super::policy::spend(m, ch, format!("delete group {name}").as_bytes());
     }
     m.groups.remove(name);
     m.group_policies.remove(name);

@@ -39,17 +39,24 @@ pub struct Ctx<'a> {
     pub time: crate::state::Timestamp,
 }
 
+/// A change to a policy or group as the command makes it (`policy::Change`).
+fn change<'a>(cx: &'a Ctx<'a>, cmd: &'a Command, grant: &'a Option<String>) -> policy::Change<'a> {
+    policy::Change {
+        cx,
+        cmd,
+        grant: grant.as_deref(),
+    }
+}
+
 pub fn validate(m: &Model, cmd: &Command, cx: &Ctx) -> Result<(), Refusal> {
     match &cmd.op {
         Op::PutGroup { name, members } => group::validate_put(name, members),
-        Op::DeleteGroup { name, grant } => {
-            group::validate_delete(m, cx, cmd, name, grant.as_deref())
-        }
+        Op::DeleteGroup { name, grant } => group::validate_delete(m, &change(cx, cmd, grant), name),
         Op::PutPolicy { name, text, grant } => {
-            policy::validate_put(m, cx, cmd, name, text, grant.as_deref())
+            policy::validate_put(m, &change(cx, cmd, grant), name, text)
         }
         Op::DeletePolicy { name, grant } => {
-            policy::validate_delete(m, cx, cmd, name, grant.as_deref())
+            policy::validate_delete(m, &change(cx, cmd, grant), name)
         }
         Op::Attach {
             policy,
@@ -232,13 +239,11 @@ fn dkg_message(
 pub fn apply(m: &mut Model, cmd: &Command, cx: &Ctx, fx: &mut Effects) {
     match &cmd.op {
         Op::PutGroup { name, members } => group::apply_put(m, name, members),
-        Op::DeleteGroup { name, grant } => group::apply_delete(m, cx, cmd, name, grant.as_deref()),
+        Op::DeleteGroup { name, grant } => group::apply_delete(m, &change(cx, cmd, grant), name),
         Op::PutPolicy { name, text, grant } => {
-            policy::apply_put(m, cx, cmd, name, text, grant.as_deref())
+            policy::apply_put(m, &change(cx, cmd, grant), name, text)
         }
-        Op::DeletePolicy { name, grant } => {
-            policy::apply_delete(m, cx, cmd, name, grant.as_deref())
-        }
+        Op::DeletePolicy { name, grant } => policy::apply_delete(m, &change(cx, cmd, grant), name),
         Op::Attach {
             policy,
             target,

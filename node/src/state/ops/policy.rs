@@ -13,14 +13,15 @@ use crate::state::breakglass::evidence::{check_grant, Release};
 use crate::state::breakglass::{Use, UseTarget, GROUP_PATH, POLICY_PATH};
 use crate::state::{validate_name, AttachTarget, Command, Model, ROOT_POLICY};
 
-pub fn validate_put(
-    m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
-    name: &str,
-    text: &str,
-    grant: Option<&str>,
-) -> Result<(), Refusal> {
+/// A change that may touch a gate: the command that makes it, where it applies, and the
+/// break-glass grant it names (if any).
+pub struct Change<'a> {
+    pub cx: &'a Ctx<'a>,
+    pub cmd: &'a Command,
+    pub grant: Option<&'a str>,
+}
+
+pub fn validate_put(m: &Model, ch: &Change, name: &str, text: &str) -> Result<(), Refusal> {
     validate_name("policy", name)?;
     if name == ROOT_POLICY {
         return Err(Refusal::invalid(
@@ -29,7 +30,7 @@ pub fn validate_put(
     }
     parse_text(name, text)?;
     if m.policies.get(name).is_some_and(|old| old != text) {
-        gate_locked(m, cx, cmd, name, Capability::Update, grant)?;
+        gate_locked(m, ch, name, Capability::Update)?;
     }
     Ok(())
 }
@@ -52,51 +53,28 @@ fn gates(text: &str) -> bool {
 /// from the signatures the grant's record keeps (`evidence::check_grant`), not from its
 /// `granted` state. Attaching and detaching do not move a gate: a gate binds every identity
 /// whatever it is attached to. A restore cannot take a grant and may not change a gate.
-fn gate_locked(
-    m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
-    name: &str,
-    capability: Capability,
-    grant: Option<&str>,
-) -> Result<(), Refusal> {
+fn gate_locked(m: &Model, ch: &Change, name: &str, capability: Capability) -> Result<(), Refusal> {
     if !m.policies.get(name).is_some_and(|text| gates(text)) {
         return Ok(());
     }
     let what = format!("policy {name:?} holds a break_glass gate");
-    under_grant(
-        m,
-        cx,
-        cmd,
-        &format!("{POLICY_PATH}{name}"),
-        capability,
-        grant,
-        &what,
-    )
+    under_grant(m, ch, &format!("{POLICY_PATH}{name}"), capability, &what)
 }
 
 /// Refuses deleting group `group` when a gate names it as approvers (the factor would be left
 /// unmeetable, or meetable by whoever next creates a group of that name), unless `cmd` is made
 /// under `grant`: an active grant to delete `sys/groups/NAME`, approved by the factors of every
 /// gate that names the group.
-pub fn guard_approver_group(
-    m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
-    group: &str,
-    grant: Option<&str>,
-) -> Result<(), Refusal> {
+pub fn guard_approver_group(m: &Model, ch: &Change, group: &str) -> Result<(), Refusal> {
     let Some(policy) = naming(m, group) else {
         return Ok(());
     };
     let what = format!("group {group:?} approves break-glass requests in policy {policy:?}");
     under_grant(
         m,
-        cx,
-        cmd,
+        ch,
         &format!("{GROUP_PATH}{group}"),
         Capability::Delete,
-        grant,
         &what,
     )
 }
@@ -119,14 +97,12 @@ fn naming(m: &Model, group: &str) -> Option<String> {
 /// `path` to its signer that holds by its own signatures now and has a use left.
 fn under_grant(
     m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
+    ch: &Change,
     path: &str,
     capability: Capability,
-    grant: Option<&str>,
     what: &str,
 ) -> Result<(), Refusal> {
-    let Some(id) = grant else {
+    let Some(id) = ch.grant else {
         return Err(Refusal::rejected(format!(
             "{what}: to {capability} it, ask for a grant under the gate's own factors (tessera breakglass request {path} --capability {capability} --reason ...) and name it with --grant"
         )));
@@ -136,17 +112,17 @@ fn under_grant(
         .get(id)
         .ok_or_else(|| Refusal::not_found(format!("no break-glass request {id:?}")))?;
     let (g, gates) = check_grant(
-        cx.trust,
+        ch.cx.trust,
         m,
-        cx.cluster_id,
+        ch.cx.cluster_id,
         r,
         &Release {
-            caller: &cmd.by,
+            caller: &ch.cmd.by,
             path,
             capability,
             use_id: "",
             target: &UseTarget::Version(0),
-            now: cx.time,
+            now: ch.cx.time,
         },
     )?;
     let budget = g.uses.min(gates.uses()) as usize;
@@ -160,14 +136,14 @@ fn under_grant(
 
 /// Records a gated change as a use of its grant (what it was spent on: the SHA-256 of the new
 /// text, or of the deletion).
-pub fn spend(m: &mut Model, cx: &Ctx, cmd: &Command, grant: Option<&str>, what: &[u8]) {
-    let (Some(id), Some(call)) = (grant, &cmd.signed) else {
+pub fn spend(m: &mut Model, ch: &Change, what: &[u8]) {
+    let (Some(id), Some(call)) = (ch.grant, &ch.cmd.signed) else {
         return;
     };
     if let Some(r) = m.breakglass.get_mut(id) {
         r.uses.push(Use {
             id: hex::encode(&call.id),
-            at: cx.time,
+            at: ch.cx.time,
             target: UseTarget::Message(hex::encode(Sha256::digest(what))),
             call: Some(call.clone()),
         });
@@ -184,27 +160,14 @@ pub fn parse_text(name: &str, text: &str) -> Result<Policy, Refusal> {
     Policy::parse(text).map_err(|e| Refusal::invalid(format!("policy {name:?}: {e}")))
 }
 
-pub fn apply_put(
-    m: &mut Model,
-    cx: &Ctx,
-    cmd: &Command,
-    name: &str,
-    text: &str,
-    grant: Option<&str>,
-) {
+pub fn apply_put(m: &mut Model, ch: &Change, name: &str, text: &str) {
     if m.policies.get(name).is_some_and(|old| old != text) && gates(&m.policies[name]) {
-        spend(m, cx, cmd, grant, text.as_bytes());
+        spend(m, ch, text.as_bytes());
     }
     m.policies.insert(name.to_string(), text.to_string());
 }
 
-pub fn validate_delete(
-    m: &Model,
-    cx: &Ctx,
-    cmd: &Command,
-    name: &str,
-    grant: Option<&str>,
-) -> Result<(), Refusal> {
+pub fn validate_delete(m: &Model, ch: &Change, name: &str) -> Result<(), Refusal> {
     if name == ROOT_POLICY {
         return Err(Refusal::invalid(
             "the root policy is built in and cannot be deleted",
@@ -213,19 +176,13 @@ pub fn validate_delete(
     if !m.policies.contains_key(name) {
         return Err(Refusal::invalid(format!("policy {name:?} does not exist")));
     }
-    gate_locked(m, cx, cmd, name, Capability::Delete, grant)
+    gate_locked(m, ch, name, Capability::Delete)
 }
 
 /// The policy goes, and with it every attachment of it.
-pub fn apply_delete(m: &mut Model, cx: &Ctx, cmd: &Command, name: &str, grant: Option<&str>) {
+pub fn apply_delete(m: &mut Model, ch: &Change, name: &str) {
     if m.policies.get(name).is_some_and(|text| gates(text)) {
-        spend(
-            m,
-            cx,
-            cmd,
-            grant,
-            format!("delete policy {name}").as_bytes(),
-        );
+        spend(m, ch, format!("delete policy {name}").as_bytes());
     }
     m.policies.remove(name);
     for set in m
@@ -334,6 +291,22 @@ mod tests {
         r.error.as_ref().expect("refused").to_string()
     }
 
+    /// admin's request for `capability` on `path`, approved by ciso; its id.
+    fn granted(ca: &TestCa, m: &mut Model, path: &str, capability: Capability) -> String {
+        let ask = ca.client("admin").sign(Op::BreakGlassRequest {
+            path: path.into(),
+            capability,
+            reason: "a change of approvers".into(),
+            ttl_secs: 600,
+            time: at(0),
+        });
+        assert_eq!(run(m, ca, &ask), CommandResult::ok());
+        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
+        let approve = decision(&ca.client("ciso"), m, &id, true, 1);
+        assert_eq!(run(m, ca, &approve), CommandResult::ok());
+        id
+    }
+
     #[test]
     fn a_gate_is_changed_only_under_a_grant_of_its_own_factors_spent_by_the_change() {
         let ca = TestCa::new();
@@ -419,7 +392,7 @@ mod tests {
     #[test]
     fn an_approver_group_is_deleted_only_under_a_grant_of_the_gates_that_name_it() {
         let ca = TestCa::new();
-        let (admin, ciso) = (ca.client("admin"), ca.client("ciso"));
+        let admin = ca.client("admin");
         let mut m = Model {
             roots: ["admin".to_string()].into(),
             ..Model::default()
@@ -438,17 +411,7 @@ mod tests {
                 && err.contains("breakglass request sys/groups/sre --capability delete"),
             "{err}"
         );
-        let ask = admin.sign(Op::BreakGlassRequest {
-            path: "sys/groups/sre".into(),
-            capability: Capability::Delete,
-            reason: "the team is gone".into(),
-            ttl_secs: 600,
-            time: at(0),
-        });
-        assert_eq!(run(&mut m, &ca, &ask), CommandResult::ok());
-        let id = hex::encode(&ask.signed.as_ref().unwrap().id);
-        let approve = decision(&ciso, &m, &id, true, 1);
-        assert_eq!(run(&mut m, &ca, &approve), CommandResult::ok());
+        let id = granted(&ca, &mut m, "sys/groups/sre", Capability::Delete);
         assert_eq!(run(&mut m, &ca, &delete(Some(&id))), CommandResult::ok());
         assert!(!m.groups.contains_key("sre"));
         assert_eq!(m.breakglass[&id].uses.len(), 1);
