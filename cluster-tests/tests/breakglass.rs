@@ -148,48 +148,29 @@ fn a_gated_secret_opens_only_under_an_approved_grant_checked_by_every_holder() {
     ok(&c.cli_as("alice", 1, &["kv", "metadata", "get", "prod/db/main"]));
 
     // Malformed requests: nothing stored.
-    let err = fails(&c.cli_as(
-        "alice",
-        1,
-        &[
-            "breakglass",
-            "request",
-            "prod/db/main",
-            "--reason",
-            " ",
-            "--ttl",
-            "10m",
-        ],
-    ));
-    assert!(err.contains("reason"), "{err}");
-    let err = fails(&c.cli_as(
-        "alice",
-        1,
-        &[
-            "breakglass",
-            "request",
-            "prod/db/main",
-            "--reason",
-            "x",
-            "--ttl",
-            "2h",
-        ],
-    ));
-    assert!(err.contains("1h"), "{err}");
-    let err = fails(&c.cli_as(
-        "dave",
-        1,
-        &[
-            "breakglass",
-            "request",
-            "prod/db/main",
-            "--reason",
-            "x",
-            "--ttl",
-            "10m",
-        ],
-    ));
-    assert!(err.contains("permission denied"), "{err}");
+    let refused = |who: &str, reason: &str, ttl: &str| {
+        fails(&c.cli_as(
+            who,
+            1,
+            &[
+                "breakglass",
+                "request",
+                "prod/db/main",
+                "--reason",
+                reason,
+                "--ttl",
+                ttl,
+            ],
+        ))
+    };
+    for (who, reason, ttl, says) in [
+        ("alice", " ", "10m", "reason"),
+        ("alice", "x", "2h", "1h"),
+        ("dave", "x", "10m", "permission denied"),
+    ] {
+        let err = refused(who, reason, ttl);
+        assert!(err.contains(says), "{who} {reason:?} {ttl}: {err}");
+    }
     let none = c.json(1, &["breakglass", "list"]);
     assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
 

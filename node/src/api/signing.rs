@@ -101,6 +101,9 @@ impl Api {
                     r.key, k.threshold
                 )));
             }
+            // The nonces first (single use either way: a refusal below drops them), so that a
+            // request with unknown or spent nonces does not spend a use on this node.
+            let nonces = self.node.nonces.take(identity, &r.request_id, &r.key)?;
             // Last before the share is made: from here on the use is spent on this node.
             let granted = match under {
                 Some(under) => Some(
@@ -116,7 +119,6 @@ impl Api {
                 ),
                 None => None,
             };
-            let nonces = self.node.nonces.take(identity, &r.request_id, &r.key)?;
             let group_key = k
                 .group_key
                 .ok_or_else(|| Refusal::internal("active key without group key"))?;
