@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_tests::webhook::Receiver;
+use cluster_tests::webhook::{Receiver, PATH_TOKEN};
 use cluster_tests::{byzantine_leader, fails, forge_leading, ok, tessera_bin, Cluster, Opts, Sshd};
 use serde_json::Value;
 use tessera_client::proto::{ReleaseItem, ReleaseSharesRequest};
@@ -818,6 +818,22 @@ fn every_event_reaches_the_webhook_once_signed_and_none_is_lost_when_the_leader_
     assert!(copies
         .iter()
         .all(|d| d.valid_hmac && d.body["request"] == third.as_str()));
+
+    // Canary: no node logged the HMAC key or the URL's path (a credential for many receivers),
+    // though each failed attempt was logged.
+    let key = std::str::from_utf8(key).unwrap();
+    let logs: Vec<String> = (1..=3)
+        .map(|n| std::fs::read_to_string(&c.node(n).log).unwrap())
+        .collect();
+    for (n, log) in logs.iter().enumerate() {
+        assert!(!log.contains(key), "node {} logged the webhook key", n + 1);
+        assert!(
+            !log.contains(PATH_TOKEN),
+            "node {} logged the webhook path",
+            n + 1
+        );
+    }
+    assert!(logs.iter().any(|l| l.contains("webhook delivery failed")));
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //!
 //! The HMAC key is a credential of the receiver, not cluster data: it lives in a file on each
 //! node (`[webhook] secret_file`), is held in memory that is wiped when dropped, and is never
-//! logged or shown. Events carry no secret material (paths, identities, reasons, times).
+//! logged or shown. So is the URL's path and query, which for many receivers (chat incoming
+//! webhooks) is itself the credential: logs and errors name only scheme, host and port.
+//! Events carry no secret material (paths, identities, reasons, times).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +82,7 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, WebhookError> {
-    let bad = |why: &str| WebhookError::Config(format!("url {url:?}: {why}"));
+    let bad = |why: &str| WebhookError::Config(format!("the webhook url: {why}"));
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -120,6 +122,16 @@ fn parse_url(url: &str) -> Result<Target, WebhookError> {
         port,
         path: path.to_string(),
     })
+}
+
+/// The endpoint as logs and errors show it: no path, no query.
+fn shown(t: &Target) -> String {
+    let scheme = if t.tls { "https" } else { "http" };
+    if t.host.contains(':') {
+        format!("{scheme}://[{}]:{}/…", t.host, t.port)
+    } else {
+        format!("{scheme}://{}:{}/…", t.host, t.port)
+    }
 }
 
 /// A configured endpoint, ready to deliver.
@@ -180,7 +192,7 @@ impl Webhook {
             None
         };
         Ok(Webhook {
-            url: c.url.clone(),
+            url: shown(&target),
             target,
             secret: WebhookSecret::new(secret)?,
             timeout: Duration::from_millis(c.timeout_ms.max(1)),
@@ -189,6 +201,7 @@ impl Webhook {
         })
     }
 
+    /// The endpoint without its path and query (which may be a credential).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -392,5 +405,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, WebhookError::Status { status: 500, .. }), "{e}");
+        // The path (a credential for many receivers) is in no message.
+        assert!(!e.to_string().contains("/hook"), "{e}");
+        assert!(e.to_string().contains("http://127.0.0.1:"), "{e}");
     }
 }
