@@ -463,6 +463,20 @@ fn a_denial_vetoes_a_revocation_ends_and_a_grant_expires_by_each_holders_clock()
         assert!(e.to_string().contains("ended"), "node {n}: {e}");
     }
     assert_eq!(status(&c, &short)["status"], "expired");
+    // With no webhook, the leader that saw the expiry still writes its audit line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let expired = |c: &Cluster| {
+        (1..=3)
+            .map(|n| audit(c, n).matches(&format!("{short}.expired")).count())
+            .sum::<usize>()
+    };
+    while expired(&c) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit line for the expiry"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The forged-approval attack: node 1 (a `byzantine-test` build that leads) writes a grant

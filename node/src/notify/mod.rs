@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::AuditRecord;
 use crate::node::Node;
+use crate::state::breakglass::Status;
 use crate::state::ops::breakglass::{notified_message, MAX_NOTIFIED};
 use crate::state::{Op, Timestamp};
 use events::Event;
@@ -95,7 +96,12 @@ impl Notifier {
         let mut out = Vec::new();
         for r in st.model.breakglass.values() {
             // Most records are done: every event marked (the count is cheap, the events not).
-            if r.notified.len() >= events::count_of(r, now) {
+            // Without a webhook only an expiry has anything left to do.
+            let done = match self.webhook {
+                Some(_) => r.notified.len() >= events::count_of(r, now),
+                None => r.notified.contains("expired") || r.status(now) != Status::Expired,
+            };
+            if done {
                 continue;
             }
             for e in events::events_of(cluster, r, now) {
